@@ -1,0 +1,54 @@
+"""The ``monai-pneumonia`` command line (also ``python -m monai_pneumonia``).
+
+Each subcommand lives in its own module of this package and exposes ``add_parser(subparsers)``, which
+registers an ``argparse`` sub-parser whose ``func`` default runs it. Heavy imports (torch, MONAI, pydicom)
+happen inside the subcommand, so ``--help`` and ``--version`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from monai_pneumonia import __version__
+
+__all__ = ["build_parser", "main"]
+
+#: Modules of this package that each contribute one subcommand, in the order ``--help`` lists them.
+SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "datalist", "demo")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every registered subcommand.
+
+    Returns:
+        The parser; ``parse_args`` yields a namespace whose ``func`` runs the chosen subcommand.
+    """
+    parser = argparse.ArgumentParser(
+        prog="monai-pneumonia",
+        description="Pneumonia vs normal on pediatric chest radiographs (DICOM, PNG, JPEG, NIfTI) with MONAI.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for name in SUBCOMMAND_MODULES:
+        importlib.import_module(f"{__name__}.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: arguments without the program name; ``sys.argv[1:]`` when ``None``.
+
+    Returns:
+        The process exit status.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args.func(args) or 0)

@@ -1,0 +1,35 @@
+"""Typed errors shared by the loader, the bundle workflows and the DICOM service."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["NoReadableInputError", "XrayInputError"]
+
+
+class XrayInputError(ValueError):
+    """An input that cannot be used as a chest radiograph.
+
+    The message always names the file and the reason, so a refused input can be reported back to the
+    person or system that sent it (``errors.csv`` of the bundle, the DICOM service's log).
+
+    Args:
+        path: the offending file (or a description of the source when there is no file).
+        reason: why it is refused, in words a user can act on.
+
+    Attributes:
+        path: the file as given.
+        reason: the reason alone, without the file name.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, reason: str) -> None:
+        self.path = os.fspath(path) if path is not None else "<memory>"
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # keeps the two-argument signature picklable across DataLoader workers
+        return (type(self), (self.path, self.reason))
+
+
+class NoReadableInputError(RuntimeError):
+    """An evaluation or inference run in which every input was refused (each one is listed in ``errors.csv``)."""
