@@ -1,0 +1,38 @@
+"""Networks of monai-pneumonia: the attention + multi-scale-fusion ResNet and its transfer initialisation."""
+
+from .attention_resnet import DEPTHS, AttentionResNet
+from .blocks import (
+    ATTENTION_TYPES,
+    AttentionResNetBlock,
+    AttentionResNetBottleneck,
+    CBAMBlock,
+    ChannelAttention,
+    MultiScaleFusion,
+    SpatialAttention,
+    make_attention,
+)
+from .pretrained import (
+    PretrainedReport,
+    adapt_stem_weight,
+    load_pretrained,
+    map_torchvision_key,
+    torchvision_resnet_layout,
+)
+
+__all__ = [
+    "ATTENTION_TYPES",
+    "DEPTHS",
+    "AttentionResNet",
+    "AttentionResNetBlock",
+    "AttentionResNetBottleneck",
+    "CBAMBlock",
+    "ChannelAttention",
+    "MultiScaleFusion",
+    "PretrainedReport",
+    "SpatialAttention",
+    "adapt_stem_weight",
+    "load_pretrained",
+    "make_attention",
+    "map_torchvision_key",
+    "torchvision_resnet_layout",
+]
