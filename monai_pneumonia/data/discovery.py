@@ -1,0 +1,115 @@
+"""Find radiograph files in folders (PACS exports, class folders, ad-hoc inputs).
+
+Files are recognised by content (:func:`monai_pneumonia.io.formats.sniff_format`), not by name, so
+extensionless DICOM (``IM00001``) is found and a ``.txt`` next to it is skipped. Walking is lazy
+(:func:`iter_images`), so a folder of 100k files starts yielding at once, and it follows symbolic links to
+folders exactly once per real folder, so link loops end.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Iterable, Iterator
+
+from monai_pneumonia.io.formats import RADIOGRAPH_FORMATS, sniff_format
+
+__all__ = ["find_images", "iter_images", "is_skipped_name"]
+
+#: File names never taken from a folder: the DICOM media directory index is DICOM but not an image.
+SKIPPED_FILE_NAMES = frozenset({"DICOMDIR"})
+
+
+def is_skipped_name(name: str) -> bool:
+    """Whether a file or folder name found inside a folder is skipped without reading it.
+
+    Args:
+        name: a base name.
+
+    Returns:
+        ``True`` for hidden names (leading ``.``, e.g. ``.DS_Store``, ``.git``) and ``DICOMDIR`` (any case).
+    """
+    return name.startswith(".") or name.upper() in SKIPPED_FILE_NAMES
+
+
+def _walk_folder(folder: str, recursive: bool, visited: set[str], formats: Collection[str]) -> Iterator[str]:
+    """Yield the radiographs under one folder, each folder's entries in sorted order.
+
+    Args:
+        folder: the folder to search.
+        recursive: search sub-folders too.
+        formats: the formats kept.
+        visited: real paths of folders already searched (updated), so that link loops and folders reached
+            twice are searched once.
+    """
+    for root, dirnames, filenames in os.walk(folder, followlinks=True):
+        real_root = os.path.realpath(root)
+        if real_root in visited:
+            dirnames[:] = []
+            continue
+        visited.add(real_root)
+        kept = []
+        if recursive:
+            for name in sorted(dirnames):
+                if not is_skipped_name(name) and os.path.realpath(os.path.join(root, name)) not in visited:
+                    kept.append(name)
+        dirnames[:] = kept  # os.walk descends in this (sorted) order
+        for name in sorted(filenames):
+            path = os.path.join(root, name)
+            if not is_skipped_name(name) and sniff_format(path) in formats:
+                yield path
+
+
+def iter_images(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    recursive: bool = True,
+    formats: Collection[str] = RADIOGRAPH_FORMATS,
+) -> Iterator[str]:
+    """Lazily yield the radiograph files among files and folders.
+
+    Folders are searched (recursively by default) for DICOM (with or without extension, Part 10 files only),
+    PNG, JPEG and NIfTI files, decided by content. Hidden files and folders and ``DICOMDIR`` are skipped,
+    symbolic links to folders are followed once per real folder (no loops).
+
+    An explicitly given *file* is always yielded, image or not (even when it does not exist), so that the
+    caller can report it as refused instead of it vanishing silently.
+
+    Args:
+        paths: one path or several, files or folders, searched in the given order.
+        recursive: search sub-folders of the given folders.
+        formats: the formats looked for in folders (:data:`~monai_pneumonia.io.formats.RADIOGRAPH_FORMATS`
+            entries), e.g. ``("dicom",)`` for a PACS export; each file is read once.
+
+    Yields:
+        Paths (the given folder joined with the relative path): each folder's files in sorted order, then its
+        sub-folders in sorted order. A folder reached twice (given twice, or via a link) is searched once.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    visited: set[str] = set()
+    for path in paths:
+        path = os.fspath(path)
+        if os.path.isdir(path):
+            yield from _walk_folder(path, recursive, visited, frozenset(formats))
+        else:
+            yield path
+
+
+def find_images(
+    paths: str | os.PathLike | Iterable[str | os.PathLike],
+    recursive: bool = True,
+    formats: Collection[str] = RADIOGRAPH_FORMATS,
+) -> list[str]:
+    """The radiograph files among files and folders, sorted and without repeats.
+
+    Same rules as :func:`iter_images` (content sniffing, hidden files and ``DICOMDIR`` skipped, no link
+    loops, explicit files always returned so the caller can refuse them with a reason).
+
+    Args:
+        paths: one path or several, files or folders.
+        recursive: search sub-folders of the given folders.
+        formats: the formats looked for in folders.
+
+    Returns:
+        The paths, sorted, each once.
+    """
+    return sorted(set(iter_images(paths, recursive=recursive, formats=formats)))
