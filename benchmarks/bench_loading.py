@@ -1,0 +1,166 @@
+"""Benchmark LoadXray on the NEMA WG04 RG1 chest radiograph (1955 x 1841, 15 bits) in every encoding.
+
+Encodings: those shipped by pydicom-data (uncompressed, JPEG 2000 lossless and lossy) plus ones made in a
+temporary folder: JPEG Lossless SV1, JPEG-LS lossless and RLE with dcmtk (``dcmcjpeg``, ``dcmcjpls``,
+``dcmcrle``; skipped when absent), RLE with pydicom's encoder, deflate with pydicom.
+
+For each: median (and min) of ``--repeats`` runs of ``LoadXray`` and of ``LoadXray`` + ``Resize((224, 224))``.
+
+Usage::
+
+    python benchmarks/bench_loading.py [--repeats 5] [--output benchmarks/results/loading.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "loading.json"
+PACKAGES = (
+    "monai",
+    "torch",
+    "numpy",
+    "pydicom",
+    "pillow",
+    "pylibjpeg",
+    "pylibjpeg-openjpeg",
+    "pylibjpeg-rle",
+    "python-gdcm",
+    "pyjpegls",
+    "nibabel",
+)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def make_encodings(folder: Path) -> dict[str, Path]:
+    """RG1 in every available encoding: name -> file."""
+    import pydicom
+    import pydicom.data
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
+
+    files = {}
+    for name in ("UNCR", "J2KR", "J2KI"):
+        try:
+            files[f"RG1_{name}"] = Path(pydicom.data.get_testdata_file(f"RG1_{name}.dcm"))
+        except Exception:
+            pass
+    src = files.get("RG1_UNCR")
+    if src is None:
+        raise SystemExit("pydicom-data (RG1_UNCR.dcm) is not installed")
+    tools = {
+        "dcmtk_jpeg_lossless_sv1": ["dcmcjpeg", "--encode-lossless-sv1"],
+        "dcmtk_jpegls_lossless": ["dcmcjpls", "--encode-lossless"],
+        "dcmtk_rle": ["dcmcrle"],
+    }
+    for name, command in tools.items():
+        if shutil.which(command[0]):
+            dst = folder / f"{name}.dcm"
+            subprocess.run([*command, str(src), str(dst)], check=True, capture_output=True)
+            files[name] = dst
+    ds = pydicom.dcmread(src)
+    ds.compress(RLELossless, encoding_plugin="pylibjpeg")
+    ds.save_as(folder / "pydicom_rle.dcm")
+    files["pydicom_rle"] = folder / "pydicom_rle.dcm"
+    ds = pydicom.dcmread(src)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(folder / "pydicom_deflate.dcm", enforce_file_format=True)
+    files["pydicom_deflate"] = folder / "pydicom_deflate.dcm"
+    return files
+
+
+def _time(fn, repeats: int) -> dict[str, float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return {"median_s": round(statistics.median(times), 4), "min_s": round(min(times), 4)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark and write the JSON report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (median reported)")
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON report path")
+    args = parser.parse_args(argv)
+
+    from monai.transforms import Resize
+
+    from monai_pneumonia.transforms import LoadXray
+
+    load = LoadXray()
+    resize = Resize((224, 224))
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, path in make_encodings(Path(tmp)).items():
+            load(path)  # warm-up (imports, plugin discovery)
+            import pydicom
+
+            syntax = str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
+            results[name] = {
+                "transfer_syntax": syntax,
+                "file_bytes": path.stat().st_size,
+                "load": _time(lambda p=path: load(p), args.repeats),
+                "load_resize_224": _time(lambda p=path: resize(load(p)), args.repeats),
+            }
+            print(
+                f"{name:28s} {syntax:24s} load {results[name]['load']['median_s']:.3f} s   "
+                f"+resize {results[name]['load_resize_224']['median_s']:.3f} s",
+                flush=True,
+            )
+    report = {
+        "benchmark": "LoadXray on RG1 (1955 x 1841 CR, 15 bits stored, MONOCHROME1)",
+        "repeats": args.repeats,
+        "machine": _machine(),
+        "versions": _versions(),
+        "results": results,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.output}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,431 @@
+"""Read a DICOM radiograph and turn it into what a radiologist sees, as floats in [0, 1].
+
+Display pipeline (PS3.4 N.2 grayscale pipeline), all steps done by pydicom's own functions:
+
+1. Stored values: ``Dataset.pixel_array`` decodes (pydicom pixel handlers; pylibjpeg-openjpeg, pyjpegls,
+   pylibjpeg-rle and python-gdcm plugins for compressed transfer syntaxes), keeps only BitsStored bits and
+   sign-extends when PixelRepresentation is 1 (PS3.5 8.1.1).
+2. Modality LUT (PS3.3 C.11.1): :func:`pydicom.pixels.apply_modality_lut`, i.e. Rescale Slope/Intercept or
+   the Modality LUT Sequence.
+3. VOI LUT (PS3.3 C.11.2): :func:`pydicom.pixels.apply_voi_lut` with the first view (``index=0``) when several
+   windows are given; the VOI LUT Sequence is preferred to Window Center/Width when both exist; VOI LUT
+   Function LINEAR, LINEAR_EXACT and SIGMOID (C.11.2.1.2, C.11.2.1.3). The result is scaled to [0, 1] by the
+   output range of that step as pydicom defines it: ``[0, 2**n - 1]`` for a VOI LUT of n-bit entries, and for
+   a window the range of the stored bits passed through the modality LUT.
+4. Without any usable VOI attribute, the **fallback**: let ``[lo, hi]`` be the range the stored bits can
+   represent (``[0, 2**BitsStored - 1]``, or the signed range), passed through the modality LUT. If the
+   image spans at least :data:`FULL_RANGE_MIN_SPAN` (a quarter) of it, ``(v - lo) / (hi - lo)``: the encoder
+   used the bit depth it declared, so this is exact, and a picture written as 8-bit (``v``) or as 12-bit
+   (``round(v * 4095 / 255)``) loads back as ``v / 255``. Otherwise the declared depth is not used (typically
+   12-bit data declared as 16 bits) and a percentile window, 0.5 % to 99.5 %, clipped, avoids a black image.
+   Both are deterministic; ``meta["intensity_rule"]`` says which one applied.
+5. MONOCHROME1 (PS3.3 C.7.6.3.1.2: minimum value is white) is inverted *after* windowing: ``1 - v``.
+
+The returned array is row-major ``(rows, columns)``; :class:`XrayDicomReader` and
+:class:`~monai_pneumonia.transforms.LoadXray` give MONAI's x-first ``(columns, rows)`` orientation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+from monai.data import ImageReader
+
+from monai_pneumonia.errors import XrayInputError
+from monai_pneumonia.io.formats import DICOM, sniff_format
+from monai_pneumonia.io.policy import DICOM_META_KEYWORDS, XrayPolicy, make_meta
+
+__all__ = [
+    "FULL_RANGE_MIN_SPAN",
+    "PERCENTILE_WINDOW",
+    "XrayDicomReader",
+    "decoder_hint",
+    "dicom_to_display",
+    "fallback_normalise",
+    "read_dicom",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Fraction of the representable range the data must span for the full-range fallback.
+FULL_RANGE_MIN_SPAN = 0.25
+#: Percentiles of the fallback window used when the data spans less than that.
+PERCENTILE_WINDOW = (0.5, 99.5)
+#: Elements larger than this are read from disk only when needed, so the header checks come first.
+_DEFER_SIZE = 64 * 1024 * 1024
+
+_MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
+_DECODERS = {
+    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg, python-gdcm or Pillow",
+    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg (GPL-3.0, deliberately not installed) for 12-bit JPEG Extended",
+    "1.2.840.10008.1.2.4.57": "python-gdcm or pylibjpeg-libjpeg (GPL-3.0)",
+    "1.2.840.10008.1.2.4.70": "python-gdcm or pylibjpeg-libjpeg (GPL-3.0)",
+    "1.2.840.10008.1.2.4.80": "pyjpegls or python-gdcm",
+    "1.2.840.10008.1.2.4.81": "pyjpegls or python-gdcm",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
+    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.5": "pydicom itself or pylibjpeg-rle",
+}
+#: Decoder plugin used first per transfer syntax. python-gdcm terminates the whole process (an uncaught C++
+#: exception) on some corrupt JPEG 2000 streams, so it is used only where no other plugin decodes the syntax
+#: (JPEG Lossless SV1, Process 14).
+_PREFERRED_PLUGINS = {
+    "1.2.840.10008.1.2.4.50": ("pillow", "pylibjpeg"),
+    "1.2.840.10008.1.2.4.80": ("pyjpegls", "pylibjpeg"),
+    "1.2.840.10008.1.2.4.81": ("pyjpegls", "pylibjpeg"),
+    "1.2.840.10008.1.2.4.90": ("pylibjpeg", "pillow"),
+    "1.2.840.10008.1.2.4.91": ("pylibjpeg", "pillow"),
+    "1.2.840.10008.1.2.4.201": ("pylibjpeg", "pillow"),
+    "1.2.840.10008.1.2.4.202": ("pylibjpeg", "pillow"),
+    "1.2.840.10008.1.2.4.203": ("pylibjpeg", "pillow"),
+    "1.2.840.10008.1.2.5": ("pylibjpeg", "pydicom"),
+}
+
+
+#: JPEG 2000 / HTJ2K: python-gdcm is not tried when another plugin is installed (it can abort the process on a
+#: corrupt stream); when none is, pydicom's default order (gdcm included) is the last resort.
+_NO_GDCM = frozenset(
+    (
+        "1.2.840.10008.1.2.4.90",
+        "1.2.840.10008.1.2.4.91",
+        "1.2.840.10008.1.2.4.201",
+        "1.2.840.10008.1.2.4.202",
+        "1.2.840.10008.1.2.4.203",
+    )
+)
+
+
+def _decoding_plugins(transfer_syntax: str) -> list[str]:
+    """Decoder plugins to try in order; ``""`` lets pydicom try every available plugin itself."""
+    from pydicom.pixels import get_decoder
+
+    try:
+        available = get_decoder(transfer_syntax).available_plugins
+    except Exception:  # no decoder for this syntax (native) or unknown UID
+        return [""]
+    chosen = [p for p in _PREFERRED_PLUGINS.get(str(transfer_syntax), ()) if p in available]
+    if str(transfer_syntax) not in _NO_GDCM or not chosen:
+        chosen.append("")
+    return chosen
+
+
+def _pixel_array(ds, transfer_syntax: str) -> np.ndarray:
+    """Decode the single frame, trying the plugins of :func:`_decoding_plugins` in turn."""
+    errors = []
+    for plugin in _decoding_plugins(transfer_syntax):
+        try:
+            ds.pixel_array_options(decoding_plugin=plugin)
+            return ds.pixel_array
+        except Exception as exc:
+            errors.append(f"{plugin or 'any plugin'}: {exc}")
+    raise RuntimeError("; ".join(errors))
+
+
+def decoder_hint(transfer_syntax: str) -> str:
+    """Name the transfer syntax and the plugin(s) that decode it, for error messages."""
+    from pydicom.uid import UID
+
+    uid = UID(transfer_syntax or "")
+    name = uid.name if uid else "(missing)"
+    plugin = _DECODERS.get(
+        str(uid),
+        "pydicom itself"
+        if uid in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
+        else "no known plugin",
+    )
+    return f"transfer syntax {name} ({uid or 'no UID'}); decoded by {plugin}"
+
+
+def fallback_normalise(values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, str]:
+    """Map values to [0, 1] when no window is given (module docstring, step 4).
+
+    Args:
+        values: intensities after the modality LUT.
+        lo: the value the lowest stored value maps to.
+        hi: the value the highest stored value maps to.
+
+    Returns:
+        The mapped array (float32, clipped to [0, 1]) and the rule used: ``"full_range"`` or ``"percentile"``.
+    """
+    lo, hi = min(lo, hi), max(lo, hi)
+    vmin, vmax = float(values.min()), float(values.max())
+    if hi > lo and (vmax - vmin) >= FULL_RANGE_MIN_SPAN * (hi - lo):
+        rule = "full_range"
+    else:
+        rule = "percentile"
+        lo, hi = (float(p) for p in np.percentile(values, PERCENTILE_WINDOW))
+        if hi <= lo:
+            lo, hi = vmin, vmax
+    if hi <= lo:  # constant image
+        return np.zeros(values.shape, dtype=np.float32), rule
+    out = (values.astype(np.float32, copy=False) - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+    return np.clip(out, 0.0, 1.0, out=out), rule
+
+
+def _stored_range(ds) -> tuple[float, float]:
+    bits = int(ds.BitsStored)
+    if int(ds.get("PixelRepresentation", 0)) == 1:
+        return -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+    return 0.0, 2.0**bits - 1
+
+
+def _modality_range(ds) -> tuple[float, float]:
+    """The range of the modality LUT output for the representable stored values (PS3.3 C.11.1).
+
+    For a Modality LUT Sequence this is the range of its entries (whose declared depth is 8 or 16 bits even
+    when they hold 12-bit values).
+    """
+    from pydicom.pixels import apply_modality_lut
+
+    lo, hi = _stored_range(ds)
+    if ds.get("ModalityLUTSequence"):
+        descriptor = ds.ModalityLUTSequence[0].LUTDescriptor
+        first, entries = int(descriptor[1]), int(descriptor[0]) or 65536
+        outputs = apply_modality_lut(np.arange(first, first + entries, dtype=np.int64), ds)
+        return float(np.min(outputs)), float(np.max(outputs))
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope is not None and intercept is not None:
+        return lo * float(slope) + float(intercept), hi * float(slope) + float(intercept)
+    return lo, hi
+
+
+def _voi_output_range(ds) -> tuple[float, float]:
+    """Output range of pydicom's VOI step: the LUT entry range, or for a window the modality range."""
+    if ds.get("VOILUTSequence"):
+        return 0.0, 2.0 ** int(ds.VOILUTSequence[0].LUTDescriptor[2]) - 1
+    return _modality_range(ds)
+
+
+def _has_voi(ds) -> bool:
+    if ds.get("VOILUTSequence"):
+        return True
+    return ds.get("WindowCenter") not in (None, "") and ds.get("WindowWidth") not in (None, "")
+
+
+def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = None) -> tuple[np.ndarray, dict]:
+    """Apply the display pipeline of the module docstring to stored pixel values.
+
+    Args:
+        stored: ``ds.pixel_array`` (one frame, 2D).
+        ds: the data set (Image Pixel, Modality LUT and VOI LUT modules).
+        path: the file, for messages.
+
+    Returns:
+        ``(image, info)``: float32 ``(rows, columns)`` in [0, 1] with 1 = bright, and
+        ``{"intensity_rule": ..., "flags": [...]}``.
+
+    Raises:
+        XrayInputError: a LUT that pydicom cannot apply.
+    """
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    flags: list[str] = []
+    try:
+        values = apply_modality_lut(stored, ds)
+    except Exception as exc:  # malformed Modality LUT Sequence / rescale values
+        raise XrayInputError(path, f"cannot apply the modality LUT (PS3.3 C.11.1): {exc}") from exc
+    image = None
+    rule = ""
+    if _has_voi(ds):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                windowed = apply_voi_lut(values, ds, index=0, prefer_lut=True)
+            lo, hi = _voi_output_range(ds)
+            if hi == lo:
+                raise ValueError("empty VOI output range")
+            image = ((windowed - lo) / (hi - lo)).astype(np.float32)
+            np.clip(image, 0.0, 1.0, out=image)
+            rule = (
+                "voi_lut" if ds.get("VOILUTSequence") else f"window:{str(ds.get('VOILUTFunction', 'LINEAR')).upper()}"
+            )
+        except Exception as exc:  # invalid width, unknown function, broken LUT: fall back, but say so
+            logger.warning("%s: unusable VOI LUT (%s); using the fallback mapping", path, exc)
+            flags.append("voi_invalid")
+    if image is None:
+        image, rule = fallback_normalise(np.asarray(values), *_modality_range(ds))
+    if str(ds.PhotometricInterpretation).strip() == "MONOCHROME1":
+        np.subtract(1.0, image, out=image)
+    return image, {"intensity_rule": rule, "flags": flags}
+
+
+def _text(ds, keyword: str) -> str:
+    value = ds.get(keyword, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str) and isinstance(value, Sequence):
+        value = value[0] if len(value) else ""
+    return str(value).strip()
+
+
+def _spacing(ds) -> tuple[tuple[float, float] | None, str]:
+    """PixelSpacing, else ImagerPixelSpacing (PS3.3 10.7.1.3), in mm as (row, column); "0\\0" means unknown."""
+    for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
+        try:
+            value = ds.get(keyword)
+            if value is None or len(value) != 2:
+                continue
+            row, col = float(value[0]), float(value[1])
+        except (TypeError, ValueError):
+            continue
+        if row > 0 and col > 0 and np.isfinite(row) and np.isfinite(col):
+            return (row, col), keyword
+    return None, ""
+
+
+def _read_dataset(path: str | os.PathLike):
+    import pydicom
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=True)
+    except Exception as exc:  # InvalidDicomError, EOFError, struct.error, OSError, bad VR/length values, ...
+        raise XrayInputError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+    if "TransferSyntaxUID" not in ds.file_meta:  # raw data set without file meta: use the encoding read
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (
+            "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1" if little is not False else "1.2.840.10008.1.2.2"
+        )
+    return ds
+
+
+def read_dicom(path: str | os.PathLike, policy: XrayPolicy | None = None) -> tuple[np.ndarray, dict]:
+    """Read one DICOM radiograph.
+
+    Args:
+        path: a DICOM Part 10 file (or a raw data set).
+        policy: the acceptance policy (default :class:`XrayPolicy`).
+
+    Returns:
+        ``(image, meta)``: float32 ``(rows, columns)`` in [0, 1], 1 = bright, and the metadata of
+        :func:`~monai_pneumonia.io.policy.make_meta`.
+
+    Raises:
+        XrayInputError: anything that is not a decodable single-frame grey projection radiograph.
+    """
+    policy = policy or XrayPolicy()
+    if not os.path.isfile(path):
+        raise XrayInputError(path, "file not found")
+    if os.path.getsize(path) == 0:
+        raise XrayInputError(path, "empty file (0 bytes)")
+    ds = _read_dataset(path)
+    try:
+        return _decode(path, ds, policy)
+    except XrayInputError:
+        raise
+    except Exception as exc:  # lazily converted elements with wrong VR or length, odd headers
+        raise XrayInputError(path, f"invalid DICOM attributes ({type(exc).__name__}: {exc})") from exc
+
+
+def _decode(path, ds, policy: XrayPolicy) -> tuple[np.ndarray, dict]:
+    meta_sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
+    if meta_sop == _MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
+        raise XrayInputError(path, "a DICOMDIR (media directory), not an image; load the files it references")
+    if len(ds) == 0:
+        raise XrayInputError(path, "not a DICOM file (no data elements)")
+    flags = policy.check_modality(path, _text(ds, "Modality"))
+    if "PixelData" not in ds:
+        other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
+        raise XrayInputError(path, f"no pixel data ({other[0]} is not supported)" if other else "no pixel data")
+    policy.check_photometric(path, _text(ds, "PhotometricInterpretation"), int(ds.get("SamplesPerPixel", 1)))
+    policy.check_frames(path, int(ds.get("NumberOfFrames", 1) or 1))
+    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    policy.check_size(path, rows, columns)
+    for keyword in ("BitsAllocated", "BitsStored"):
+        if keyword not in ds:
+            raise XrayInputError(path, f"missing {keyword} (0028,{'0100' if keyword == 'BitsAllocated' else '0101'})")
+    flags += policy.check_anatomy(path, _text(ds, "BodyPartExamined"), _text(ds, "ViewPosition"))
+    flags += policy.check_for_processing(path, _text(ds, "PresentationIntentType"))
+
+    syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stored = _pixel_array(ds, syntax)
+    except Exception as exc:
+        raise XrayInputError(
+            path, f"cannot decode the pixel data ({type(exc).__name__}: {exc}); {decoder_hint(syntax)}"
+        ) from exc
+    if stored.shape != (rows, columns):
+        raise XrayInputError(path, f"decoded pixel data has shape {stored.shape}, header says {(rows, columns)}")
+    image, info = dicom_to_display(stored, ds, path)
+    spacing, source = _spacing(ds)
+    attrs = {k: _text(ds, k) for k in DICOM_META_KEYWORDS}
+    attrs["TransferSyntaxUID"] = syntax
+    meta = make_meta(
+        path,
+        DICOM,
+        rows,
+        columns,
+        spacing_rc=spacing,
+        spacing_source=source,
+        flags=flags + info["flags"],
+        intensity_rule=info["intensity_rule"],
+        bits=int(ds.BitsStored),
+        dicom=attrs,
+    )
+    return image, meta
+
+
+class _Loaded:
+    """What :meth:`XrayDicomReader.read` returns: the decoded image of one file and its metadata."""
+
+    def __init__(self, image: np.ndarray, meta: dict) -> None:
+        self.image, self.meta = image, meta
+
+
+class XrayDicomReader(ImageReader):
+    """MONAI ``ImageReader`` for DICOM radiographs with the display pipeline of this module.
+
+    ``LoadImage(reader=XrayDicomReader(), ensure_channel_first=True)`` gives the same ``(1, W, H)`` array
+    and metadata keys as :class:`~monai_pneumonia.transforms.LoadXray` (MONAI's x-first orientation).
+
+    Args:
+        strict: refuse wrong body part / view and secondary captures instead of flagging them.
+        policy: a full :class:`XrayPolicy` (overrides ``strict``).
+    """
+
+    suffixes = ("dcm", "dicom", "dic")
+
+    def __init__(self, strict: bool = False, policy: XrayPolicy | None = None) -> None:
+        super().__init__()
+        self.policy = policy or XrayPolicy(strict=strict)
+
+    def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
+        """Accept ``.dcm``/``.dicom``/``.dic`` names, and extensionless files whose content is DICOM."""
+        names = [filename] if isinstance(filename, (str, os.PathLike)) else list(filename)
+        for name in names:
+            text = os.fspath(name).lower()
+            if not (text.endswith(tuple("." + s for s in self.suffixes)) or sniff_format(name) == DICOM):
+                return False
+        return True
+
+    def read(self, data: Sequence[str | os.PathLike] | str | os.PathLike, **kwargs) -> _Loaded | list[_Loaded]:
+        """Read and decode one file (or several).
+
+        Raises:
+            XrayInputError: see :func:`read_dicom`.
+        """
+        if isinstance(data, (str, os.PathLike)):
+            return _Loaded(*read_dicom(data, self.policy))
+        loaded = [_Loaded(*read_dicom(name, self.policy)) for name in data]
+        return loaded[0] if len(loaded) == 1 else loaded
+
+    def get_data(self, img: _Loaded | list[_Loaded]) -> tuple[np.ndarray, dict]:
+        """Return the ``(W, H)`` float32 array (x first) and its metadata.
+
+        Raises:
+            ValueError: several images were read (a radiograph is one file).
+        """
+        if isinstance(img, list):
+            raise ValueError("XrayDicomReader loads one radiograph at a time")
+        meta = dict(img.meta)
+        return np.ascontiguousarray(img.image.T), meta
