@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
-__all__ = ["NoReadableInputError", "XrayInputError"]
+_E = TypeVar("_E", bound=BaseException)
+
+__all__ = ["NoReadableInputError", "XrayInputError", "find_cause"]
 
 
 class XrayInputError(ValueError):
@@ -33,3 +36,26 @@ class XrayInputError(ValueError):
 
 class NoReadableInputError(RuntimeError):
     """An evaluation or inference run in which every input was refused (each one is listed in ``errors.csv``)."""
+
+
+def find_cause(error: BaseException, error_type: type[_E]) -> _E | None:
+    """Find an exception of ``error_type`` on the cause/context chain of ``error`` (``error`` included).
+
+    MONAI re-raises the exceptions of transforms and of bundle config expressions as ``RuntimeError`` with the
+    original as the cause, so a typed error usually sits a few links down the chain.
+
+    Args:
+        error: the exception caught.
+        error_type: the type looked for.
+
+    Returns:
+        The first exception of that type on the chain, or ``None``.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, error_type):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -5,6 +5,7 @@ Importing this package stays light: torch is imported only when :func:`class_wei
 
 from __future__ import annotations
 
+from monai_pneumonia.data.balance import class_weights
 from monai_pneumonia.data.datalist import (
     CLASS_NAMES,
     SPLITS,
@@ -29,7 +30,6 @@ from monai_pneumonia.data.datalist import (
     summarize,
     write_datalist,
 )
-from monai_pneumonia.data.balance import class_weights
 from monai_pneumonia.data.discovery import find_images, iter_images
 
 __all__ = [

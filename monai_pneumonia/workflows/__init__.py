@@ -1,0 +1,37 @@
+"""Training, evaluation and inference workflow parts used by the bundle configs."""
+
+from monai_pneumonia.workflows.datasets import (
+    REFUSED_KEY,
+    RefusingDataset,
+    collate_with_refusals,
+    find_input_error,
+    image_items,
+)
+from monai_pneumonia.workflows.evaluator import XrayEvaluator
+from monai_pneumonia.workflows.handlers import (
+    CLASS_NAMES,
+    CamWriter,
+    EvaluationWriter,
+    OperatingThresholdHandler,
+    PredictionWriter,
+    operating_threshold,
+    source_path,
+)
+from monai_pneumonia.workflows.progress import ProgressBar
+
+__all__ = [
+    "CLASS_NAMES",
+    "REFUSED_KEY",
+    "CamWriter",
+    "EvaluationWriter",
+    "OperatingThresholdHandler",
+    "PredictionWriter",
+    "ProgressBar",
+    "RefusingDataset",
+    "XrayEvaluator",
+    "collate_with_refusals",
+    "find_input_error",
+    "image_items",
+    "operating_threshold",
+    "source_path",
+]

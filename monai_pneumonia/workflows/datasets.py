@@ -1,0 +1,89 @@
+"""Datasets and collation for evaluation and inference runs that must go on past unreadable inputs.
+
+A folder from a PACS export or a research archive always holds a few files the loader refuses (a report, a
+lateral film under the strict policy, a truncated transfer). Training fails loudly on such files — a training set
+should be clean — but evaluation and inference record each refusal with its reason and carry on:
+:class:`RefusingDataset` turns an :class:`~monai_pneumonia.errors.XrayInputError` into a refusal record,
+:func:`collate_with_refusals` moves those records out of the batch, and
+:class:`~monai_pneumonia.workflows.evaluator.XrayEvaluator` hands them to the handlers that write ``errors.csv``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from monai.data import Dataset, list_data_collate
+
+from monai_pneumonia.errors import XrayInputError, find_cause
+
+__all__ = ["REFUSED_KEY", "RefusingDataset", "collate_with_refusals", "find_input_error", "image_items"]
+
+#: Batch key under which :func:`collate_with_refusals` passes refusal records ``{"image": path, "error": reason}``.
+REFUSED_KEY = "refused"
+
+
+def find_input_error(error: BaseException) -> XrayInputError | None:
+    """The loader's :class:`XrayInputError` behind an exception raised through MONAI's ``Compose``, or ``None``."""
+    return find_cause(error, XrayInputError)
+
+
+class RefusingDataset(Dataset):
+    """A MONAI ``Dataset`` whose items are either transformed data or a refusal record.
+
+    Args:
+        data: items like ``{"image": path, ...}``.
+        transform: the preprocessing (it must start with the X-ray loader).
+        image_key: the key holding the input path.
+
+    Only :class:`XrayInputError` (the loader's typed refusal) becomes a record; any other exception is a bug or
+    an environment problem and propagates.
+    """
+
+    def __init__(self, data: Sequence[dict], transform: Any = None, image_key: str = "image") -> None:
+        super().__init__(data=data, transform=transform)
+        self.image_key = image_key
+
+    def _transform(self, index: int) -> dict:
+        try:
+            return super()._transform(index)
+        except Exception as error:  # noqa: BLE001 - re-raised below unless it is a typed refusal
+            refusal = find_input_error(error)
+            if refusal is None:
+                raise
+            source = self.data[index].get(self.image_key, refusal.path)
+            return {REFUSED_KEY: {"image": os.fspath(source), "error": refusal.reason}}
+
+
+def collate_with_refusals(batch: Sequence[dict]) -> dict:
+    """Collate the readable items of a batch and keep the refusals beside them.
+
+    Args:
+        batch: items from :class:`RefusingDataset`.
+
+    Returns:
+        ``list_data_collate`` of the readable items (empty dict if there are none) with the list of refusal
+        records under :data:`REFUSED_KEY`.
+    """
+    readable = [item for item in batch if REFUSED_KEY not in item]
+    collated = list_data_collate(readable) if readable else {}
+    collated[REFUSED_KEY] = [item[REFUSED_KEY] for item in batch if REFUSED_KEY in item]
+    return collated
+
+
+def image_items(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict]:
+    """Inference items for files and folders (searched recursively for DICOM, PNG, JPEG and NIfTI).
+
+    Args:
+        paths: one path or several; a file given explicitly is kept even if it is no image, so that it is
+            reported as refused rather than silently skipped.
+
+    Returns:
+        ``[{"image": path}, ...]`` in a deterministic order.
+    """
+    from monai_pneumonia.data.discovery import find_images
+
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    return [{"image": path} for path in find_images(list(paths))]

@@ -1,0 +1,36 @@
+"""train.json and multi_gpu_train.json, run as users run them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from monai_pneumonia.networks import AttentionResNet
+from tests.conftest import CONFIGS, REPO, TINY
+
+
+def test_train_writes_best_checkpoint_with_threshold(trained_bundle):
+    state = torch.load(trained_bundle["ckpt_dir"] / "model.pt", weights_only=True)
+    assert "operating_threshold" in state
+    threshold = float(state["operating_threshold"])
+    assert 0.0 < threshold < 1.0 and threshold != 0.5, "the threshold was not chosen on the validation split"
+    network = AttentionResNet(spatial_dims=2, in_channels=1, num_classes=2, depth=18)
+    network.load_state_dict(state)  # a plain state dict of the configured network
+    assert "val_auc" in trained_bundle["log"]
+    assert list(trained_bundle["output_dir"].glob("events.out.tfevents.*")), "no TensorBoard events written"
+
+
+@pytest.mark.slow
+def test_ddp_training_on_cpu_with_gloo(tiny_dataset, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle", "run", "--config_file",
+               f"['{CONFIGS / 'train.json'}','{CONFIGS / 'multi_gpu_train.json'}']",
+               "--dataset_dir", str(tiny_dataset), "--ckpt_dir", str(tmp_path / "models"),
+               "--output_dir", str(tmp_path / "out"), "--train#trainer#max_epochs", "1", "--val_fraction", "0.34", *TINY]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert not any(key.startswith("module.") for key in state), "DDP wrapper leaked into the checkpoint"
+    assert 0.0 < float(state["operating_threshold"]) < 1.0

@@ -1,0 +1,65 @@
+"""``monai-pneumonia predict`` runs the bundle's inference workflow and prints its results."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from monai_pneumonia.cli import main
+from tests.conftest import REPO
+
+TINY_OVERRIDES = ["--batch-size", "4"]
+
+
+@pytest.fixture()
+def tiny_bundle(trained_bundle, tmp_path, monkeypatch):
+    """A bundle folder whose configs are the shipped ones with the tiny sizes the test model was trained with."""
+    bundle = tmp_path / "bundle"
+    (bundle / "configs").mkdir(parents=True)
+    for name in ("inference.json", "metadata.json"):
+        config = json.loads((REPO / "bundle" / "configs" / name).read_text())
+        if name == "inference.json":
+            config["network_def"]["depth"] = 18
+            config["image_size"] = 32
+            config["num_workers"] = 0
+        (bundle / "configs" / name).write_text(json.dumps(config))
+    return {"bundle": bundle, "ckpt_dir": trained_bundle["ckpt_dir"], "dataset_dir": trained_bundle["dataset_dir"]}
+
+
+def test_predict_json_matches_the_inference_workflow(tiny_bundle, tmp_path, capsys):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    status = main(["predict", str(tiny_bundle["dataset_dir"]), str(broken), "--bundle", str(tiny_bundle["bundle"]),
+                   "--ckpt-dir", str(tiny_bundle["ckpt_dir"]), "--output-dir", str(tmp_path / "out"), "--json",
+                   *TINY_OVERRIDES])
+    assert status == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert len(printed["predictions"]) == 24
+    assert [row["image"] for row in printed["refused"]] == [str(broken)]
+    with open(tmp_path / "out" / "predictions.csv", newline="") as stream:
+        written = {row["image"]: float(row["prob_pneumonia"]) for row in csv.DictReader(stream)}
+    assert {row["image"]: row["prob_pneumonia"] for row in printed["predictions"]} == written
+
+
+def test_predict_exits_non_zero_when_nothing_is_readable(tiny_bundle, tmp_path, capsys):
+    text = tmp_path / "report.txt"
+    text.write_text("not a radiograph")
+    status = main(["predict", str(text), "--bundle", str(tiny_bundle["bundle"]), "--ckpt-dir",
+                   str(tiny_bundle["ckpt_dir"]), "--output-dir", str(tmp_path / "out")])
+    assert status == 1
+    assert "report.txt" in capsys.readouterr().out
+
+
+def test_python_dash_m_runs_the_same_cli():
+    result = subprocess.run([sys.executable, "-m", "monai_pneumonia", "--help"], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    for command in ("predict", "datalist", "demo"):
+        assert command in result.stdout
+    version = subprocess.run([sys.executable, "-m", "monai_pneumonia", "--version"], capture_output=True, text=True,
+                             timeout=60)
+    assert version.stdout.startswith("monai-pneumonia ")

@@ -1,0 +1,48 @@
+"""BundleClassifier: the in-process inference path gives the bundle workflow's answers."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from monai_pneumonia.inference import BundleClassifier, Classification, Refusal
+from monai_pneumonia.workflows import CLASS_NAMES
+from tests.conftest import REPO, TINY, run_bundle
+
+
+@pytest.fixture(scope="module")
+def classifier(trained_bundle):
+    return BundleClassifier.from_bundle(REPO / "bundle", ckpt_path=trained_bundle["ckpt_dir"] / "model.pt",
+                                        device="cpu", **{"network_def#depth": 18, "image_size": 32})
+
+
+def test_classifier_matches_the_inference_workflow(classifier, trained_bundle, tmp_path):
+    images = sorted(str(p) for p in trained_bundle["dataset_dir"].rglob("*.png"))
+    (tmp_path / "bad.png").write_bytes(b"nope")
+    results = classifier.classify([*images, tmp_path / "bad.png"])
+    refusals = [r for r in results if isinstance(r, Refusal)]
+    answers = {r.image: r for r in results if isinstance(r, Classification)}
+    assert [r.image for r in refusals] == [str(tmp_path / "bad.png")] and refusals[0].error
+    run_bundle("run", "--config_file", str(REPO / "bundle" / "configs" / "inference.json"), "--dataset_dir",
+               str(trained_bundle["dataset_dir"]), "--ckpt_dir", str(trained_bundle["ckpt_dir"]), "--output_dir",
+               str(tmp_path / "out"), *TINY)
+    with open(tmp_path / "out" / "predictions.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == len(answers) == 24
+    for row in rows:
+        answer = answers[row["image"]]
+        assert answer.prob_pneumonia == pytest.approx(float(row["prob_pneumonia"]), abs=1e-5)
+        assert answer.prediction == row["prediction"]
+        assert answer.prediction == CLASS_NAMES[int(answer.prob_pneumonia >= classifier.threshold)]
+
+
+def test_classifier_grad_cam(classifier, trained_bundle):
+    image, cam = classifier.grad_cam(next(trained_bundle["dataset_dir"].rglob("*.png")))
+    assert image.shape == cam.shape == (1, 32, 32)
+    assert float(cam.min()) >= 0.0 and float(cam.max()) <= 1.0
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.pt"):
+        BundleClassifier.from_bundle(REPO / "bundle", ckpt_path=tmp_path / "model.pt")
