@@ -6,7 +6,9 @@ run (1 epoch, no workers), so the whole train → evaluate → infer chain takes
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -65,3 +67,20 @@ def trained_bundle(tiny_dataset, tmp_path_factory) -> dict:
                         "--ckpt_dir", str(ckpt_dir), "--output_dir", str(output_dir),
                         "--train#trainer#max_epochs", "1", "--val_fraction", "0.34", *TINY)
     return {"dataset_dir": tiny_dataset, "ckpt_dir": ckpt_dir, "output_dir": output_dir, "log": result.stdout}
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(trained_bundle, tmp_path_factory) -> Path:
+    """A complete bundle folder (configs + ``models/model.pt``) at the tiny sizes of ``trained_bundle``.
+
+    Entry points that take ``--bundle DIR`` (predict, serve, the MONAI Label app) run on it unchanged.
+    """
+    bundle = tmp_path_factory.mktemp("tiny_bundle")
+    shutil.copytree(CONFIGS.parent, bundle, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.pt", "runs", "eval"))
+    for name in ("inference.json", "evaluate.json", "train.json"):
+        config = json.loads((bundle / "configs" / name).read_text())
+        config["network_def"]["depth"] = 18
+        config.update(image_size=32, num_workers=0, progress_bar=False)
+        (bundle / "configs" / name).write_text(json.dumps(config, indent=2))
+    shutil.copy(trained_bundle["ckpt_dir"] / "model.pt", bundle / "models" / "model.pt")
+    return bundle

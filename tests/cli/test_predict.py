@@ -10,31 +10,20 @@ import sys
 import pytest
 
 from monai_pneumonia.cli import main
-from tests.conftest import REPO
 
 TINY_OVERRIDES = ["--batch-size", "4"]
 
 
 @pytest.fixture()
-def tiny_bundle(trained_bundle, tmp_path, monkeypatch):
-    """A bundle folder whose configs are the shipped ones with the tiny sizes the test model was trained with."""
-    bundle = tmp_path / "bundle"
-    (bundle / "configs").mkdir(parents=True)
-    for name in ("inference.json", "metadata.json"):
-        config = json.loads((REPO / "bundle" / "configs" / name).read_text())
-        if name == "inference.json":
-            config["network_def"]["depth"] = 18
-            config["image_size"] = 32
-            config["num_workers"] = 0
-        (bundle / "configs" / name).write_text(json.dumps(config))
-    return {"bundle": bundle, "ckpt_dir": trained_bundle["ckpt_dir"], "dataset_dir": trained_bundle["dataset_dir"]}
+def tiny(tiny_bundle, trained_bundle):
+    return {"bundle": tiny_bundle, "ckpt_dir": tiny_bundle / "models", "dataset_dir": trained_bundle["dataset_dir"]}
 
 
-def test_predict_json_matches_the_inference_workflow(tiny_bundle, tmp_path, capsys):
+def test_predict_json_matches_the_inference_workflow(tiny, tmp_path, capsys):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    status = main(["predict", str(tiny_bundle["dataset_dir"]), str(broken), "--bundle", str(tiny_bundle["bundle"]),
-                   "--ckpt-dir", str(tiny_bundle["ckpt_dir"]), "--output-dir", str(tmp_path / "out"), "--json",
+    status = main(["predict", str(tiny["dataset_dir"]), str(broken), "--bundle", str(tiny["bundle"]),
+                   "--ckpt-dir", str(tiny["ckpt_dir"]), "--output-dir", str(tmp_path / "out"), "--json",
                    *TINY_OVERRIDES])
     assert status == 0
     printed = json.loads(capsys.readouterr().out)
@@ -45,11 +34,11 @@ def test_predict_json_matches_the_inference_workflow(tiny_bundle, tmp_path, caps
     assert {row["image"]: row["prob_pneumonia"] for row in printed["predictions"]} == written
 
 
-def test_predict_exits_non_zero_when_nothing_is_readable(tiny_bundle, tmp_path, capsys):
+def test_predict_exits_non_zero_when_nothing_is_readable(tiny, tmp_path, capsys):
     text = tmp_path / "report.txt"
     text.write_text("not a radiograph")
-    status = main(["predict", str(text), "--bundle", str(tiny_bundle["bundle"]), "--ckpt-dir",
-                   str(tiny_bundle["ckpt_dir"]), "--output-dir", str(tmp_path / "out")])
+    status = main(["predict", str(text), "--bundle", str(tiny["bundle"]), "--ckpt-dir",
+                   str(tiny["ckpt_dir"]), "--output-dir", str(tmp_path / "out")])
     assert status == 1
     assert "report.txt" in capsys.readouterr().out
 
