@@ -43,7 +43,8 @@ def describe_samples(samples: Path) -> list[dict]:
         samples: a folder searched recursively.
 
     Returns:
-        One dict per file: path, format, shape, photometric interpretation, value range, or the refusal.
+        One dict per file: path, format, shape, photometric interpretation, value range — and for a DICOM file
+        with a JPEG of the same name beside it, the mean absolute difference between the two — or the refusal.
     """
     from monai_pneumonia.data.discovery import find_images
     from monai_pneumonia.errors import XrayInputError
@@ -57,13 +58,17 @@ def describe_samples(samples: Path) -> list[dict]:
         except XrayInputError as error:
             rows.append({"image": path, "refused": error.reason})
             continue
-        rows.append({
+        row = {
             "image": os.path.relpath(path, samples),
             "format": image.meta.get("format"),
             "shape": tuple(image.shape),
-            "photometric": image.meta.get("PhotometricInterpretation", "-"),
+            "photometric": image.meta.get("PhotometricInterpretation") or "-",
             "range": (round(float(image.min()), 3), round(float(image.max()), 3)),
-        })
+        }
+        jpeg = Path(path).with_suffix(".jpeg")
+        if row["format"] == "dicom" and jpeg.is_file():
+            row["mad_vs_jpeg"] = round(float((image - loader(jpeg)).abs().mean()), 4)
+        rows.append(row)
     return rows
 
 
