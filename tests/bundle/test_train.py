@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from monai_pneumonia.networks import AttentionResNet
-from tests.conftest import CONFIGS, REPO, TINY
+from tests.conftest import CONFIGS, REPO, TINY, run_bundle
 
 
 def test_train_writes_best_checkpoint_with_threshold(trained_bundle):
@@ -34,3 +34,11 @@ def test_ddp_training_on_cpu_with_gloo(tiny_dataset, tmp_path):
     state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
     assert not any(key.startswith("module.") for key in state), "DDP wrapper leaked into the checkpoint"
     assert 0.0 < float(state["operating_threshold"]) < 1.0
+
+
+def test_train_with_fewer_images_than_a_batch_still_trains(tiny_dataset, tmp_path):
+    """drop_last must not empty the training loader of a small data set (no checkpoint would be written)."""
+    run_bundle("run", "--config_file", str(CONFIGS / "train.json"), "--dataset_dir", str(tiny_dataset),
+               "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "out"),
+               "--train#trainer#max_epochs", "1", "--val_fraction", "0.34", *TINY, "--batch_size", "64")
+    assert (tmp_path / "models" / "model.pt").is_file()
