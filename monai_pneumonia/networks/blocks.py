@@ -211,7 +211,30 @@ def make_attention(
     raise ValueError(f"attention must be one of {ATTENTION_TYPES}, got {attention!r}.")
 
 
-class AttentionResNetBlock(ResNetBlock):
+class _ResidualAttention:
+    """Adds ``self.attention`` (from :func:`make_attention`) to a MONAI residual block; the block's ``forward``
+    applies it to the residual branch. Arguments as in :class:`AttentionResNetBlock`."""
+
+    def __init__(
+        self,
+        in_planes: int,
+        planes: int,
+        spatial_dims: int = 2,
+        stride: int = 1,
+        downsample: nn.Module | partial | None = None,
+        act: str | tuple = ("relu", {"inplace": True}),
+        norm: str | tuple = "batch",
+        attention: str | None = None,
+        reduction: int = 16,
+        attention_kernel_size: int = 7,
+    ) -> None:
+        super().__init__(in_planes, planes, spatial_dims, stride, downsample, act, norm)  # the MONAI block
+        self.attention = make_attention(
+            attention, spatial_dims, planes * self.expansion, reduction, attention_kernel_size
+        )
+
+
+class AttentionResNetBlock(_ResidualAttention, ResNetBlock):
     """MONAI's basic residual block (ResNet-18/34) with attention on the residual branch.
 
     ``out = act(attention(bn2(conv2(act(bn1(conv1(x)))))) + shortcut(x))``.
@@ -229,24 +252,6 @@ class AttentionResNetBlock(ResNetBlock):
         attention_kernel_size: kernel size of the CBAM spatial convolution. Defaults to 7.
     """
 
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        spatial_dims: int = 2,
-        stride: int = 1,
-        downsample: nn.Module | partial | None = None,
-        act: str | tuple = ("relu", {"inplace": True}),
-        norm: str | tuple = "batch",
-        attention: str | None = None,
-        reduction: int = 16,
-        attention_kernel_size: int = 7,
-    ) -> None:
-        super().__init__(in_planes, planes, spatial_dims, stride, downsample, act, norm)
-        self.attention = make_attention(
-            attention, spatial_dims, planes * self.expansion, reduction, attention_kernel_size
-        )
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args:
             x: features of shape ``(N, in_planes, *spatial)``.
@@ -260,7 +265,7 @@ class AttentionResNetBlock(ResNetBlock):
         return self.act(out + residual)
 
 
-class AttentionResNetBottleneck(ResNetBottleneck):
+class AttentionResNetBottleneck(_ResidualAttention, ResNetBottleneck):
     """MONAI's bottleneck residual block (ResNet-50/101) with attention on the residual branch.
 
     ``out = act(attention(bn3(conv3(...))) + shortcut(x))``; the stride sits on the 3x3 convolution (ResNet v1.5,
@@ -278,24 +283,6 @@ class AttentionResNetBottleneck(ResNetBottleneck):
         reduction: reduction ratio of the attention MLP. Defaults to 16.
         attention_kernel_size: kernel size of the CBAM spatial convolution. Defaults to 7.
     """
-
-    def __init__(
-        self,
-        in_planes: int,
-        planes: int,
-        spatial_dims: int = 2,
-        stride: int = 1,
-        downsample: nn.Module | partial | None = None,
-        act: str | tuple = ("relu", {"inplace": True}),
-        norm: str | tuple = "batch",
-        attention: str | None = None,
-        reduction: int = 16,
-        attention_kernel_size: int = 7,
-    ) -> None:
-        super().__init__(in_planes, planes, spatial_dims, stride, downsample, act, norm)
-        self.attention = make_attention(
-            attention, spatial_dims, planes * self.expansion, reduction, attention_kernel_size
-        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Args:

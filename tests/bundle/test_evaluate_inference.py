@@ -112,16 +112,27 @@ def test_verify_net_in_out():
                "--config_file", str(CONFIGS / "inference.json"), "--network_def#depth", "18")
 
 
-def test_torchscript_export_round_trip(trained_bundle, tmp_path):
-    exported = tmp_path / "model.ts"
-    run_bundle("ckpt_export", "network_def", "--filepath", str(exported), "--ckpt_file",
-               str(trained_bundle["ckpt_dir"] / "model.pt"), "--meta_file", str(CONFIGS / "metadata.json"),
-               "--config_file", str(CONFIGS / "inference.json"), "--network_def#depth", "18",
-               "--use_trace", "True", "--input_shape", "[1, 1, 32, 32]")
+@pytest.fixture()
+def trained_network(trained_bundle):
     from monai_pneumonia.networks import AttentionResNet
 
     network = AttentionResNet(spatial_dims=2, in_channels=1, num_classes=2, depth=18).eval()
     network.load_state_dict(torch.load(trained_bundle["ckpt_dir"] / "model.pt", weights_only=True))
+    return network
+
+
+def export(command, trained_bundle, exported):
+    """Run the bundle's ``ckpt_export``/``onnx_export`` on the tiny checkpoint."""
+    run_bundle(command, "network_def", "--filepath", str(exported), "--ckpt_file",
+               str(trained_bundle["ckpt_dir"] / "model.pt"), "--meta_file", str(CONFIGS / "metadata.json"),
+               "--config_file", str(CONFIGS / "inference.json"), "--network_def#depth", "18",
+               "--use_trace", "True", "--input_shape", "[1, 1, 32, 32]")
+
+
+def test_torchscript_export_round_trip(trained_bundle, trained_network, tmp_path):
+    exported = tmp_path / "model.ts"
+    export("ckpt_export", trained_bundle, exported)
+    network = trained_network
     scripted = torch.jit.load(str(exported)).eval()
     inputs = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
@@ -129,17 +140,11 @@ def test_torchscript_export_round_trip(trained_bundle, tmp_path):
     assert float(scripted.operating_threshold) == pytest.approx(float(network.operating_threshold))
 
 
-def test_onnx_export_round_trip(trained_bundle, tmp_path):
+def test_onnx_export_round_trip(trained_bundle, trained_network, tmp_path):
     onnxruntime = pytest.importorskip("onnxruntime")
     exported = tmp_path / "model.onnx"
-    run_bundle("onnx_export", "network_def", "--filepath", str(exported), "--ckpt_file",
-               str(trained_bundle["ckpt_dir"] / "model.pt"), "--meta_file", str(CONFIGS / "metadata.json"),
-               "--config_file", str(CONFIGS / "inference.json"), "--network_def#depth", "18",
-               "--use_trace", "True", "--input_shape", "[1, 1, 32, 32]")
-    from monai_pneumonia.networks import AttentionResNet
-
-    network = AttentionResNet(spatial_dims=2, in_channels=1, num_classes=2, depth=18).eval()
-    network.load_state_dict(torch.load(trained_bundle["ckpt_dir"] / "model.pt", weights_only=True))
+    export("onnx_export", trained_bundle, exported)
+    network = trained_network
     inputs = torch.randn(1, 1, 32, 32)
     session = onnxruntime.InferenceSession(str(exported), providers=["CPUExecutionProvider"])
     (output,) = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})
