@@ -4,10 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.setup-stamp
+# The MONAI Label server's own environment (pydicom 2.4; see requirements-monailabel.txt and docs/monailabel.md).
+ML_VENV := .venv-monailabel
+ML_PIP := $(ML_VENV)/bin/python -m pip
+ML_STAMP := $(ML_VENV)/.setup-stamp
 
 .PHONY: setup test demo lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(ML_STAMP)
 	bash scripts/install-system-deps.sh
 
 # Re-runs only when the dependency declarations change: the second `make setup` is a no-op.
@@ -17,6 +21,14 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e ".[test]"
 	touch $(STAMP)
+
+$(ML_STAMP): setup.cfg pyproject.toml constraints.txt requirements-monailabel.txt requirements-monailabel-nodeps.txt
+	test -x $(ML_VENV)/bin/python || $(PYTHON) -m venv $(ML_VENV)
+	$(ML_PIP) install -q --upgrade pip setuptools wheel
+	$(ML_PIP) install -q -c constraints.txt torch==2.13.0
+	$(ML_PIP) install -q -c constraints.txt -r requirements-monailabel.txt
+	$(ML_PIP) install -q -c constraints.txt --no-deps -r requirements-monailabel-nodeps.txt -e .
+	touch $(ML_STAMP)
 
 test: setup
 	$(PY) -m pytest -q
@@ -29,6 +41,7 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench_loading.py
+	$(PY) benchmarks/bench_inference.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(ML_VENV) build *.egg-info .pytest_cache

@@ -102,10 +102,25 @@ _NO_GDCM = frozenset(
 )
 
 
+def _lut_functions():
+    """pydicom's ``apply_modality_lut`` and ``apply_voi_lut``.
+
+    They live in ``pydicom.pixels`` since pydicom 3; pydicom 2.4 (kept by the MONAI Label environment, whose
+    pydicom-seg does not import with pydicom 3) has the same functions in ``pydicom.pixel_data_handlers.util``.
+    """
+    try:
+        from pydicom.pixels import apply_modality_lut, apply_voi_lut
+    except ImportError:  # pydicom < 3
+        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+    return apply_modality_lut, apply_voi_lut
+
+
 def _decoding_plugins(transfer_syntax: str) -> list[str]:
     """Decoder plugins to try in order; ``""`` lets pydicom try every available plugin itself."""
-    from pydicom.pixels import get_decoder
-
+    try:
+        from pydicom.pixels import get_decoder
+    except ImportError:  # pydicom < 3: its pixel data handlers choose
+        return [""]
     try:
         available = get_decoder(transfer_syntax).available_plugins
     except Exception:  # no decoder for this syntax (native) or unknown UID
@@ -118,6 +133,8 @@ def _decoding_plugins(transfer_syntax: str) -> list[str]:
 
 def _pixel_array(ds, transfer_syntax: str) -> np.ndarray:
     """Decode the single frame, trying the plugins of :func:`_decoding_plugins` in turn."""
+    if not hasattr(ds, "pixel_array_options"):  # pydicom < 3: no plugin choice
+        return ds.pixel_array
     errors = []
     for plugin in _decoding_plugins(transfer_syntax):
         try:
@@ -182,8 +199,7 @@ def _modality_range(ds) -> tuple[float, float]:
     For a Modality LUT Sequence this is the range of its entries (whose declared depth is 8 or 16 bits even
     when they hold 12-bit values).
     """
-    from pydicom.pixels import apply_modality_lut
-
+    apply_modality_lut, _ = _lut_functions()
     lo, hi = _stored_range(ds)
     if ds.get("ModalityLUTSequence"):
         descriptor = ds.ModalityLUTSequence[0].LUTDescriptor
@@ -224,8 +240,7 @@ def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = No
     Raises:
         XrayInputError: a LUT that pydicom cannot apply.
     """
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
-
+    apply_modality_lut, apply_voi_lut = _lut_functions()
     flags: list[str] = []
     try:
         values = apply_modality_lut(stored, ds)

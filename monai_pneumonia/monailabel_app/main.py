@@ -1,0 +1,143 @@
+"""MONAI Label app: serves the monai-pneumonia bundle as the classification model ``pneumonia``.
+
+Start (see ``docs/monailabel.md``)::
+
+    .venv-monailabel/bin/python -m monailabel.main start_server --app monai_pneumonia/monailabel_app \\
+        --studies DIR_OR_DICOMWEB_URL --host 127.0.0.1 --port 8000 [--conf bundle DIR] [--conf device cpu]
+
+``--conf bundle`` picks the bundle (default ``$MONAI_PNEUMONIA_BUNDLE``, else the repository's ``bundle/``);
+``--conf device`` where the network runs (default: the bundle config's choice). A local studies folder may hold
+PNG, JPEG and DICOM (``.dcm``) radiographs besides MONAI Label's usual formats; an image id is the file name
+without its extension.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from fastapi import HTTPException
+from monailabel.config import settings
+from monailabel.datastore.local import LocalDatastore
+from monailabel.interfaces.app import MONAILabelApp
+from monailabel.interfaces.datastore import Datastore
+from monailabel.interfaces.exception import MONAILabelError, MONAILabelException
+from monailabel.interfaces.tasks.infer_v2 import InferTask
+
+import monai_pneumonia
+from monai_pneumonia.bundle import BUNDLE_ENV, bundle_file, default_bundle_root
+from monai_pneumonia.errors import XrayInputError, find_cause
+from monai_pneumonia.monailabel_app.infer_task import ModelNotReadyError, PneumoniaInferTask
+
+__all__ = ["MODEL_NAME", "RADIOGRAPH_PATTERNS", "PneumoniaApp", "http_error"]
+
+logger = logging.getLogger(__name__)
+
+#: The infer task's name: ``POST /infer/pneumonia``.
+MODEL_NAME = "pneumonia"
+#: File patterns a local studies folder is scanned for, on top of ``MONAI_LABEL_DATASTORE_FILE_EXT``.
+RADIOGRAPH_PATTERNS = ("*.png", "*.jpg", "*.jpeg", "*.dcm", "*.dicom", "*.nii", "*.nii.gz")
+
+
+def http_error(error: BaseException) -> HTTPException | None:
+    """The HTTP answer for an inference failure the client can act on (MONAI Label would answer a bare 500).
+
+    Args:
+        error: what the inference raised.
+
+    Returns:
+        404 for an unknown model, 422 for a refused input (not a usable radiograph), 503 while the bundle has no
+        checkpoint; ``None`` for anything else (a server error).
+    """
+    refused = find_cause(error, XrayInputError)
+    if refused is not None:
+        return HTTPException(status_code=422, detail=f"input refused: {refused}")
+    if isinstance(error, ModelNotReadyError):
+        return HTTPException(status_code=503, detail=str(error))
+    if isinstance(error, MONAILabelException) and error.error == MONAILabelError.INVALID_INPUT:
+        return HTTPException(status_code=404, detail=error.msg)
+    return None
+
+
+class PneumoniaApp(MONAILabelApp):
+    """The app: one infer task, ``pneumonia``, built from the bundle's inference config and checkpoint.
+
+    Args:
+        app_dir: this folder (MONAI Label writes ``model/``, ``logs/`` and ``bin/`` into it).
+        studies: a local folder of radiographs, or a DICOMweb URL.
+        conf: ``--conf`` options: ``bundle`` (a bundle folder), ``device`` (e.g. ``cpu``).
+
+    Raises:
+        FileNotFoundError: the bundle folder has no ``configs/inference.json`` (the server does not start).
+    """
+
+    def __init__(self, app_dir: str, studies: str, conf: dict[str, str]) -> None:
+        conf = conf or {}
+        self.bundle_root = Path(conf["bundle"]).expanduser().resolve() if conf.get("bundle") else default_bundle_root()
+        if not bundle_file(self.bundle_root, "inference.json").is_file():
+            raise FileNotFoundError(f"{self.bundle_root}: not a bundle (no configs/inference.json); pass --conf bundle "
+                                    f"DIR or set ${BUNDLE_ENV}")
+        self.device = conf.get("device") or None
+        super().__init__(
+            app_dir=app_dir,
+            studies=studies,
+            conf=conf,
+            name="monai-pneumonia",
+            description="Pediatric chest radiographs: pneumonia vs normal (attention-ResNet bundle)",
+            version=monai_pneumonia.__version__,
+        )
+
+    def init_datastore(self) -> Datastore:
+        """MONAI Label's datastore; a local folder is also scanned for PNG, JPEG and DICOM radiographs."""
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        extensions = list(dict.fromkeys([*settings.MONAI_LABEL_DATASTORE_FILE_EXT, *RADIOGRAPH_PATTERNS]))
+        return LocalDatastore(
+            self.studies,
+            extensions=extensions,
+            auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+            read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY,
+        )
+
+    def _download_dcmqi_tools(self) -> None:
+        """MONAI Label fetches dcmqi from GitHub for a DICOMweb source (DICOM SEG output only); offline, go on."""
+        try:
+            super()._download_dcmqi_tools()
+        except Exception as error:  # no internet access: a classification app never writes DICOM SEG
+            logger.warning("dcmqi tools not downloaded (%s); DICOM SEG output is unavailable, inference is not "
+                           "affected", error)
+
+    def init_infers(self) -> dict[str, InferTask]:
+        """``{"pneumonia": PneumoniaInferTask}``; warns when the bundle has no checkpoint yet."""
+        task = PneumoniaInferTask(self.bundle_root, device=self.device)
+        if not task.is_valid():
+            logger.warning("%s: no model checkpoint yet; '%s' is not listed in /info/ and answers 503 until it is",
+                           task.checkpoint, MODEL_NAME)
+        return {MODEL_NAME: task}
+
+    def infer(self, request: dict, datastore: Datastore | None = None) -> dict:
+        """MONAI Label's inference, with clear HTTP errors for an unknown image id and the cases of :func:`http_error`.
+
+        Raises:
+            HTTPException: 404 (unknown image id or model), 422 (input refused), 503 (no checkpoint yet).
+        """
+        self._check_image(request.get("image"), datastore or self.datastore())
+        try:
+            return super().infer(request, datastore)
+        except Exception as error:
+            answer = http_error(error)
+            if answer is None:
+                raise
+            raise answer from error
+
+    @staticmethod
+    def _check_image(image: object, datastore: Datastore) -> None:
+        if not isinstance(image, str) or not image or os.path.exists(image):
+            return
+        try:
+            uri = datastore.get_image_uri(image)
+        except Exception as error:  # a DICOMweb series that cannot be fetched
+            raise HTTPException(status_code=404, detail=f"unknown image id {image!r}: {error}") from error
+        if not uri or not os.path.exists(uri):
+            raise HTTPException(status_code=404, detail=f"unknown image id {image!r} (not in the studies datastore)")
