@@ -14,10 +14,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -26,9 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, machine, versions, write_report  # noqa: E402
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "loading.json"
+DEFAULT_OUTPUT = RESULTS / "loading.json"
 PACKAGES = (
     "monai",
     "torch",
@@ -42,35 +39,6 @@ PACKAGES = (
     "pyjpegls",
     "nibabel",
 )
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "python": sys.version.split()[0],
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
 
 
 def make_encodings(folder: Path) -> dict[str, Path]:
@@ -152,13 +120,11 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "benchmark": "LoadXray on RG1 (1955 x 1841 CR, 15 bits stored, MONOCHROME1)",
         "repeats": args.repeats,
-        "machine": _machine(),
-        "versions": _versions(),
+        "machine": machine(),
+        "versions": versions(PACKAGES),
         "results": results,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_report(args.output, report)
     return report
 
 
