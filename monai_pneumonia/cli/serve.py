@@ -1,0 +1,156 @@
+"""``monai-pneumonia serve``: a DICOM listener that classifies every chest radiograph it receives.
+
+Point a PACS or a modality at it (C-STORE of CR, DX for presentation or Secondary Capture images, any common
+transfer syntax). Each instance is written to the spool before Success is answered, classified with the bundle,
+and a Comprehensive SR (TID 1500: pneumonia present/absent, probability, threshold, algorithm, a reference to the
+image) is stored back in the same study, new series - by C-STORE to --destination and/or STOW-RS to --stow-url.
+With --cam a Grad-CAM Secondary Capture goes with it.
+
+Policies: instances that are not chest radiographs (other SOP Classes, CT, multi-frame, lateral views, other body
+parts, undecodable) are never classified and are logged with the reason; a SOP Instance UID already received is
+acknowledged and not reported again; whatever was acknowledged survives a crash or restart (the spool and
+journal are processed at the next start). SIGTERM/SIGINT stop gracefully. See docs/pacs.md.
+
+Options can also come from a JSON file (--config) whose keys are the long option names (e.g. "aet", "port",
+"destination": ["PACS@10.0.0.5:104"], "max-associations"); options given on the command line win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+__all__ = ["add_parser", "build_config", "resolve_options", "run"]
+
+#: Defaults of the options; the parser itself leaves absent options out of the namespace, so that options given
+#: on the command line can be told from those to take from --config.
+_DEFAULTS: dict[str, object] = {}
+_NOT_OPTIONS = ("help", "config")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register the ``serve`` subcommand."""
+    parser = subparsers.add_parser("serve", help="DICOM listener: classify received radiographs, store SRs back",
+                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--config", type=Path, default=None, help="JSON file of options (keys: long option names); flags win")
+    net = parser.add_argument_group("listener")
+    net.add_argument("--aet", default="PNEUMO", help="our AE title (default: %(default)s)")
+    net.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s, loopback only)")
+    net.add_argument("--port", type=int, default=11112, help="listen port (default: %(default)s)")
+    net.add_argument("--allow", nargs="+", action="extend", default=[], metavar="AET",
+                     help="calling AE titles accepted (default: any, which start-up warns about)")
+    net.add_argument("--max-associations", type=int, default=10, help="concurrent associations (default: %(default)s)")
+    net.add_argument("--max-pdu", type=int, default=65536,
+                     help="largest PDU we receive in bytes, 0 = unlimited (default: %(default)s)")
+    net.add_argument("--acse-timeout", type=float, default=30.0, help="association set-up/release timeout, s (default: %(default)s)")
+    net.add_argument("--dimse-timeout", type=float, default=60.0, help="wait for a DIMSE message, s (default: %(default)s)")
+    net.add_argument("--network-timeout", type=float, default=60.0, help="idle connection timeout, s (default: %(default)s)")
+    out = parser.add_argument_group("results")
+    out.add_argument("--destination", action="append", default=[], metavar="AET@HOST:PORT",
+                     help="C-STORE results to this AE (repeatable), e.g. ORTHANC@127.0.0.1:4242")
+    out.add_argument("--stow-url", action="append", default=[], metavar="URL",
+                     help="STOW-RS results to this DICOMweb base URL (repeatable), e.g. http://pacs:8042/dicom-web")
+    out.add_argument("--cam", action="store_true", help="also send a Grad-CAM overlay as a Secondary Capture")
+    out.add_argument("--retry-initial", type=float, default=1.0, help="first retry delay after a failed delivery, s (default: %(default)s)")
+    out.add_argument("--retry-max", type=float, default=60.0, help="longest retry delay, s (default: %(default)s)")
+    out.add_argument("--results-log", type=Path, default=None, help="JSON-lines results log (default: SPOOL/results.jsonl)")
+    state = parser.add_argument_group("state and model")
+    state.add_argument("--spool", type=Path, default=None,
+                       help="state folder: received instances, outbox, journal (required; created 0700)")
+    state.add_argument("--bundle", type=Path, default=None,
+                       help="bundle folder (default: $MONAI_PNEUMONIA_BUNDLE, else the shipped bundle/)")
+    state.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default: <bundle>/models/model.pt)")
+    state.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the bundle's choice)")
+    state.add_argument("--batch-size", type=int, default=16, help="instances per classification batch (default: %(default)s)")
+    state.add_argument("--report-processes", type=int, default=2,
+                       help="processes that build the SR/SC instances, 0 = in the classification thread (default: %(default)s)")
+    state.add_argument("--lenient", action="store_true",
+                       help="classify lateral views, other body parts and FOR PROCESSING images (flagged) instead of refusing them")
+    state.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                       help="log level on stderr (default: %(default)s)")
+    parser.set_defaults(func=run)
+    for action in parser._actions:
+        if action.dest in _NOT_OPTIONS:
+            continue
+        _DEFAULTS[action.dest] = action.default
+        if action.help:
+            action.help = action.help.replace("%(default)s", str(action.default))
+        action.default = argparse.SUPPRESS
+
+
+def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Complete parsed ``serve`` arguments: command line first, then the ``--config`` JSON file, then defaults.
+
+    Raises:
+        SystemExit: the file names an unknown option.
+    """
+    values = {}
+    if getattr(args, "config", None) is not None:
+        for key, value in json.loads(Path(args.config).read_text(encoding="utf-8")).items():
+            dest = key.lstrip("-").replace("-", "_")
+            if dest not in _DEFAULTS:
+                raise SystemExit(f"monai-pneumonia serve: unknown option {key!r} in {args.config}")
+            if dest in ("spool", "bundle", "ckpt", "results_log") and value is not None:
+                value = Path(value)
+            if dest in ("allow", "destination", "stow_url") and isinstance(value, str):
+                value = [value]
+            values[dest] = value
+    for dest, default in _DEFAULTS.items():
+        if not hasattr(args, dest):
+            setattr(args, dest, values.get(dest, default))
+    return args
+
+
+def build_config(args: argparse.Namespace):
+    """The :class:`~monai_pneumonia.service.ServiceConfig` of parsed arguments."""
+    from monai_pneumonia.service import AssociationLimits, ServiceConfig, StowDestination, parse_destination
+
+    args = resolve_options(args)
+    if args.spool is None:
+        raise SystemExit("monai-pneumonia serve: --spool DIR is required")
+    destinations = [parse_destination(d, calling_aet=args.aet) for d in args.destination]
+    destinations += [StowDestination(url) for url in args.stow_url]
+    limits = AssociationLimits(args.max_associations, args.max_pdu, args.acse_timeout, args.dimse_timeout,
+                               args.network_timeout)
+    return ServiceConfig(aet=args.aet, host=args.host, port=args.port, spool=args.spool, destinations=destinations,
+                         allow=args.allow, cam=args.cam, lenient=args.lenient, batch_size=args.batch_size,
+                         limits=limits, retry_initial=args.retry_initial, retry_max=args.retry_max,
+                         results_log=args.results_log, report_processes=args.report_processes)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the service until SIGTERM or SIGINT."""
+    args = resolve_options(args)
+    logging.basicConfig(level=args.log_level, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("pynetdicom", "highdicom"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
+    config = build_config(args)
+    if not config.destinations:
+        logging.getLogger(__name__).warning("no --destination or --stow-url: results are only logged")
+
+    from monai_pneumonia.inference import BundleClassifier
+    from monai_pneumonia.service import PneumoniaService
+
+    try:
+        classifier = BundleClassifier.from_bundle(args.bundle, ckpt_path=args.ckpt, device=args.device,
+                                                  batch_size=args.batch_size, num_workers=0, progress_bar=False)
+    except FileNotFoundError as error:
+        print(f"monai-pneumonia serve: {error}", file=sys.stderr)
+        return 2
+    logging.getLogger(__name__).info("model loaded: %r", classifier)
+    service = PneumoniaService(config, classifier)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    service.start()
+    while not stop.wait(1.0):
+        pass
+    service.stop()
+    return 0

@@ -1,0 +1,219 @@
+"""The service: listener, spool, classification worker and deliverer, wired together.
+
+State folder layout (``spool``)::
+
+    incoming/        received instances, <SOP Instance UID>.dcm (0600), deleted once their results are delivered
+    outbox/          result instances waiting for delivery, <result SOP Instance UID>.dcm
+    journal.sqlite   what became of each SOP Instance UID and the delivery queue (see journal.py)
+    results.jsonl    the results log (default location)
+
+Start-up recovery: partial writes (never acknowledged) are deleted; every complete instance in ``incoming/``
+that the journal has not decided is classified; decided ones are skipped (their results are delivered from the
+outbox, or were already); outbox files the journal no longer references are deleted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monai_pneumonia.service.delivery import Deliverer, Destination
+from monai_pneumonia.service.journal import Journal
+from monai_pneumonia.service.reports import AlgorithmInfo
+from monai_pneumonia.service.resultslog import ResultsLog
+from monai_pneumonia.service.scp import OUT_OF_RESOURCES, SUCCESS, AssociationLimits, StorageSCP
+from monai_pneumonia.service.spool import Spool
+from monai_pneumonia.service.worker import Worker, render_results
+
+__all__ = ["PneumoniaService", "ServiceConfig"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceConfig:
+    """Settings of :class:`PneumoniaService` (the ``serve`` options).
+
+    Attributes:
+        aet: our AE title.
+        host: listen address.
+        port: listen port.
+        spool: state folder.
+        destinations: where results go (C-STORE and/or STOW-RS).
+        allow: calling AE titles accepted (empty: any).
+        cam: also send a Grad-CAM Secondary Capture.
+        lenient: flag rather than refuse lateral views, other body parts, FOR PROCESSING.
+        batch_size: instances per classification batch.
+        limits: association limits.
+        retry_initial: first retry delay after a failed delivery (s).
+        retry_max: longest retry delay (s).
+        results_log: JSON-lines log (default ``<spool>/results.jsonl``).
+        algorithm: name and version written into the reports.
+        report_processes: processes that build the result instances (0: the classification thread does).
+    """
+
+    aet: str = "PNEUMO"
+    host: str = "127.0.0.1"
+    port: int = 11112
+    spool: Path = Path("spool")
+    destinations: Sequence[Destination] = field(default_factory=list)
+    allow: Sequence[str] = field(default_factory=list)
+    cam: bool = False
+    lenient: bool = False
+    batch_size: int = 16
+    limits: AssociationLimits = field(default_factory=AssociationLimits)
+    retry_initial: float = 1.0
+    retry_max: float = 60.0
+    results_log: Path | None = None
+    algorithm: AlgorithmInfo = field(default_factory=AlgorithmInfo)
+    report_processes: int = 2
+
+
+class PneumoniaService:
+    """Receive chest radiographs, classify them, store the results back.
+
+    Args:
+        config: the settings.
+        classifier: a loaded :class:`~monai_pneumonia.inference.BundleClassifier`.
+    """
+
+    def __init__(self, config: ServiceConfig, classifier) -> None:
+        self.config = config
+        root = Path(config.spool)
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        self.spool = Spool(root / "incoming")
+        self.outbox = Spool(root / "outbox")
+        self.journal = Journal(root / "journal.sqlite")
+        self.results_log = ResultsLog(config.results_log or root / "results.jsonl")
+        self.deliverer = Deliverer(self.journal, config.destinations, self._delivered,
+                                   config.retry_initial, config.retry_max)
+        self.worker = Worker(self.spool, self.outbox.root, self.journal, classifier,
+                             [d.name for d in config.destinations], self.results_log,
+                             on_results=self.deliverer.wakeup.set, batch_size=config.batch_size, cam=config.cam,
+                             lenient=config.lenient, algorithm=config.algorithm)
+        self.executor = None
+        if config.report_processes > 0:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.executor = ProcessPoolExecutor(config.report_processes, mp_context=multiprocessing.get_context("spawn"),
+                                                initializer=importlib.import_module,
+                                                initargs=("monai_pneumonia.service.reports",))
+            self.worker.executor = self.executor
+        self.scp = StorageSCP(config.aet, self._store, config.allow or None, config.limits)
+        self._receive_lock = threading.Lock()
+        self.stopped = threading.Event()
+
+    # -- event targets ----------------------------------------------------------------------------------------
+
+    def _store(self, sop_uid: str, data: bytes, calling_aet: str) -> int:
+        with self._receive_lock:  # one writer per UID at a time; the duplicate check sees finished writes
+            if self.journal.state(sop_uid) is not None or sop_uid in self.spool:
+                logger.info("duplicate SOP Instance UID %s from %s: acknowledged, not re-reported", sop_uid,
+                            calling_aet)
+                self.results_log.write("duplicate", sop_instance_uid=sop_uid, calling_aet=calling_aet)
+                return SUCCESS
+            try:
+                path = self.spool.write(sop_uid, data)
+            except OSError as error:
+                logger.error("cannot spool %s from %s (%s): answered 0xA700", sop_uid, calling_aet, error)
+                return OUT_OF_RESOURCES
+        self.worker.submit(sop_uid, path)
+        return SUCCESS
+
+    def _delivered(self, source_uid: str, detail: dict, files: list[str]) -> None:
+        for name in files:
+            Path(name).unlink(missing_ok=True)
+        self.spool.remove(source_uid)
+        latency = detail["delivered"] - detail.get("received", detail["delivered"])
+        self.results_log.write("delivered", **detail, latency_s=round(latency, 4))
+
+    # -- life cycle -------------------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Re-queue the undecided instances of the spool (see the module docstring); returns how many."""
+        partial = self.spool.discard_partial() + self.outbox.discard_partial()
+        if partial:
+            logger.info("deleted %d partial writes left by an interruption (never acknowledged)", partial)
+        referenced = self.journal.referenced_files()
+        for _, path in self.outbox.pending():
+            if os.fspath(path) not in referenced:
+                path.unlink(missing_ok=True)
+        queued = 0
+        for sop_uid, path in self.spool.pending():
+            self.worker.submit(sop_uid, path)
+            queued += 1
+        return queued
+
+    def warm_up(self) -> None:
+        """Classify and report one synthetic radiograph (not sent anywhere), so the first real one is not slow."""
+        import tempfile
+
+        import numpy as np
+        from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+        from monai_pneumonia.service.reports import PneumoniaFinding
+
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.1.1", generate_uid()
+        ds.file_meta.MediaStorageSOPClassUID, ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), "DX"
+        ds.Rows = ds.Columns = 64
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated = ds.BitsStored = 8
+        ds.HighBit, ds.PixelRepresentation = 7, 0
+        ds.PixelData = np.linspace(0, 255, 64 * 64).astype(np.uint8).tobytes()
+        with tempfile.TemporaryDirectory(dir=self.spool.root.parent) as folder:
+            path = Path(folder) / "warm-up.dcm"
+            ds.save_as(path, enforce_file_format=True)
+            self.worker.classifier.classify([path])
+            overlay = self.worker._cam(path) if self.config.cam else None
+            jobs = [(ds, PneumoniaFinding(0.5, 0.5), self.config.algorithm, overlay)] * 4 * self.config.report_processes
+            list(self.executor.map(render_results, jobs) if self.executor else map(render_results, jobs[:1]))
+
+    def start(self) -> None:
+        """Recover the spool, start the listener, warm the model up, start the worker and the deliverer."""
+        config = self.config
+        queued = self.recover()
+        self.scp.start(config.host, config.port)  # instances received during the warm-up wait in the spool
+        self.warm_up()
+        self.worker.start()
+        self.deliverer.start()
+        logger.info("ready: classifying and delivering")
+        logger.info("listening as AE %s on %s:%d (max %d associations, PDU %d, timeouts ACSE %gs DIMSE %gs "
+                    "network %gs)", config.aet, config.host, config.port, config.limits.max_associations,
+                    config.limits.max_pdu, config.limits.acse_timeout, config.limits.dimse_timeout,
+                    config.limits.network_timeout)
+        if config.allow:
+            logger.info("calling AE titles accepted: %s", ", ".join(config.allow))
+        else:
+            logger.warning("no --allow given: ANY calling AE title is accepted")
+        logger.info("results go to: %s", ", ".join(d.name for d in config.destinations) or "(nowhere: log only)")
+        logger.info("spool %s: %d instances to process, %d deliveries queued; results log %s",
+                    Path(config.spool).resolve(), queued, self.journal.pending_count(), self.results_log.path)
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Graceful stop: refuse new associations, finish the current batch, try one last delivery round.
+
+        What is not finished stays in the spool and outbox and is processed at the next start.
+        """
+        logger.info("stopping: no new associations; finishing the current batch")
+        self.scp.stop()
+        self.worker.stop()
+        self.deliverer.stop(drain_timeout)
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+        left = self.journal.pending_count() + sum(1 for _ in self.spool.pending())
+        logger.info("stopped; %d items kept for the next start", left)
+        self.journal.close()
+        self.results_log.close()
+        self.stopped.set()

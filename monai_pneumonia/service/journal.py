@@ -1,0 +1,180 @@
+"""The durable state of the service: what became of each SOP Instance UID, and the results still to deliver.
+
+An SQLite database (WAL, ``synchronous=FULL``) with two tables:
+
+``instances``
+    one row per source SOP Instance UID once it has been decided: ``classified`` (results written to the
+    outbox, not all delivered yet), ``delivered`` (every result acknowledged by every destination) or
+    ``refused`` (not a chest radiograph; never classified). ``detail`` holds the JSON of the results-log line.
+``outbox``
+    one row per (result instance, destination) still to deliver, with the attempt count and the time of the
+    next attempt (exponential backoff).
+
+The journal is what makes the service idempotent by SOP Instance UID: an instance whose UID has a row is never
+classified or reported again, whether it comes back from the spool after a restart or from a sender.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["CLASSIFIED", "DELIVERED", "REFUSED", "Journal", "PendingResult"]
+
+CLASSIFIED, DELIVERED, REFUSED = "classified", "delivered", "refused"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    sop_uid TEXT PRIMARY KEY, state TEXT NOT NULL, updated REAL NOT NULL, detail TEXT NOT NULL DEFAULT '{}');
+CREATE TABLE IF NOT EXISTS outbox (
+    result_uid TEXT NOT NULL, target TEXT NOT NULL, source_uid TEXT NOT NULL, path TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0, PRIMARY KEY (result_uid, target));
+CREATE INDEX IF NOT EXISTS outbox_source ON outbox (source_uid);
+"""
+
+
+@dataclass(frozen=True)
+class PendingResult:
+    """A result instance waiting for one destination."""
+
+    result_uid: str
+    target: str
+    source_uid: str
+    path: str
+    attempts: int
+
+
+class Journal:
+    """Thread-safe access to the state database.
+
+    Args:
+        path: the SQLite file (created ``0600``).
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.touch(mode=0o600, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    # -- instances --------------------------------------------------------------------------------------------
+
+    def state(self, sop_uid: str) -> str | None:
+        """``classified``, ``delivered``, ``refused`` or ``None`` (never decided)."""
+        with self._lock:
+            row = self._db.execute("SELECT state FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
+        return row[0] if row else None
+
+    def detail(self, sop_uid: str) -> dict:
+        """The stored results-log record of an instance (``{}`` if none)."""
+        with self._lock:
+            row = self._db.execute("SELECT detail FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def record_refused(self, sop_uid: str, detail: dict) -> bool:
+        """Record a refusal; returns False if the UID was already decided (nothing changes then)."""
+        with self._lock, self._db:
+            cursor = self._db.execute("INSERT OR IGNORE INTO instances VALUES (?, ?, ?, ?)",
+                                      (sop_uid, REFUSED, time.time(), json.dumps(detail)))
+        return cursor.rowcount == 1
+
+    def record_classified(self, sop_uid: str, detail: dict, results: Iterable[tuple[str, str]],
+                          targets: Iterable[str]) -> bool:
+        """Record a classification and queue its result files for every target, in one transaction.
+
+        Args:
+            sop_uid: the source instance.
+            detail: its results-log record.
+            results: ``(result SOP Instance UID, file)`` pairs already written to the outbox.
+            targets: destination names.
+
+        Returns:
+            False if the UID was already decided (nothing is queued then).
+        """
+        targets = list(targets)
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            cursor = self._db.execute("INSERT OR IGNORE INTO instances VALUES (?, ?, ?, ?)",
+                                      (sop_uid, CLASSIFIED, time.time(), json.dumps(detail)))
+            if cursor.rowcount != 1:
+                return False
+            self._db.executemany(
+                "INSERT OR IGNORE INTO outbox (result_uid, target, source_uid, path) VALUES (?, ?, ?, ?)",
+                [(uid, target, sop_uid, os.fspath(path)) for uid, path in results for target in targets])
+            if not targets:
+                self._db.execute("UPDATE instances SET state = ? WHERE sop_uid = ?", (DELIVERED, sop_uid))
+        return True
+
+    # -- outbox -----------------------------------------------------------------------------------------------
+
+    def due(self, now: float | None = None, limit: int = 256) -> list[PendingResult]:
+        """Results whose next attempt is due, oldest source first."""
+        now = time.time() if now is None else now
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT result_uid, target, source_uid, path, attempts FROM outbox WHERE next_try <= ? "
+                "ORDER BY rowid LIMIT ?", (now, limit)).fetchall()
+        return [PendingResult(*row) for row in rows]
+
+    def pending_count(self) -> int:
+        """How many (result, destination) deliveries are still queued."""
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+
+    def next_attempt(self) -> float | None:
+        """The earliest ``next_try`` in the outbox, or ``None`` when it is empty."""
+        with self._lock:
+            return self._db.execute("SELECT MIN(next_try) FROM outbox").fetchone()[0]
+
+    def postpone(self, items: Iterable[PendingResult], delay_for) -> None:
+        """Count a failed attempt; ``delay_for(attempts)`` gives the backoff in seconds."""
+        now = time.time()
+        with self._lock, self._db:
+            self._db.executemany(
+                "UPDATE outbox SET attempts = ?, next_try = ? WHERE result_uid = ? AND target = ?",
+                [(i.attempts + 1, now + delay_for(i.attempts + 1), i.result_uid, i.target) for i in items])
+
+    def delivered(self, items: Iterable[PendingResult]) -> list[tuple[str, dict, list[str]]]:
+        """Remove delivered results from the outbox.
+
+        Returns:
+            ``(source UID, detail, files no longer needed)`` for each source whose last result was delivered;
+            those sources are now in state ``delivered``.
+        """
+        items = list(items)
+        finished = []
+        now = time.time()
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM outbox WHERE result_uid = ? AND target = ?",
+                                 [(i.result_uid, i.target) for i in items])
+            for source in dict.fromkeys(i.source_uid for i in items):
+                if self._db.execute("SELECT 1 FROM outbox WHERE source_uid = ? LIMIT 1", (source,)).fetchone():
+                    continue
+                row = self._db.execute("SELECT detail FROM instances WHERE sop_uid = ?", (source,)).fetchone()
+                detail = json.loads(row[0]) if row else {}
+                detail["delivered"] = now
+                self._db.execute("UPDATE instances SET state = ?, updated = ?, detail = ? WHERE sop_uid = ?",
+                                 (DELIVERED, now, json.dumps(detail), source))
+                files = sorted({i.path for i in items if i.source_uid == source})
+                finished.append((source, detail, files))
+        return finished
+
+    def referenced_files(self) -> set[str]:
+        """Files the outbox still needs."""
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT DISTINCT path FROM outbox")}

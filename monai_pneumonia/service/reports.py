@@ -1,0 +1,205 @@
+"""Results as DICOM: a TID 1500 Measurement Report in a Comprehensive SR, and a Grad-CAM Secondary Capture.
+
+The SR (PS3.3 A.35.3, Comprehensive SR IOD) holds one TID 1500 "Imaging Measurement Report" (PS3.16) with
+procedure reported "Plain chest X-ray" (SCT 399208008) and one TID 1501 "Measurements and Qualitative Evaluations"
+group: finding type Pneumonia (SCT 233604007), finding site Lung, the qualitative evaluation Pneumonia =
+Present/Absent (DCM 121053/121054) at the model's operating threshold, the measurements Probability
+(DCM 122157) and Threshold Value (DCM 122411) in UCUM ``1`` (no units), the algorithm identification (TID 4019)
+and a "Source image for measurement group" reference to the input. It lives in the study of the input, in a
+series of its own; its UIDs are derived from the input's UIDs (:func:`~monai_pneumonia.service.uids.derive_uid`),
+so processing an input twice produces the same instance, which a PACS stores once.
+
+The input is not passed as ``referenced_images`` of the report: highdicom requires ImagerPixelSpacing or
+PixelSpacing there, which many CR/DX images lack; the group's source-image reference is the reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from monai_pneumonia import __version__
+from monai_pneumonia.service.uids import derive_uid
+
+__all__ = [
+    "PLAIN_CHEST_XRAY",
+    "PNEUMONIA",
+    "AlgorithmInfo",
+    "PneumoniaFinding",
+    "build_cam_secondary_capture",
+    "build_pneumonia_sr",
+    "encode",
+    "render_results",
+    "result_uids",
+]
+
+#: SNOMED CT 233604007 |Pneumonia (disorder)|.
+PNEUMONIA = Code("233604007", "SCT", "Pneumonia")
+#: SNOMED CT 399208008 |Plain chest X-ray (procedure)|.
+PLAIN_CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
+#: Series numbers of the result series (high, to sort after the acquisition's series in a viewer).
+SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9801, 9802
+MANUFACTURER = "monai-pneumonia"
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """Algorithm Identification (TID 4019).
+
+    Attributes:
+        name: the algorithm name shown in the report.
+        version: its version (package and bundle).
+    """
+
+    name: str = "monai-pneumonia attention-ResNet"
+    version: str = __version__
+
+
+@dataclass(frozen=True)
+class PneumoniaFinding:
+    """The model's answer for one image, as reported.
+
+    Attributes:
+        probability: probability of pneumonia in [0, 1].
+        threshold: the operating threshold; pneumonia is present when ``probability >= threshold``.
+    """
+
+    probability: float
+    threshold: float
+
+    @property
+    def present(self) -> bool:
+        """True when pneumonia is reported present."""
+        return self.probability >= self.threshold
+
+
+#: Type 2 Patient and General Study attributes (PS3.3 C.7.1.1, C.7.2.1) the result copies from the source;
+#: absent ones are copied empty, as type 2 allows.
+_COPIED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                 "ReferringPhysicianName", "StudyID", "AccessionNumber")
+
+
+def _reference_header(source: Dataset) -> Dataset:
+    """A copy of the source header without pixel data, with absent type 2 attributes present and empty."""
+    header = Dataset()
+    header.update({tag: element for tag, element in source.items() if tag < 0x7FE00000})
+    for keyword in _COPIED_TYPE2:
+        if keyword not in header:
+            setattr(header, keyword, None)
+    return header
+
+
+def result_uids(source: Dataset, kind: str) -> tuple[str, str]:
+    """``(SeriesInstanceUID, SOPInstanceUID)`` of the ``kind`` (``"sr"`` or ``"sc"``) result of ``source``.
+
+    One result series per study and kind; one result instance per source instance.
+    """
+    return (derive_uid(kind, "series", str(source.StudyInstanceUID)),
+            derive_uid(kind, "instance", str(source.SOPInstanceUID)))
+
+
+def _unit_measurement(name: Code, value: float) -> hd.sr.Measurement:
+    return hd.sr.Measurement(name=name, value=round(float(value), 6), unit=codes.UCUM.NoUnits)
+
+
+def build_pneumonia_sr(source: Dataset, finding: PneumoniaFinding,
+                       algorithm: AlgorithmInfo = AlgorithmInfo()) -> hd.sr.ComprehensiveSR:
+    """Build the Comprehensive SR reporting ``finding`` for ``source``.
+
+    Args:
+        source: the input instance (its header is enough: patient, study and SOP attributes).
+        finding: probability and threshold.
+        algorithm: what produced the finding.
+
+    Returns:
+        The SR, in the study of ``source``, with deterministic series and instance UIDs.
+    """
+    algorithm_id = hd.sr.AlgorithmIdentification(
+        name=algorithm.name, version=algorithm.version, parameters=[f"operating_threshold={finding.threshold:.6f}"])
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=derive_uid("tracking", str(source.SOPInstanceUID)), identifier="Pneumonia classification"),
+        finding_type=PNEUMONIA,
+        algorithm_id=algorithm_id,
+        finding_sites=[hd.sr.FindingSite(anatomic_location=codes.SCT.Lung)],
+        measurements=[_unit_measurement(codes.DCM.Probability, finding.probability),
+                      _unit_measurement(codes.DCM.ThresholdValue, finding.threshold)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(
+            name=PNEUMONIA, value=codes.DCM.Present if finding.present else codes.DCM.Absent)],
+        source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
+    )
+    observer = hd.sr.ObserverContext(
+        observer_type=codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=derive_uid("device", algorithm.name), name=algorithm.name, manufacturer_name=MANUFACTURER,
+            model_name=algorithm.name))
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=PLAIN_CHEST_XRAY,
+        imaging_measurements=[group],
+    )
+    series_uid, sop_uid = result_uids(source, "sr")
+    source = _reference_header(source)
+    return hd.sr.ComprehensiveSR(
+        evidence=[source], content=report[0], series_instance_uid=series_uid, series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=sop_uid, instance_number=int(getattr(source, "InstanceNumber", None) or 1),
+        manufacturer=MANUFACTURER, is_complete=True, series_description="AI pneumonia classification (research)")
+
+
+def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray) -> hd.sc.SCImage:
+    """Build a Secondary Capture Image (PS3.3 A.8.1) showing a Grad-CAM overlay of ``source``.
+
+    Args:
+        source: the input instance header.
+        overlay_rgb: ``uint8`` RGB picture ``(rows, columns, 3)``
+            (:func:`~monai_pneumonia.visualize.overlay_cam`).
+
+    Returns:
+        The SC image in the study of ``source``, referencing it in SourceImageSequence.
+    """
+    series_uid, sop_uid = result_uids(source, "sc")
+    source = _reference_header(source)
+    image = hd.sc.SCImage.from_ref_dataset(
+        ref_dataset=source, pixel_array=np.ascontiguousarray(overlay_rgb, dtype=np.uint8),
+        photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT",
+        series_instance_uid=series_uid, series_number=SC_SERIES_NUMBER, sop_instance_uid=sop_uid,
+        instance_number=int(getattr(source, "InstanceNumber", None) or 1), manufacturer=MANUFACTURER,
+        patient_orientation=("L", "F"), transfer_syntax_uid="1.2.840.10008.1.2.1",
+        series_description="AI pneumonia Grad-CAM (research)")
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = source.SOPClassUID
+    reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+    image.SourceImageSequence = [reference]
+    image.BurnedInAnnotation = "YES"
+    return image
+
+
+def encode(dataset: Dataset) -> bytes:
+    """A data set as a PS3.10 file in memory."""
+    from io import BytesIO
+
+    buffer = BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def render_results(job: tuple[Dataset, PneumoniaFinding, AlgorithmInfo, np.ndarray | None]) -> list[tuple[str, bytes]]:
+    """Build and encode the result instances of one source: the SR, and the Grad-CAM SC when an overlay is given.
+
+    A module-level function, so that it can run in a worker process (building an SR with highdicom is pure
+    Python and costs tens of milliseconds; a process of its own keeps it off the receiving process's GIL). This
+    module imports neither torch nor MONAI, so such a process starts quickly.
+
+    Returns:
+        ``(SOP Instance UID, PS3.10 file bytes)`` per result instance.
+    """
+    header, finding, algorithm, overlay = job
+    results = [build_pneumonia_sr(header, finding, algorithm)]
+    if overlay is not None:
+        results.append(build_cam_secondary_capture(header, overlay))
+    return [(str(dataset.SOPInstanceUID), encode(dataset)) for dataset in results]

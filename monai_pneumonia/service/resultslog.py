@@ -1,0 +1,43 @@
+"""The local results log: one JSON object per line, without patient names or IDs.
+
+Events: ``classified`` (probability, prediction, threshold, result UIDs), ``refused`` (the reason),
+``delivered`` (all results acknowledged; with ``latency_s`` from receipt to the last acknowledgement) and
+``duplicate`` (a SOP Instance UID received again, acknowledged and not re-reported).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["ResultsLog"]
+
+
+class ResultsLog:
+    """Append-only JSON-lines file (``0600``).
+
+    Args:
+        path: the file.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._stream = os.fdopen(fd, "a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, event: str, **fields) -> None:
+        """Append one record ``{"time", "event", **fields}``."""
+        line = json.dumps({"time": round(time.time(), 6), "event": event, **fields}, sort_keys=True)
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._stream.close()

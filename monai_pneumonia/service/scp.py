@@ -1,0 +1,145 @@
+"""The Storage SCP (PS3.4 Annex B) and Verification SCP (PS3.4 Annex A): small pynetdicom event handlers.
+
+Presentation contexts: Verification, CR Image Storage, Digital X-Ray Image Storage - For Presentation and
+Secondary Capture Image Storage. Any other SOP Class (CT, MR, SR, multi-frame SC, ...) is rejected at
+association negotiation ("abstract syntax not supported"), which is logged with the calling AE.
+
+Transfer syntaxes are listed Explicit VR Little Endian first, then every compressed syntax this installation can
+decode, Implicit VR Little Endian last: pynetdicom accepts the first of *its own* list that the requestor offers,
+so a JPEG 2000 or RLE image arrives as it was sent rather than decompressed by the sender.
+
+C-STORE statuses (PS3.4 B.2.3): ``0x0000`` Success only after the instance is on disk
+(:meth:`~monai_pneumonia.service.spool.Spool.write`) or is a duplicate of one already received;
+``0xA700`` Out of Resources when it could not be written; ``0xC000`` Cannot Understand for a SOP Instance UID that
+violates the UID grammar.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from pydicom import uid as uids
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
+
+from monai_pneumonia.service.delivery import disable_nagle
+from monai_pneumonia.service.uids import is_valid_uid
+
+__all__ = ["ACCEPTED_SOP_CLASSES", "AssociationLimits", "StorageSCP", "transfer_syntaxes"]
+
+logger = logging.getLogger(__name__)
+
+#: CR Image Storage, Digital X-Ray Image Storage - For Presentation, Secondary Capture Image Storage (PS3.4 B.5).
+ACCEPTED_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.7")
+
+SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
+
+_COMPRESSED = (
+    uids.JPEG2000Lossless, uids.JPEG2000, uids.HTJ2KLossless, uids.HTJ2KLosslessRPCL, uids.HTJ2K,
+    uids.JPEGLosslessSV1, uids.JPEGLossless, uids.JPEGLSLossless, uids.JPEGLSNearLossless, uids.RLELossless,
+    uids.JPEGBaseline8Bit, uids.JPEGExtended12Bit, uids.DeflatedExplicitVRLittleEndian,
+)
+
+
+def transfer_syntaxes() -> list[str]:
+    """Explicit VR LE, the decodable compressed syntaxes, then Implicit VR LE (see the module docstring)."""
+    from pydicom.pixels import get_decoder
+
+    def decodable(syntax: str) -> bool:
+        if syntax == uids.DeflatedExplicitVRLittleEndian:
+            return True
+        try:
+            return get_decoder(syntax).is_available
+        except (NotImplementedError, ValueError):
+            return False
+
+    return [uids.ExplicitVRLittleEndian, *(s for s in _COMPRESSED if decodable(s)), uids.ImplicitVRLittleEndian]
+
+
+@dataclass(frozen=True)
+class AssociationLimits:
+    """Association limits (seconds for timeouts).
+
+    Attributes:
+        max_associations: concurrent associations.
+        max_pdu: largest P-DATA PDU we receive (bytes; 0 = unlimited).
+        acse_timeout: association request/release timeout.
+        dimse_timeout: wait for a DIMSE message.
+        network_timeout: idle connection timeout.
+    """
+
+    max_associations: int = 10
+    max_pdu: int = 65536
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 60.0
+    network_timeout: float = 60.0
+
+
+class StorageSCP:
+    """The listener: stores each received instance through ``store`` and answers with its status.
+
+    Args:
+        ae_title: our AE title.
+        store: ``(sop_instance_uid, encoded_file_bytes) -> status``; must not return Success before the
+            instance is durable.
+        allowed: calling AE titles accepted; ``None`` accepts any.
+        limits: association limits.
+    """
+
+    def __init__(self, ae_title: str, store: Callable[[str, bytes, str], int],
+                 allowed: Sequence[str] | None = None, limits: AssociationLimits = AssociationLimits()) -> None:
+        self.store = store
+        self.ae = AE(ae_title=ae_title)
+        syntaxes = transfer_syntaxes()
+        self.ae.add_supported_context(Verification)
+        for sop_class in ACCEPTED_SOP_CLASSES:
+            self.ae.add_supported_context(sop_class, syntaxes)
+        self.ae.maximum_associations = limits.max_associations
+        self.ae.maximum_pdu_size = limits.max_pdu
+        self.ae.acse_timeout = limits.acse_timeout
+        self.ae.dimse_timeout = limits.dimse_timeout
+        self.ae.network_timeout = limits.network_timeout
+        if allowed:
+            self.ae.require_calling_aet = list(allowed)
+        self.server = None
+
+    def handle_echo(self, event: evt.Event) -> int:
+        """C-ECHO: always Success (PS3.7 9.3.5)."""
+        return SUCCESS
+
+    def handle_accepted(self, event: evt.Event) -> None:
+        """Log any presentation context refused (a SOP Class we do not read); set TCP_NODELAY."""
+        assoc = event.assoc
+        disable_nagle(assoc)
+        calling = assoc.requestor.ae_title
+        for context in assoc.rejected_contexts:
+            logger.warning("refused %s from %s: not a chest radiograph SOP Class (abstract syntax not supported)",
+                           context.abstract_syntax.name, calling)
+
+    def handle_store(self, event: evt.Event) -> int:
+        """C-STORE: validate the SOP Instance UID and hand the encoded file to ``store``."""
+        sop_uid = str(event.request.AffectedSOPInstanceUID or "")
+        calling = event.assoc.requestor.ae_title
+        if not is_valid_uid(sop_uid):
+            logger.error("C-STORE from %s with invalid SOP Instance UID %r: refused", calling, sop_uid[:80])
+            return CANNOT_UNDERSTAND
+        try:
+            data = event.encoded_dataset(include_meta=True)
+        except Exception as error:  # noqa: BLE001 - a data set we cannot re-encode is not understood
+            logger.error("C-STORE %s from %s: cannot encode (%s)", sop_uid, calling, error)
+            return CANNOT_UNDERSTAND
+        return self.store(sop_uid, data, calling)
+
+    def start(self, host: str, port: int) -> None:
+        """Listen on ``host:port`` in background threads."""
+        handlers = [(evt.EVT_C_ECHO, self.handle_echo), (evt.EVT_C_STORE, self.handle_store),
+                    (evt.EVT_ACCEPTED, self.handle_accepted)]
+        self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+
+    def stop(self) -> None:
+        """Stop listening and close the associations."""
+        if self.server is not None:
+            self.server.shutdown()
+            self.server = None

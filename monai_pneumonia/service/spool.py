@@ -1,0 +1,95 @@
+"""The spool: received instances on disk, written atomically before the sender is told Success.
+
+Each instance is one file ``<SOP Instance UID>.dcm`` (the UID validated against the UID grammar) holding the
+DICOM file as received (PS3.10 file meta + data set in the negotiated transfer syntax). A write goes to a
+temporary file in the same folder, is flushed with ``fsync``, renamed over the final name (atomic on POSIX),
+and the folder is ``fsync``-ed, so after a crash the spool holds either the whole instance or nothing. Files
+are created owner-only (``0600``) in an owner-only folder (``0700``).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from monai_pneumonia.service.uids import require_valid_uid
+
+__all__ = ["Spool", "atomic_write"]
+
+_SUFFIX = ".dcm"
+_TEMP_PREFIX = ".incoming-"
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and durably (temp file, fsync, rename, fsync of the folder).
+
+    The file is created with mode ``0600``. On any error the temporary file is removed and the error raised;
+    ``path`` is then either absent or its previous content.
+    """
+    fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)  # mkstemp creates 0600
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+class Spool:
+    """A folder of received instances, one file per SOP Instance UID.
+
+    Args:
+        root: the folder (created ``0700`` if missing).
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+
+    def path_for(self, sop_instance_uid: str) -> Path:
+        """The file of an instance.
+
+        Raises:
+            InvalidUIDError: ``sop_instance_uid`` is not a UID (it never reaches the file system).
+        """
+        return self.root / f"{require_valid_uid(sop_instance_uid, 'SOP Instance UID')}{_SUFFIX}"
+
+    def write(self, sop_instance_uid: str, data: bytes) -> Path:
+        """Store an encoded DICOM file atomically; returns its path once it is on disk."""
+        return atomic_write(self.path_for(sop_instance_uid), data)
+
+    def __contains__(self, sop_instance_uid: str) -> bool:
+        return self.path_for(sop_instance_uid).is_file()
+
+    def remove(self, sop_instance_uid: str) -> None:
+        """Delete an instance (no error if it is already gone)."""
+        self.path_for(sop_instance_uid).unlink(missing_ok=True)
+
+    def pending(self) -> Iterator[tuple[str, Path]]:
+        """``(SOP Instance UID, path)`` of every complete instance, oldest first."""
+        files = [p for p in self.root.glob(f"*{_SUFFIX}") if not p.name.startswith(".")]
+        for path in sorted(files, key=lambda p: p.stat().st_mtime):
+            yield path.name[: -len(_SUFFIX)], path
+
+    def discard_partial(self) -> int:
+        """Delete temporary files left by a crash mid-write (never acknowledged); returns how many."""
+        partial = list(self.root.glob(f"{_TEMP_PREFIX}*"))
+        for path in partial:
+            path.unlink(missing_ok=True)
+        return len(partial)

@@ -1,0 +1,199 @@
+"""The classification worker: spooled instances -> screening -> batched classification -> results in the outbox.
+
+For each instance, in order: a SOP Instance UID already in the journal is skipped (and its spool file removed
+once it is delivered or refused); the header is screened (:func:`~monai_pneumonia.service.screening.screen`);
+the accepted ones are classified in batches by the bundle's :class:`~monai_pneumonia.inference.BundleClassifier`;
+each result is written to the outbox as DICOM (SR, and with ``cam`` a Grad-CAM SC) *before* the journal records
+it, so a crash at any point either leaves the instance undecided (it is processed again, giving the same result
+UIDs) or decided with its results on disk. The spool file is deleted only when all its results are delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import BrokenExecutor, Executor
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from monai_pneumonia.inference import Classification, Refusal
+from monai_pneumonia.service.journal import CLASSIFIED, Journal
+from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding, render_results
+from monai_pneumonia.service.resultslog import ResultsLog
+from monai_pneumonia.service.screening import screen
+from monai_pneumonia.service.spool import Spool, atomic_write
+
+__all__ = ["Worker"]
+
+logger = logging.getLogger(__name__)
+
+
+def _uids(header: Dataset | None, sop_uid: str) -> dict:
+    get = (lambda k: str(header.get(k, "") or "")) if header is not None else (lambda k: "")
+    return {"sop_instance_uid": sop_uid, "study_instance_uid": get("StudyInstanceUID"),
+            "series_instance_uid": get("SeriesInstanceUID"), "sop_class_uid": get("SOPClassUID"),
+            "modality": get("Modality")}
+
+
+class Worker(threading.Thread):
+    """Classifies spooled instances in batches.
+
+    Args:
+        spool: received instances.
+        outbox: folder of result files waiting for delivery.
+        journal: the state database.
+        classifier: a :class:`~monai_pneumonia.inference.BundleClassifier` (or anything with its ``classify``,
+            ``grad_cam`` and ``threshold``).
+        targets: destination names results are queued for.
+        results_log: the JSON-lines log.
+        on_results: called after a batch queued results (wakes the deliverer).
+        batch_size: most instances per batch.
+        cam: also produce a Grad-CAM Secondary Capture.
+        lenient: see :func:`~monai_pneumonia.service.screening.screen`.
+        algorithm: name and version written into the SR.
+        executor: a ``concurrent.futures`` executor that runs :func:`render_results` (default: this thread).
+    """
+
+    def __init__(self, spool: Spool, outbox: Path, journal: Journal, classifier, targets: Sequence[str],
+                 results_log: ResultsLog, on_results: Callable[[], None] = lambda: None, batch_size: int = 16,
+                 cam: bool = False, lenient: bool = False, algorithm: AlgorithmInfo | None = None,
+                 executor: Executor | None = None) -> None:
+        super().__init__(name="classifier", daemon=True)
+        self.spool, self.outbox, self.journal, self.classifier = spool, outbox, journal, classifier
+        self.targets = list(targets)
+        self.results_log, self.on_results = results_log, on_results
+        self.batch_size, self.cam, self.lenient = batch_size, cam, lenient
+        self.algorithm = algorithm or AlgorithmInfo()
+        self.executor = executor
+        self.retry_delay = 5.0
+        self.queue: queue.Queue[tuple[str, Path]] = queue.Queue()
+        self.stopping = threading.Event()
+
+    def submit(self, sop_uid: str, path: Path) -> None:
+        """Queue a spooled instance."""
+        self.queue.put((sop_uid, path))
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                items = [self.queue.get(timeout=0.2)]
+            except queue.Empty:
+                continue
+            while len(items) < self.batch_size:
+                try:
+                    items.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+            self.process_safely(items)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish the current batch and stop (queued instances stay in the spool)."""
+        self.stopping.set()
+        self.join(timeout)
+
+    def process_safely(self, items: Sequence[tuple[str, Path]]) -> None:
+        """:meth:`process`, isolating failures.
+
+        An environment failure (``OSError`` such as a full disk, a broken report process) refuses nothing: the
+        instances stay in the spool and are queued again after ``retry_delay``. Any other failure of a batch is
+        retried one instance at a time, and a single instance that still fails is refused with the error as the
+        reason, so one bad input cannot block the spool.
+        """
+        try:
+            self.process(items)
+        except (OSError, BrokenExecutor) as error:  # the environment, not the instance: keep and retry
+            if isinstance(error, BrokenExecutor):
+                self.executor = None
+                logger.error("the report process pool broke; building reports in the classification thread")
+            logger.error("%d instances stay in the spool and are retried in %g s: %s", len(items),
+                         self.retry_delay, error)
+            if not self.stopping.wait(self.retry_delay):
+                for item in items:
+                    self.queue.put(item)
+        except Exception as error:  # noqa: BLE001 - isolate the failing instance
+            if len(items) > 1:
+                logger.warning("batch of %d failed (%s); processing one by one", len(items), error)
+                for item in items:
+                    self.process_safely([item])
+                return
+            sop_uid, path = items[0]
+            logger.exception("processing %s failed", sop_uid)
+            self._refuse(sop_uid, path, None, f"processing failed ({type(error).__name__}: {error})")
+
+    def process(self, items: Sequence[tuple[str, Path]]) -> None:
+        """Screen, classify and queue the results of a batch of spooled instances."""
+        accepted: dict[str, tuple[str, Path, Dataset]] = {}
+        for sop_uid, path in dict(items).items():
+            state = self.journal.state(sop_uid)
+            if state is not None:
+                if state != CLASSIFIED:
+                    self.spool.remove(sop_uid)
+                continue
+            try:
+                header = pydicom.dcmread(path, stop_before_pixels=True)
+            except FileNotFoundError:
+                continue
+            except Exception as error:  # noqa: BLE001 - any parse failure is a refusal
+                self._refuse(sop_uid, path, None, f"not a readable DICOM file ({error})")
+                continue
+            reason = screen(header, self.lenient)
+            if reason:
+                self._refuse(sop_uid, path, header, reason)
+            else:
+                accepted[str(path)] = (sop_uid, path, header)
+        if not accepted:
+            return
+        started = time.time()
+        results = self.classifier.classify(list(accepted))
+        elapsed = (time.time() - started) / len(accepted)
+        reported = []
+        for result in results:
+            sop_uid, path, header = accepted[result.image]  # the classifier returns each input path as given
+            if isinstance(result, Refusal):
+                self._refuse(sop_uid, path, header, result.error)
+            else:
+                reported.append((sop_uid, path, header, result))
+        jobs = [(header, PneumoniaFinding(r.prob_pneumonia, r.threshold), self.algorithm,
+                 self._cam(path) if self.cam else None) for _, path, header, r in reported]
+        rendered = self.executor.map(render_results, jobs) if self.executor else map(render_results, jobs)
+        for (sop_uid, path, header, result), encoded in zip(reported, rendered, strict=True):
+            self._report(sop_uid, path, header, result, encoded, elapsed)
+        self.on_results()
+
+    def _received(self, path: Path) -> float:
+        try:
+            return path.stat().st_mtime
+        except OSError:
+            return time.time()
+
+    def _refuse(self, sop_uid: str, path: Path, header: Dataset | None, reason: str) -> None:
+        detail = {**_uids(header, sop_uid), "reason": reason, "received": self._received(path)}
+        if self.journal.record_refused(sop_uid, detail):
+            logger.warning("refused %s: %s", sop_uid, reason)
+            self.results_log.write("refused", **detail)
+        self.spool.remove(sop_uid)
+
+    def _report(self, sop_uid: str, path: Path, header: Dataset, result: Classification,
+                encoded: list[tuple[str, bytes]], seconds: float) -> None:
+        files = [(uid, atomic_write(self.outbox / f"{uid}.dcm", data)) for uid, data in encoded]
+        detail = {**_uids(header, sop_uid), "prob_pneumonia": round(result.prob_pneumonia, 6),
+                  "prediction": result.prediction, "threshold": round(result.threshold, 6),
+                  "flags": result.meta.get("xray_flags", ""), "results": [uid for uid, _ in files],
+                  "received": self._received(path), "classified": time.time(), "inference_s": round(seconds, 4)}
+        if self.journal.record_classified(sop_uid, detail, files, self.targets):
+            self.results_log.write("classified", **detail)
+            if not self.targets:
+                self.spool.remove(sop_uid)
+
+    def _cam(self, path: Path) -> np.ndarray:
+        """The Grad-CAM overlay of an image as ``uint8`` RGB (rows, columns, 3)."""
+        from monai_pneumonia.visualize import overlay_cam
+
+        image, cam = self.classifier.grad_cam(path)
+        return overlay_cam(image[0], cam[0])
