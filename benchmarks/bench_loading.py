@@ -14,15 +14,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.factories: the encoders the tests use
 from _common import RESULTS, machine, versions, write_report  # noqa: E402
 
 DEFAULT_OUTPUT = RESULTS / "loading.json"
@@ -43,9 +42,9 @@ PACKAGES = (
 
 def make_encodings(folder: Path) -> dict[str, Path]:
     """RG1 in every available encoding: name -> file."""
-    import pydicom
     import pydicom.data
-    from pydicom.uid import DeflatedExplicitVRLittleEndian, RLELossless
+
+    from tests.factories import write_encodings
 
     files = {}
     for name in ("UNCR", "J2KR", "J2KI"):
@@ -56,24 +55,9 @@ def make_encodings(folder: Path) -> dict[str, Path]:
     src = files.get("RG1_UNCR")
     if src is None:
         raise SystemExit("pydicom-data (RG1_UNCR.dcm) is not installed")
-    tools = {
-        "dcmtk_jpeg_lossless_sv1": ["dcmcjpeg", "--encode-lossless-sv1"],
-        "dcmtk_jpegls_lossless": ["dcmcjpls", "--encode-lossless"],
-        "dcmtk_rle": ["dcmcrle"],
-    }
-    for name, command in tools.items():
-        if shutil.which(command[0]):
-            dst = folder / f"{name}.dcm"
-            subprocess.run([*command, str(src), str(dst)], check=True, capture_output=True)
-            files[name] = dst
-    ds = pydicom.dcmread(src)
-    ds.compress(RLELossless, encoding_plugin="pylibjpeg")
-    ds.save_as(folder / "pydicom_rle.dcm")
-    files["pydicom_rle"] = folder / "pydicom_rle.dcm"
-    ds = pydicom.dcmread(src)
-    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    ds.save_as(folder / "pydicom_deflate.dcm", enforce_file_format=True)
-    files["pydicom_deflate"] = folder / "pydicom_deflate.dcm"
+    for name, path in write_encodings(src, folder, prefix="RG1_").items():
+        if name != "uncompressed":
+            files[f"RG1_{name}"] = path
     return files
 
 

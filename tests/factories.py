@@ -24,6 +24,7 @@ import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
     UID,
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
@@ -283,6 +284,38 @@ def transcode_with_dcmtk(src: str | os.PathLike, dst: str | os.PathLike, transfe
         raise FileNotFoundError(f"{command[0]} (dcmtk) is not installed")
     subprocess.run([*command, os.fspath(src), os.fspath(dst)], check=True, capture_output=True, timeout=120)
     return Path(dst)
+
+
+def write_encodings(src: str | os.PathLike, folder: str | os.PathLike, prefix: str = "") -> dict[str, Path]:
+    """Lossless re-encodings of an uncompressed DICOM file, every one keeping its UIDs.
+
+    JPEG Lossless SV1, JPEG-LS lossless and RLE with dcmtk (each skipped when its tool is missing), RLE with
+    pydicom's own encoder and deflate with pydicom.
+
+    Args:
+        src: an uncompressed DICOM file.
+        folder: where the files go.
+        prefix: prepended to each file name.
+
+    Returns:
+        ``{"uncompressed", "sv1", "jpegls", "rle_dcmtk", "rle_pydicom", "deflate"}`` (minus missing tools) -> file.
+    """
+    folder = Path(folder)
+    files = {"uncompressed": Path(src)}
+    for name, syntax in (("sv1", JPEGLosslessSV1), ("jpegls", JPEGLSLossless), ("rle_dcmtk", RLELossless)):
+        try:
+            files[name] = transcode_with_dcmtk(src, folder / f"{prefix}{name}.dcm", syntax)
+        except FileNotFoundError:
+            pass
+    rle = pydicom.dcmread(src)
+    rle.compress(RLELossless, encoding_plugin="pydicom")
+    files["rle_pydicom"] = folder / f"{prefix}rle_pydicom.dcm"
+    rle.save_as(files["rle_pydicom"])
+    deflated = pydicom.dcmread(src)
+    deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    files["deflate"] = folder / f"{prefix}deflate.dcm"
+    deflated.save_as(files["deflate"], enforce_file_format=True)
+    return files
 
 
 def write_png(path: str | os.PathLike, picture: np.ndarray, bits: int = 8) -> Path:

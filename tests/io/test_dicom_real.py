@@ -8,7 +8,6 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.uid import (
-    DeflatedExplicitVRLittleEndian,
     ExplicitVRLittleEndian,
     JPEGLosslessSV1,
     JPEGLSLossless,
@@ -16,7 +15,7 @@ from pydicom.uid import (
 )
 
 from monai_pneumonia.io import load_xray
-from tests.factories import transcode_with_dcmtk
+from tests.factories import transcode_with_dcmtk, write_encodings
 
 pydicom_data = pytest.importorskip("pydicom.data")
 
@@ -57,21 +56,7 @@ def rg1_crop(rg1_path, tmp_path_factory):
     ds.PixelData = crop.tobytes()
     src = folder / "crop_uncr.dcm"
     ds.save_as(src, enforce_file_format=True)
-    files = {"uncompressed": src}
-    for name, syntax in (("sv1", JPEGLosslessSV1), ("jpegls", JPEGLSLossless), ("rle_dcmtk", RLELossless)):
-        try:
-            files[name] = transcode_with_dcmtk(src, folder / f"crop_{name}.dcm", syntax)
-        except FileNotFoundError:
-            pass
-    rle = pydicom.dcmread(src)
-    rle.compress(RLELossless, encoding_plugin="pydicom")
-    rle.save_as(folder / "crop_rle_pydicom.dcm")
-    files["rle_pydicom"] = folder / "crop_rle_pydicom.dcm"
-    deflated = pydicom.dcmread(src)
-    deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    deflated.save_as(folder / "crop_deflate.dcm", enforce_file_format=True)
-    files["deflate"] = folder / "crop_deflate.dcm"
-    return files
+    return write_encodings(src, folder, prefix="crop_")
 
 
 def test_rg1_display_and_metadata(rg1, rg1_path):
