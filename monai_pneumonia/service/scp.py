@@ -80,6 +80,9 @@ class AssociationLimits:
 class StorageSCP:
     """The listener: stores each received instance through ``store`` and answers with its status.
 
+    An association must be addressed to ``ae_title`` (Called AE Title) and, when ``allowed`` is given, come from
+    one of those AE titles (Calling AE Title); others are rejected at association (PS3.8 9.3.4).
+
     Args:
         ae_title: our AE title.
         store: ``(sop_instance_uid, encoded_file_bytes) -> status``; must not return Success before the
@@ -101,6 +104,7 @@ class StorageSCP:
         self.ae.acse_timeout = limits.acse_timeout
         self.ae.dimse_timeout = limits.dimse_timeout
         self.ae.network_timeout = limits.network_timeout
+        self.ae.require_called_aet = True  # associations addressed to another AE title are rejected
         if allowed:
             self.ae.require_calling_aet = list(allowed)
         self.server = None

@@ -1,0 +1,51 @@
+"""The storage SCP's association policy, with pynetdicom as the peer on loopback."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import Verification
+
+from monai_pneumonia.service.scp import StorageSCP
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture()
+def scp_port():
+    scp = StorageSCP("PNEUMO", store=lambda *args: 0x0000, allowed=["MODALITY"])
+    port = _free_port()
+    scp.start("127.0.0.1", port)
+    yield port
+    scp.stop()
+
+
+def _echo(port: int, calling: str, called: str) -> bool:
+    """True when an association from ``calling`` to ``called`` is accepted and C-ECHO succeeds."""
+    peer = AE(ae_title=calling)
+    peer.add_requested_context(Verification)
+    peer.acse_timeout = 5
+    assoc = peer.associate("127.0.0.1", port, ae_title=called)
+    if not assoc.is_established:
+        return False
+    status = assoc.send_c_echo()
+    assoc.release()
+    return status.Status == 0x0000
+
+
+def test_allowed_calling_ae_to_our_ae_title_is_accepted(scp_port):
+    assert _echo(scp_port, "MODALITY", "PNEUMO")
+
+
+def test_unknown_calling_ae_is_rejected(scp_port):
+    assert not _echo(scp_port, "INTRUDER", "PNEUMO")
+
+
+def test_association_addressed_to_another_ae_title_is_rejected(scp_port):
+    assert not _echo(scp_port, "MODALITY", "OTHER")
