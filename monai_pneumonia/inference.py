@@ -20,7 +20,13 @@ from monai.data import DataLoader, decollate_batch
 
 from monai_pneumonia.bundle import bundle_file, default_bundle_root
 from monai_pneumonia.workflows.datasets import REFUSED_KEY, RefusingDataset, collate_with_refusals
-from monai_pneumonia.workflows.handlers import CLASS_NAMES, operating_threshold, source_path
+from monai_pneumonia.workflows.handlers import (
+    CLASS_NAMES,
+    operating_threshold,
+    pneumonia_probability,
+    predicted_class,
+    source_path,
+)
 
 __all__ = ["BundleClassifier", "Classification", "Refusal"]
 
@@ -161,9 +167,10 @@ class BundleClassifier:
         outputs = []
         for item in decollate_batch(batch):
             item = self.postprocessing(item)
-            prob = float(item["pred"][1])
+            prob = pneumonia_probability(item["pred"])
             meta = dict(getattr(item["image"], "meta", {}))
-            outputs.append(Classification(source_path(item), prob, CLASS_NAMES[int(prob >= threshold)], threshold, meta))
+            decision = CLASS_NAMES[predicted_class(prob, threshold)]
+            outputs.append(Classification(source_path(item), prob, decision, threshold, meta))
         return outputs
 
     def grad_cam(self, path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,13 @@ CONFIGS = REPO / "bundle" / "configs"
 #: Overrides that make every bundle config tiny; the same for train, evaluate and inference.
 TINY = ["--network_def#depth", "18", "--image_size", "32", "--batch_size", "4", "--num_workers", "0",
         "--progress_bar", "False"]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (for servers the tests start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def bundle_command(*args: str) -> list[str]:

@@ -75,7 +75,7 @@ def describe_samples(samples: Path) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit status 0 on success."""
     from monai_pneumonia.bundle import bundle_file, default_bundle_root, run_workflow
-    from monai_pneumonia.cli.predict import _print_table, run_inference
+    from monai_pneumonia.cli.predict import print_table, run_inference
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     samples = (args.samples or default_samples_dir()).resolve()
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"Classifying {samples} with Grad-CAM overlays ...", file=sys.stderr)
     predictions, refusals = run_inference([samples], output / "inference", bundle_root=bundle_root,
                                           save_cam=True, num_workers=0)
-    _print_table(predictions, refusals)
+    print_table(predictions, refusals)
     print(f"\npredictions:       {output / 'inference' / 'predictions.csv'}")
     print(f"Grad-CAM overlays: {output / 'inference' / 'cam'}")
     print(f"metrics:           {output / 'evaluation' / 'metrics.json'}")

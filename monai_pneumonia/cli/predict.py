@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "run", "run_inference"]
+__all__ = ["add_parser", "print_table", "run", "run_inference"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -88,7 +88,8 @@ def _read_csv(path: Path) -> list[dict]:
     return rows
 
 
-def _print_table(predictions: list[dict], refusals: list[dict]) -> None:
+def print_table(predictions: list[dict], refusals: list[dict]) -> None:
+    """Print predictions as an aligned table, then the refused inputs with their reasons."""
     if predictions:
         width = max(len("image"), *(len(row["image"]) for row in predictions))
         print(f"{'image':<{width}}  {'prob_pneumonia':>14}  prediction")
@@ -128,6 +129,6 @@ def run(args: argparse.Namespace) -> int:
                   sys.stdout, indent=2)
         print()
     else:
-        _print_table(predictions, refusals)
+        print_table(predictions, refusals)
         print(f"\nresults in {output_dir}", file=sys.stderr)
     return status

@@ -32,13 +32,12 @@ from monai_pneumonia.bundle import bundle_file
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.inference import BundleClassifier
 from monai_pneumonia.visualize import grad_cam, save_png
+from monai_pneumonia.workflows.handlers import PNEUMONIA_INDEX, pneumonia_probability, predicted_class
 
-__all__ = ["CAM_PARAM", "POSITIVE_INDEX", "ModelNotReadyError", "PneumoniaInferTask", "bundle_labels", "series_file"]
+__all__ = ["CAM_PARAM", "ModelNotReadyError", "PneumoniaInferTask", "bundle_labels", "series_file"]
 
 #: Request parameter (also shown as an option in ``/info/``) that asks for the Grad-CAM heatmap.
 CAM_PARAM = "cam"
-#: Output channel of the pneumonia class, whose probability is compared with the stored threshold.
-POSITIVE_INDEX = 1
 
 
 class ModelNotReadyError(FileNotFoundError):
@@ -158,8 +157,8 @@ class PneumoniaInferTask(BasicInferTask):
             data[self.output_label_key] = MetaTensor(data[self.output_label_key])
         _, result = super().writer(data, extension, dtype)
         classifier = self.classifier()
-        prob = float(data[self.output_label_key][POSITIVE_INDEX])
-        index = POSITIVE_INDEX if prob >= classifier.threshold else 1 - POSITIVE_INDEX
+        prob = pneumonia_probability(data[self.output_label_key])
+        index = predicted_class(prob, classifier.threshold)
         names = {idx: name for name, idx in self.labels.items()}
         result.update(
             prob_pneumonia=prob,
@@ -175,11 +174,11 @@ class PneumoniaInferTask(BasicInferTask):
     @staticmethod
     def _write_cam(classifier: BundleClassifier, image: MetaTensor) -> tuple[str, dict]:
         """Grad-CAM of the pneumonia class as a grey PNG at the source image's size (rows x columns)."""
-        heat = grad_cam(classifier.network, torch.as_tensor(image)[None].to(classifier.device), POSITIVE_INDEX)
+        heat = grad_cam(classifier.network, torch.as_tensor(image)[None].to(classifier.device), PNEUMONIA_INDEX)
         heat = heat[0, 0].detach().cpu().numpy().T  # MONAI's (W, H) -> row-major (H, W)
         rows, columns = int(image.meta["original_rows"]), int(image.meta["original_columns"])
         resized = Image.fromarray(heat.astype(np.float32)).resize((columns, rows), Image.Resampling.BILINEAR)
         handle, path = tempfile.mkstemp(prefix="cam-", suffix=".png")
         os.close(handle)
         save_png(np.clip(np.asarray(resized), 0.0, 1.0), path)
-        return path, {"format": "png", "rows": rows, "columns": columns, "class": POSITIVE_INDEX}
+        return path, {"format": "png", "rows": rows, "columns": columns, "class": PNEUMONIA_INDEX}

@@ -10,11 +10,14 @@ from monai_pneumonia.workflows.datasets import (
 from monai_pneumonia.workflows.evaluator import XrayEvaluator
 from monai_pneumonia.workflows.handlers import (
     CLASS_NAMES,
+    PNEUMONIA_INDEX,
     CamWriter,
     EvaluationWriter,
     OperatingThresholdHandler,
     PredictionWriter,
     operating_threshold,
+    pneumonia_probability,
+    predicted_class,
     source_path,
 )
 from monai_pneumonia.workflows.progress import ProgressBar
@@ -25,6 +28,7 @@ __all__ = [
     "CamWriter",
     "EvaluationWriter",
     "OperatingThresholdHandler",
+    "PNEUMONIA_INDEX",
     "PredictionWriter",
     "ProgressBar",
     "RefusingDataset",
@@ -33,5 +37,7 @@ __all__ = [
     "find_input_error",
     "image_items",
     "operating_threshold",
+    "pneumonia_probability",
+    "predicted_class",
     "source_path",
 ]

@@ -30,8 +30,11 @@ __all__ = [
     "CamWriter",
     "EvaluationWriter",
     "OperatingThresholdHandler",
+    "PNEUMONIA_INDEX",
     "PredictionWriter",
     "operating_threshold",
+    "pneumonia_probability",
+    "predicted_class",
     "source_path",
 ]
 
@@ -39,7 +42,8 @@ logger = logging.getLogger(__name__)
 
 #: Names of the model's output channels, in order (pneumonia is the positive class).
 CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
-_POSITIVE = 1
+#: Output channel of the pneumonia class.
+PNEUMONIA_INDEX = 1
 
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -58,8 +62,14 @@ def source_path(item: dict, image_key: str = "image") -> str:
     return os.fspath(meta.get("filename_or_obj", ""))
 
 
-def _positive_probability(pred: torch.Tensor) -> float:
-    return float(torch.as_tensor(pred).reshape(-1)[_POSITIVE])
+def pneumonia_probability(pred: torch.Tensor) -> float:
+    """The pneumonia probability of one item's softmax output (``pred`` of the bundle's postprocessing)."""
+    return float(torch.as_tensor(pred).reshape(-1)[PNEUMONIA_INDEX])
+
+
+def predicted_class(prob_pneumonia: float, threshold: float) -> int:
+    """The class index decided at the operating threshold: pneumonia when ``prob_pneumonia >= threshold``."""
+    return int(prob_pneumonia >= threshold)
 
 
 def _class_index(label: Any) -> int:
@@ -122,7 +132,7 @@ class OperatingThresholdHandler:
 
     def _collect(self, engine: Engine) -> None:
         preds, labels = self.output_transform(engine.state.output)
-        self._probs.extend(_positive_probability(p) for p in preds)
+        self._probs.extend(pneumonia_probability(p) for p in preds)
         self._labels.extend(_class_index(y) for y in labels)
 
     def _choose(self, engine: Engine) -> None:
@@ -169,7 +179,7 @@ class _ResultCollector:
 
     def _collect(self, engine: Engine) -> None:
         for item in engine.state.output or []:
-            record = {"image": source_path(item), "prob_pneumonia": _positive_probability(item["pred"])}
+            record = {"image": source_path(item), "prob_pneumonia": pneumonia_probability(item["pred"])}
             if self.with_labels:
                 record["label"] = _class_index(item["label"])
             self.records.append(record)
@@ -177,7 +187,7 @@ class _ResultCollector:
     def _complete(self, engine: Engine) -> None:
         threshold = operating_threshold(self.network)
         for record in self.records:
-            record["prediction"] = int(record["prob_pneumonia"] >= threshold)
+            record["prediction"] = predicted_class(record["prob_pneumonia"], threshold)
         refused = list(getattr(engine.state, REFUSED_KEY, []))
         _write_csv(self.output_dir / "errors.csv", ("image", "error"), [(r["image"], r["error"]) for r in refused])
         self.write(engine, threshold, refused)

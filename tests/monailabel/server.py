@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,6 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "monai_pneumonia" / "monailabel_app"
@@ -36,13 +37,6 @@ QUIET_ENV = {
     "MONAI_LABEL_SESSIONS": "false",
     "PYTHONUNBUFFERED": "1",
 }
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

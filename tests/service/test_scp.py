@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from monai_pneumonia.service.scp import StorageSCP
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from tests.conftest import free_port
 
 
 @pytest.fixture()
 def scp_port():
     scp = StorageSCP("PNEUMO", store=lambda *args: 0x0000, allowed=["MODALITY"])
-    port = _free_port()
+    port = free_port()
     scp.start("127.0.0.1", port)
     yield port
     scp.stop()
