@@ -26,6 +26,14 @@ TINY = ["--network_def#depth", "18", "--image_size", "32", "--batch_size", "4", 
         "--progress_bar", "False"]
 
 
+def configured_network(config: str = "train.json", **overrides):
+    """The bundle config's ``network_def`` as an ``AttentionResNet`` (``overrides`` replace its arguments)."""
+    from monai_pneumonia.networks import AttentionResNet
+
+    kwargs = {k: v for k, v in json.loads((CONFIGS / config).read_text())["network_def"].items() if k != "_target_"}
+    return AttentionResNet(**{**kwargs, **overrides})
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now (for servers the tests start)."""
     with socket.socket() as sock:

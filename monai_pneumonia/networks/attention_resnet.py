@@ -34,6 +34,7 @@ def _validate_args(
     reduction: int,
     fusion_channels: int | None,
     operating_threshold: float,
+    attention_stages: tuple[int, ...],
 ) -> None:
     """Raise a ValueError naming the first invalid constructor argument of :class:`AttentionResNet`."""
     if spatial_dims not in (1, 2, 3):
@@ -51,6 +52,8 @@ def _validate_args(
         raise ValueError(f"dropout_prob must be in [0, 1], got {dropout_prob!r}.")
     if not 0.0 <= float(operating_threshold) <= 1.0:
         raise ValueError(f"operating_threshold must be in [0, 1], got {operating_threshold!r}.")
+    if not attention_stages or any(s not in (1, 2, 3, 4) for s in attention_stages):
+        raise ValueError(f"attention_stages must be a non-empty subset of (1, 2, 3, 4), got {attention_stages!r}.")
 
 
 class AttentionResNet(nn.Module):
@@ -123,11 +126,16 @@ class AttentionResNet(nn.Module):
         norm: normalisation, MONAI ``Norm`` name or ``(name, kwargs)``. Defaults to batch norm.
         pretrained_path: optional path of a torchvision-format ResNet state dict loaded with
             :func:`~.pretrained.load_pretrained` (2D only); the report is kept in ``self.pretrained_report``.
+        attention_stages: the stages (1-4) whose blocks get attention. Defaults to all four, as in the CBAM and SE
+            papers. Attention on the large stage-1/2 maps is memory-bound element-wise work: on the 2-core CPU
+            this project trains on, CBAM in every block cut training throughput (bf16, batch 32, 224 px) from
+            about 11 to 4.7 img/s, CBAM in stages 3-4 only to 8.9 img/s (``benchmarks/bench_training.py``), so
+            the bundle uses ``(3, 4)``: attention where the features are semantic, at a quarter of the cost.
 
     Raises:
         ValueError: for an unsupported ``spatial_dims``, ``depth`` or ``attention``, non-positive ``in_channels``,
             ``num_classes``, ``reduction`` or ``fusion_channels``, a ``dropout_prob`` or ``operating_threshold``
-            outside [0, 1].
+            outside [0, 1], or ``attention_stages`` not a non-empty subset of (1, 2, 3, 4).
     """
 
     #: ``named_modules()`` name of the last spatial feature layer, the Grad-CAM target.
@@ -150,8 +158,10 @@ class AttentionResNet(nn.Module):
         act: str | tuple = ("relu", {"inplace": True}),
         norm: str | tuple = "batch",
         pretrained_path: str | os.PathLike | None = None,
+        attention_stages: tuple[int, ...] | list[int] = (1, 2, 3, 4),
     ) -> None:
         super().__init__()
+        attention_stages = tuple(sorted(set(attention_stages)))
         _validate_args(
             spatial_dims=spatial_dims,
             in_channels=in_channels,
@@ -162,12 +172,14 @@ class AttentionResNet(nn.Module):
             reduction=reduction,
             fusion_channels=fusion_channels,
             operating_threshold=operating_threshold,
+            attention_stages=attention_stages,
         )
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.depth = depth
         self.attention_type = attention
+        self.attention_stages = attention_stages
         self.use_fusion = bool(fusion)
 
         block, layers = DEPTHS[depth]
@@ -188,10 +200,10 @@ class AttentionResNet(nn.Module):
         self.bn1 = get_norm_layer(name=norm, spatial_dims=spatial_dims, channels=self.in_planes)
         self.act = get_act_layer(name=act)
         self.maxpool = Pool[Pool.MAX, spatial_dims](kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(block, _STAGE_PLANES[0], layers[0], stride=1)
-        self.layer2 = self._make_layer(block, _STAGE_PLANES[1], layers[1], stride=2)
-        self.layer3 = self._make_layer(block, _STAGE_PLANES[2], layers[2], stride=2)
-        self.layer4 = self._make_layer(block, _STAGE_PLANES[3], layers[3], stride=2)
+        self.layer1 = self._make_layer(block, _STAGE_PLANES[0], layers[0], stride=1, stage=1)
+        self.layer2 = self._make_layer(block, _STAGE_PLANES[1], layers[1], stride=2, stage=2)
+        self.layer3 = self._make_layer(block, _STAGE_PLANES[2], layers[2], stride=2, stage=3)
+        self.layer4 = self._make_layer(block, _STAGE_PLANES[3], layers[3], stride=2, stage=4)
 
         stage_channels = [p * block.expansion for p in _STAGE_PLANES[1:]]
         if self.use_fusion:
@@ -222,9 +234,13 @@ class AttentionResNet(nn.Module):
         planes: int,
         blocks: int,
         stride: int,
+        stage: int,
     ) -> nn.Sequential:
         """One ResNet stage: ``blocks`` residual blocks, the first with ``stride`` and a type-B shortcut if needed."""
         spatial_dims = self.spatial_dims
+        block_kwargs = dict(self._block_kwargs)
+        if stage not in self.attention_stages:
+            block_kwargs["attention"] = None
         downsample = None
         if stride != 1 or self.in_planes != planes * block.expansion:
             downsample = nn.Sequential(
@@ -233,9 +249,9 @@ class AttentionResNet(nn.Module):
                 ),
                 get_norm_layer(name=self._norm, spatial_dims=spatial_dims, channels=planes * block.expansion),
             )
-        layers = [block(self.in_planes, planes, stride=stride, downsample=downsample, **self._block_kwargs)]
+        layers = [block(self.in_planes, planes, stride=stride, downsample=downsample, **block_kwargs)]
         self.in_planes = planes * block.expansion
-        layers += [block(self.in_planes, planes, **self._block_kwargs) for _ in range(1, blocks)]
+        layers += [block(self.in_planes, planes, **block_kwargs) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def _init_weights(self, conv_type: type[nn.Module]) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import CONFIGS, REPO, TINY, bundle_command, run_bundle
+from tests.conftest import CONFIGS, REPO, TINY, bundle_command, configured_network, run_bundle
 
 METRIC_KEYS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "auc", "n", "threshold")
 
@@ -114,9 +114,8 @@ def test_verify_net_in_out():
 
 @pytest.fixture()
 def trained_network(trained_bundle):
-    from monai_pneumonia.networks import AttentionResNet
 
-    network = AttentionResNet(spatial_dims=2, in_channels=1, num_classes=2, depth=18).eval()
+    network = configured_network(depth=18).eval()
     network.load_state_dict(torch.load(trained_bundle["ckpt_dir"] / "model.pt", weights_only=True))
     return network
 

@@ -8,8 +8,7 @@ import sys
 import pytest
 import torch
 
-from monai_pneumonia.networks import AttentionResNet
-from tests.conftest import CONFIGS, REPO, TINY, run_bundle
+from tests.conftest import CONFIGS, REPO, TINY, configured_network, run_bundle
 
 
 def test_train_writes_best_checkpoint_with_threshold(trained_bundle):
@@ -17,7 +16,7 @@ def test_train_writes_best_checkpoint_with_threshold(trained_bundle):
     assert "operating_threshold" in state
     threshold = float(state["operating_threshold"])
     assert 0.0 < threshold < 1.0 and threshold != 0.5, "the threshold was not chosen on the validation split"
-    network = AttentionResNet(spatial_dims=2, in_channels=1, num_classes=2, depth=18)
+    network = configured_network(depth=18)
     network.load_state_dict(state)  # a plain state dict of the configured network
     assert "val_auc" in trained_bundle["log"]
     assert list(trained_bundle["output_dir"].glob("events.out.tfevents.*")), "no TensorBoard events written"

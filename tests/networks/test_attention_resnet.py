@@ -112,6 +112,8 @@ def test_depths_shapes(depth, attention, fusion):
         ({"operating_threshold": 1.2}, "operating_threshold"),
         ({"fusion_channels": 0}, "fusion_channels"),
         ({"reduction": 0}, "reduction"),
+        ({"attention_stages": ()}, "attention_stages"),
+        ({"attention_stages": (0, 3)}, "attention_stages"),
     ],
 )
 def test_invalid_arguments(kwargs, match):
@@ -292,3 +294,13 @@ def test_docstring_cost_table_is_measured():
         assert n_params(net) == int(params.replace(",", ""))
         assert math.isclose(counter.get_total_flops() / 1e9, float(gflops), abs_tol=1e-3)
         assert math.isclose(counter.get_total_flops() / 2e9, float(gmacs), abs_tol=1e-3)
+
+
+def test_attention_only_in_the_chosen_stages():
+    net = tiny(attention="cbam", fusion=False, attention_stages=[4, 3])
+    assert net.attention_stages == (3, 4)
+    for stage in (1, 2, 3, 4):
+        blocks = getattr(net, f"layer{stage}")
+        kinds = {type(block.attention).__name__ for block in blocks}
+        assert kinds == ({"CBAMBlock"} if stage in (3, 4) else {"Identity"}), (stage, kinds)
+    assert net(torch.randn(2, 1, 64, 64)).shape == (2, 2)
