@@ -17,7 +17,7 @@ from monai_pneumonia import __version__
 __all__ = ["build_parser", "main"]
 
 #: Modules of this package that each contribute one subcommand, in the order ``--help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "datalist", "demo", "serve")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "datalist", "demo", "stress", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,75 @@
+"""``monai-pneumonia stress``: validation under synthetic acquisition shifts, and the threshold that survives them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+__all__ = ["add_parser", "run"]
+
+_DESCRIPTION = """\
+Run the bundle's evaluate.json on one labelled split of a datalist (normally "validation") once per synthetic
+acquisition shift (gamma, contrast, blur, sharpening, noise, low resolution, zoom), print a table of AUC,
+accuracy, sensitivity and specificity per shift, and choose the operating threshold on the pooled predictions
+of every shift with the training rule (Youden by default). With --store-threshold that threshold is written
+into the checkpoint, where the bundle, the CLI, the DICOM listener and the MONAI Label app read it.
+
+Never run this on the test split: a threshold chosen there makes the test figures meaningless.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``stress`` subcommand.
+
+    Args:
+        subparsers: the top-level parser's sub-parsers.
+
+    Returns:
+        The sub-parser.
+    """
+    parser = subparsers.add_parser(
+        "stress",
+        help="validation under synthetic acquisition shifts; pooled operating threshold",
+        description=_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("datalist", type=Path, help="datalist JSON with the labelled split (monai-pneumonia datalist)")
+    parser.add_argument("--split", default="validation", help="which list of the datalist (default: %(default)s)")
+    parser.add_argument("--output", type=Path, required=True, help="folder for the per-shift evaluations and stress.json")
+    parser.add_argument("--shifts", nargs="+", default=None, metavar="NAME", help="shifts to run (default: all)")
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="bundle folder (default: $MONAI_PNEUMONIA_BUNDLE or the shipped bundle)")
+    parser.add_argument("--ckpt-dir", type=Path, default=None, help="folder of model.pt (default: <bundle>/models)")
+    parser.add_argument("--threshold-method", default="youden", choices=["youden"],
+                        help="rule for the pooled threshold, as in training (default: %(default)s)")
+    parser.add_argument("--store-threshold", action="store_true",
+                        help="write the pooled threshold into <ckpt-dir>/model.pt")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the stress validation; print the table; optionally store the threshold.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        0.
+    """
+    from monai_pneumonia.bundle import bundle_file, default_bundle_root
+    from monai_pneumonia.evaluation import format_table, store_threshold, stress_test
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.split == "test":
+        raise SystemExit("refusing to choose a threshold on the test split; use the validation split")
+    bundle_root = args.bundle or default_bundle_root()
+    report = stress_test(args.datalist, args.output, split=args.split, shifts=args.shifts, bundle_root=bundle_root,
+                         ckpt_dir=args.ckpt_dir, threshold_method=args.threshold_method)
+    print(format_table(report))
+    if args.store_threshold:
+        checkpoint = (args.ckpt_dir / "model.pt") if args.ckpt_dir else bundle_file(bundle_root, "model.pt")
+        store_threshold(checkpoint, report["stressed_threshold"])
+        print(f"stored threshold {report['stressed_threshold']:.4f} in {checkpoint}")
+    return 0
