@@ -59,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         0.
     """
     from monai_pneumonia.bundle import bundle_file, default_bundle_root
-    from monai_pneumonia.evaluation import format_table, store_threshold, stress_test
+    from monai_pneumonia.evaluation import format_table, stress_test
+    from monai_pneumonia.networks import store_threshold
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.split == "test":

@@ -5,7 +5,7 @@ runs on the same labelled split (normally the validation split of the training d
 before the intensity normalisation. The result is a table of metrics per shift at the model's stored threshold,
 and a *stressed operating threshold*: the threshold chosen (by the same rule as in training) on the pooled
 predictions of every shift, which keeps working when the films look different from the clean validation set.
-:func:`store_threshold` writes it into the checkpoint, where every entry point reads it.
+:func:`~monai_pneumonia.networks.store_threshold` writes it into the checkpoint, where every entry point reads it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from .metrics import binary_metrics, select_threshold
 from .shifts import ACQUISITION_SHIFTS
 
-__all__ = ["format_table", "store_threshold", "stress_test"]
+__all__ = ["format_table", "stress_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -128,33 +128,6 @@ def stress_test(
     }
     (output / "stress.json").write_text(json.dumps(report, indent=2))
     return report
-
-
-def store_threshold(checkpoint: str | os.PathLike, threshold: float, output: str | os.PathLike | None = None) -> Path:
-    """Write an operating threshold into a plain state-dict checkpoint (its ``operating_threshold`` entry).
-
-    Args:
-        checkpoint: a ``model.pt`` saved by the bundle (loaded with ``weights_only=True``).
-        threshold: the new threshold, in (0, 1).
-        output: where to save (default: overwrite ``checkpoint``).
-
-    Returns:
-        The path written.
-
-    Raises:
-        ValueError: a threshold outside (0, 1), or a checkpoint without an ``operating_threshold`` entry.
-    """
-    import torch
-
-    if not 0.0 < float(threshold) < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    if "operating_threshold" not in state:
-        raise ValueError(f"{checkpoint}: no 'operating_threshold' entry; not a checkpoint of this bundle's network")
-    state["operating_threshold"] = torch.tensor(float(threshold), dtype=torch.float32)
-    target = Path(output) if output is not None else Path(checkpoint)
-    torch.save(state, target)
-    return target
 
 
 def format_table(report: dict) -> str:

@@ -11,6 +11,7 @@ from .blocks import (
     SpatialAttention,
     make_attention,
 )
+from .checkpoint import THRESHOLD_KEY, half_precision_checkpoint, load_checkpoint, store_threshold
 from .pretrained import (
     PretrainedReport,
     adapt_stem_weight,
@@ -22,6 +23,7 @@ from .pretrained import (
 __all__ = [
     "ATTENTION_TYPES",
     "DEPTHS",
+    "THRESHOLD_KEY",
     "AttentionResNet",
     "AttentionResNetBlock",
     "AttentionResNetBottleneck",
@@ -31,8 +33,11 @@ __all__ = [
     "PretrainedReport",
     "SpatialAttention",
     "adapt_stem_weight",
+    "half_precision_checkpoint",
+    "load_checkpoint",
     "load_pretrained",
     "make_attention",
+    "store_threshold",
     "map_torchvision_key",
     "torchvision_resnet_layout",
 ]

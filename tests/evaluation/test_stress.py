@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from monai_pneumonia.cli import main
-from monai_pneumonia.evaluation import select_threshold, store_threshold, stress_test
+from monai_pneumonia.evaluation import select_threshold, stress_test
 
 SHIFTS = ["none", "blur-2", "noise-0.06"]
 
@@ -53,19 +53,6 @@ def test_stress_test_evaluates_every_shift_and_pools_the_threshold(bundle_copy, 
     expected = select_threshold(np.concatenate(pooled_labels), np.concatenate(pooled_probs))
     assert report["stressed_threshold"] == pytest.approx(expected)
     assert json.loads((out / "stress.json").read_text())["stressed_threshold"] == pytest.approx(expected)
-
-
-def test_store_threshold_round_trip(bundle_copy, tmp_path):
-    checkpoint = bundle_copy / "models" / "model.pt"
-    written = store_threshold(checkpoint, 0.7312, output=tmp_path / "model.pt")
-    state = torch.load(written, weights_only=True)
-    assert float(state["operating_threshold"]) == pytest.approx(0.7312)
-    assert state["operating_threshold"].dtype == torch.float32
-    with pytest.raises(ValueError, match=r"in \(0, 1\)"):
-        store_threshold(checkpoint, 1.0)
-    torch.save({"weight": torch.zeros(1)}, tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="operating_threshold"):
-        store_threshold(tmp_path / "other.pt", 0.5)
 
 
 def test_cli_stores_the_stressed_threshold(bundle_copy, datalist, tmp_path, capsys):

@@ -1,0 +1,90 @@
+"""The bundle's checkpoint file: a plain state dict with the ``operating_threshold`` entry, loaded with ``weights_only``.
+
+Two edits happen after training, both on the file, never on a live network: storing a threshold chosen on
+validation data (:func:`store_threshold`, e.g. the stressed one of ``monai-pneumonia stress``) and writing the
+release copy with half-precision weights (:func:`half_precision_checkpoint`), which halves the file. Loading a
+half-precision file into the float32 network (``load_state_dict`` copies with a cast) is all the consumers do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+__all__ = ["THRESHOLD_KEY", "half_precision_checkpoint", "load_checkpoint", "store_threshold"]
+
+#: The state-dict entry holding the decision threshold (the network's buffer of that name); always float32.
+THRESHOLD_KEY = "operating_threshold"
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A bundle checkpoint as a state dict (``torch.load(..., weights_only=True)`` on CPU).
+
+    Args:
+        path: the ``model.pt`` file.
+
+    Returns:
+        The state dict.
+
+    Raises:
+        ValueError: the file holds no ``operating_threshold`` entry (not a checkpoint of this bundle's network).
+    """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or THRESHOLD_KEY not in state:
+        raise ValueError(f"{path}: no {THRESHOLD_KEY!r} entry; not a checkpoint of this bundle's network")
+    return state
+
+
+def _save(state: dict[str, torch.Tensor], source: str | os.PathLike, output: str | os.PathLike | None) -> Path:
+    target = Path(output) if output is not None else Path(source)
+    torch.save(state, target)
+    return target
+
+
+def store_threshold(checkpoint: str | os.PathLike, threshold: float, output: str | os.PathLike | None = None) -> Path:
+    """Write an operating threshold into a checkpoint.
+
+    Args:
+        checkpoint: a ``model.pt`` saved by the bundle.
+        threshold: the new threshold, in (0, 1).
+        output: where to save (default: overwrite ``checkpoint``).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: a threshold outside (0, 1), or not a checkpoint of this bundle's network.
+    """
+    if not 0.0 < float(threshold) < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    state = load_checkpoint(checkpoint)
+    state[THRESHOLD_KEY] = torch.tensor(float(threshold), dtype=torch.float32)
+    return _save(state, checkpoint, output)
+
+
+def half_precision_checkpoint(checkpoint: str | os.PathLike, output: str | os.PathLike | None = None) -> Path:
+    """Store a checkpoint's floating-point weights and statistics as float16 (the threshold stays float32).
+
+    Args:
+        checkpoint: a ``model.pt`` saved by the bundle.
+        output: where to save (default: overwrite ``checkpoint``).
+
+    Returns:
+        The path written.
+
+    Raises:
+        ValueError: not a checkpoint of this bundle's network, or a value that float16 cannot hold.
+    """
+    state = load_checkpoint(checkpoint)
+    half = {}
+    for key, value in state.items():
+        if key == THRESHOLD_KEY or not value.is_floating_point():
+            half[key] = value
+            continue
+        converted = value.to(torch.float16)
+        if not torch.isfinite(converted).all() and torch.isfinite(value).all():
+            raise ValueError(f"{checkpoint}: {key} overflows float16")
+        half[key] = converted
+    return _save(half, checkpoint, output)
