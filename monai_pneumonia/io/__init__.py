@@ -35,12 +35,16 @@ __all__ = [
 ]
 
 
-def load_xray(path: str | os.PathLike, policy: XrayPolicy | None = None) -> tuple[np.ndarray, dict]:
+def load_xray(
+    path: str | os.PathLike, policy: XrayPolicy | None = None, target_size: int | None = None
+) -> tuple[np.ndarray, dict]:
     """Load any supported radiograph file.
 
     Args:
         path: a DICOM, PNG, JPEG or NIfTI file (recognised by content).
         policy: acceptance policy (default :class:`XrayPolicy`).
+        target_size: the smallest side the caller will resize to; JPEG 2000 DICOM images are then decoded at a
+            reduced resolution that keeps both sides at least this (:func:`read_dicom`). Other formats ignore it.
 
     Returns:
         ``(image, meta)``: float32 ``(rows, columns)`` in [0, 1], 1 = bright, and its metadata.
@@ -57,7 +61,7 @@ def load_xray(path: str | os.PathLike, policy: XrayPolicy | None = None) -> tupl
         raise XrayInputError(path, "empty file (0 bytes)")
     fmt = sniff_format(path)
     if fmt == DICOM:
-        return read_dicom(path, policy)
+        return read_dicom(path, policy, target_size)
     if fmt in (PNG, JPEG):
         return read_raster(path, policy, fmt)
     if fmt == NIFTI:

@@ -21,14 +21,28 @@ Display pipeline (PS3.4 N.2 grayscale pipeline), all steps done by pydicom's own
    Both are deterministic; ``meta["intensity_rule"]`` says which one applied.
 5. MONOCHROME1 (PS3.3 C.7.6.3.1.2: minimum value is white) is inverted *after* windowing: ``1 - v``.
 
+**Reduced-resolution decoding** (opt-in, ``target_size``): a JPEG 2000 codestream holds the image at every
+wavelet resolution level, each half the size of the one above. When the caller will shrink the image to
+``target_size`` pixels a side anyway, :func:`read_dicom` asks OpenJPEG (through Pillow, the one installed
+binding that exposes OpenJPEG's resolution reduction) for the smallest level whose sides are all still at
+least ``target_size``: the 1955 x 1841 RG1 radiograph decodes at 1/8 (245 x 231) for a 224-pixel network,
+skipping the entropy decoding of the finer sub-bands. The low-pass band is the local mean of the stored
+values, so the result is close to decoding fully and averaging down (what ``Resize(mode="area")`` does).
+The display pipeline then runs on the smaller array; PixelSpacing is multiplied by ``2**level``, and
+``spatial_shape`` is the decoded size while ``original_rows``/``original_columns`` keep the file's. Anything
+this path does not handle (not JPEG 2000, JP2-wrapped or multi-component streams, image offsets, a precision
+or signedness that differs from the header, Pillow without OpenJPEG, a decoder error) is decoded in full.
+
 The returned array is row-major ``(rows, columns)``; :class:`XrayDicomReader` and
 :class:`~monai_pneumonia.transforms.LoadXray` give MONAI's x-first ``(columns, rows)`` orientation.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import struct
 import warnings
 from collections.abc import Sequence
 
@@ -47,6 +61,7 @@ __all__ = [
     "dicom_to_display",
     "fallback_normalise",
     "read_dicom",
+    "reduction_level",
 ]
 
 logger = logging.getLogger(__name__)
@@ -102,6 +117,12 @@ _NO_GDCM = frozenset(
 )
 
 
+#: JPEG 2000 transfer syntaxes decoded at a reduced resolution when a ``target_size`` is given.
+_J2K_REDUCIBLE = frozenset(("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"))
+_J2K_SOC_SIZ = b"\xff\x4f\xff\x51"
+_J2K_COD, _J2K_COC, _J2K_SOT = b"\xff\x52", b"\xff\x53", b"\xff\x90"
+
+
 def _lut_functions():
     """pydicom's ``apply_modality_lut`` and ``apply_voi_lut``.
 
@@ -143,6 +164,148 @@ def _pixel_array(ds, transfer_syntax: str) -> np.ndarray:
         except Exception as exc:
             errors.append(f"{plugin or 'any plugin'}: {exc}")
     raise RuntimeError("; ".join(errors))
+
+
+def _reduced_side(length: int, level: int) -> int:
+    """Side length at resolution reduction ``level``: ``ceil(length / 2**level)`` (ISO 15444-1 B.5)."""
+    return (length + (1 << level) - 1) >> level
+
+
+def reduction_level(rows: int, columns: int, target_size: int | None, max_level: int) -> int:
+    """The largest resolution reduction that keeps both sides at least ``target_size``.
+
+    Args:
+        rows: image height at full resolution.
+        columns: image width at full resolution.
+        target_size: smallest side the caller needs; ``None`` or less than 1 means full resolution.
+        max_level: number of wavelet decomposition levels in the codestream (the deepest possible reduction).
+
+    Returns:
+        ``r`` in ``[0, max_level]``: decode at ``1 / 2**r`` of the full size.
+    """
+    if not target_size or target_size < 1:
+        return 0
+    level = 0
+    while level < max_level and min(_reduced_side(rows, level + 1), _reduced_side(columns, level + 1)) >= target_size:
+        level += 1
+    return level
+
+
+def _j2k_parameters(codestream: bytes) -> dict | None:
+    """Size, precision, signedness and decomposition levels from a raw J2K codestream's main header.
+
+    Reads SIZ (ISO 15444-1 A.5.1) and the COD/COC markers of the main header (A.6.1, A.6.2). Returns ``None``
+    for anything that is not a bare codestream (e.g. a JP2 file) or a header too short to parse.
+    """
+    if codestream[:4] != _J2K_SOC_SIZ or len(codestream) < 45:
+        return None
+    length = struct.unpack(">H", codestream[4:6])[0]
+    xsiz, ysiz, xosiz, yosiz = struct.unpack(">4I", codestream[8:24])
+    components = struct.unpack(">H", codestream[40:42])[0]
+    ssiz = codestream[42]
+    levels = None
+    pos = 4 + length
+    while pos + 10 <= len(codestream) and codestream[pos:pos + 2] != _J2K_SOT:
+        marker = codestream[pos:pos + 2]
+        if marker == _J2K_COD:  # Lcod, Scod, SGcod (4 bytes), then SPcod's number of decomposition levels
+            levels = min(levels if levels is not None else 255, codestream[pos + 9])
+        elif marker == _J2K_COC and components < 257:  # Lcoc, Ccoc (1 byte), Scoc, then SPcoc's levels
+            levels = min(levels if levels is not None else 255, codestream[pos + 6])
+        pos += 2 + struct.unpack(">H", codestream[pos + 2:pos + 4])[0]
+    if levels is None:
+        return None
+    return {
+        "rows": ysiz - yosiz,
+        "columns": xsiz - xosiz,
+        "offset": (xosiz, yosiz),
+        "components": components,
+        "precision": (ssiz & 0x7F) + 1,
+        "signed": bool(ssiz & 0x80),
+        "levels": levels,
+    }
+
+
+def _pillow_j2k_decode(codestream: bytes, level: int, rows: int, columns: int) -> np.ndarray:
+    """Decode a grey J2K codestream at resolution reduction ``level`` with Pillow's OpenJPEG decoder.
+
+    Pillow's own ``reduce`` attribute rounds the reduced size to the nearest integer where OpenJPEG rounds up,
+    and then refuses the stream, so the decoder tile is set up here with OpenJPEG's size.
+
+    Returns:
+        Pillow's raw values: ``uint8`` (precision <= 8) or ``uint16``, scaled up to the full container width.
+    """
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(codestream), formats=("JPEG2000",))
+    if image.mode not in ("L", "I;16") or len(image.tile) != 1:
+        raise ValueError(f"unsupported Pillow JPEG 2000 image (mode {image.mode}, {len(image.tile)} tiles)")
+    size = (_reduced_side(columns, level), _reduced_side(rows, level))
+    tile = image.tile[0]
+    args = tuple(tile[3])
+    image._size = size
+    image.tile = [tile._replace(extents=(0, 0, *size), args=(args[0], level, *args[2:]))]
+    image.load()
+    return np.asarray(image)
+
+
+def _reduced_pixel_array(ds, transfer_syntax: str, target_size: int | None) -> tuple[np.ndarray, int] | None:
+    """Stored values decoded at a reduced JPEG 2000 resolution level, or ``None`` to decode in full.
+
+    Args:
+        ds: the data set (single frame, header already checked).
+        transfer_syntax: its transfer syntax UID.
+        target_size: smallest side the caller needs.
+
+    Returns:
+        ``(stored, level)``: the stored values (dtype as pydicom gives them) of the image reduced by
+        ``2**level`` (``level >= 1``), or ``None`` when the reduced path does not apply or fails.
+    """
+    if not target_size or str(transfer_syntax) not in _J2K_REDUCIBLE:
+        return None
+    rows, columns = int(ds.Rows), int(ds.Columns)
+    try:
+        codestream = _first_frame(ds)
+        params = _j2k_parameters(codestream)
+        if params is None or not _reducible(ds, params, rows, columns):
+            return None
+        level = reduction_level(rows, columns, target_size, params["levels"])
+        if level == 0:
+            return None
+        raw = _pillow_j2k_decode(codestream, level, rows, columns)
+    except Exception as exc:  # no OpenJPEG in Pillow, odd stream, private Pillow API changed: decode in full
+        logger.debug("reduced JPEG 2000 decoding not used: %s", exc)
+        return None
+    precision, signed = params["precision"], params["signed"]
+    values = raw.astype(np.int32) >> (raw.dtype.itemsize * 8 - precision)  # undo Pillow's scaling up
+    if signed:  # Pillow shifted signed samples up by 2**(precision - 1)
+        values -= 1 << (precision - 1)
+    dtype = np.dtype(f"{'i' if signed else 'u'}{int(ds.BitsAllocated) // 8}")
+    return values.astype(dtype), level
+
+
+def _first_frame(ds) -> bytes:
+    """The encapsulated codestream of the single frame."""
+    try:
+        from pydicom.encaps import get_frame
+    except ImportError:  # pydicom < 3
+        from pydicom.encaps import generate_pixel_data_frame
+
+        return next(generate_pixel_data_frame(ds.PixelData, 1))
+    return get_frame(ds.PixelData, 0, number_of_frames=1)
+
+
+def _reducible(ds, params: dict, rows: int, columns: int) -> bool:
+    """Whether the codestream is one the reduced path decodes exactly as pydicom would at full size."""
+    return (
+        params["components"] == 1
+        and int(ds.get("SamplesPerPixel", 1)) == 1
+        and params["offset"] == (0, 0)
+        and (params["rows"], params["columns"]) == (rows, columns)
+        and params["precision"] == int(ds.BitsStored)
+        and int(ds.BitsAllocated) in (8, 16)
+        and params["precision"] <= int(ds.BitsAllocated)
+        and params["signed"] == (int(ds.get("PixelRepresentation", 0)) == 1)
+    )
 
 
 def decoder_hint(transfer_syntax: str) -> str:
@@ -312,15 +475,21 @@ def _read_dataset(path: str | os.PathLike):
     return ds
 
 
-def read_dicom(path: str | os.PathLike, policy: XrayPolicy | None = None) -> tuple[np.ndarray, dict]:
+def read_dicom(
+    path: str | os.PathLike, policy: XrayPolicy | None = None, target_size: int | None = None
+) -> tuple[np.ndarray, dict]:
     """Read one DICOM radiograph.
 
     Args:
         path: a DICOM Part 10 file (or a raw data set).
         policy: the acceptance policy (default :class:`XrayPolicy`).
+        target_size: the smallest side the caller will resize to; JPEG 2000 images are then decoded at the
+            smallest wavelet resolution level whose sides are all at least this (module docstring). ``None``
+            (default) always decodes at full resolution.
 
     Returns:
-        ``(image, meta)``: float32 ``(rows, columns)`` in [0, 1], 1 = bright, and the metadata of
+        ``(image, meta)``: float32 ``(rows, columns)`` in [0, 1], 1 = bright (smaller when decoded at a reduced
+        resolution: ``meta["spatial_shape"]`` is its ``[columns, rows]``), and the metadata of
         :func:`~monai_pneumonia.io.policy.make_meta`.
 
     Raises:
@@ -333,14 +502,14 @@ def read_dicom(path: str | os.PathLike, policy: XrayPolicy | None = None) -> tup
         raise XrayInputError(path, "empty file (0 bytes)")
     ds = _read_dataset(path)
     try:
-        return _decode(path, ds, policy)
+        return _decode(path, ds, policy, target_size)
     except XrayInputError:
         raise
     except Exception as exc:  # lazily converted elements with wrong VR or length, odd headers
         raise XrayInputError(path, f"invalid DICOM attributes ({type(exc).__name__}: {exc})") from exc
 
 
-def _decode(path, ds, policy: XrayPolicy) -> tuple[np.ndarray, dict]:
+def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tuple[np.ndarray, dict]:
     meta_sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
     if meta_sop == _MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
         raise XrayInputError(path, "a DICOMDIR (media directory), not an image; load the files it references")
@@ -361,18 +530,15 @@ def _decode(path, ds, policy: XrayPolicy) -> tuple[np.ndarray, dict]:
     flags += policy.check_for_processing(path, _text(ds, "PresentationIntentType"))
 
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            stored = _pixel_array(ds, syntax)
-    except Exception as exc:
-        raise XrayInputError(
-            path, f"cannot decode the pixel data ({type(exc).__name__}: {exc}); {decoder_hint(syntax)}"
-        ) from exc
-    if stored.shape != (rows, columns):
+    _check_frame_header(path, ds, syntax, rows, columns)
+    stored, level = _stored_values(path, ds, syntax, target_size)
+    expected = (_reduced_side(rows, level), _reduced_side(columns, level))
+    if stored.shape != expected:
         raise XrayInputError(path, f"decoded pixel data has shape {stored.shape}, header says {(rows, columns)}")
     image, info = dicom_to_display(stored, ds, path)
     spacing, source = _spacing(ds)
+    if spacing is not None and level:
+        spacing = (spacing[0] * 2**level, spacing[1] * 2**level)
     attrs = {k: _text(ds, k) for k in DICOM_META_KEYWORDS}
     attrs["TransferSyntaxUID"] = syntax
     meta = make_meta(
@@ -387,7 +553,85 @@ def _decode(path, ds, policy: XrayPolicy) -> tuple[np.ndarray, dict]:
         bits=int(ds.BitsStored),
         dicom=attrs,
     )
+    meta["spatial_shape"] = np.array([image.shape[1], image.shape[0]])  # the decoded size, x first
     return image, meta
+
+
+#: Start-of-frame markers whose segment gives the frame's size (ITU-T T.81 B.2.2, T.87 5.2.2): every SOFn except
+#: DHT (C4), JPG (C8) and DAC (CC), plus JPEG-LS SOF55 (F7).
+_JPEG_SOF = frozenset([*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7])
+#: How far into a frame the codestream header is looked for (past a JP2 wrapper, should one be there).
+_HEADER_SEARCH = 4096
+
+
+def _frame_size(frame: bytes) -> tuple[str, int, int] | None:
+    """``(codec, rows, columns)`` declared by a compressed frame's own header, ``None`` when it has no known header.
+
+    JPEG 2000: the SIZ segment (ISO 15444-1 A.5.1), image area minus offset. JPEG / JPEG-LS: the first
+    start-of-frame segment (Y lines, X samples per line).
+    """
+    head = frame[: _HEADER_SEARCH + 64]
+    at = head.find(_J2K_SOC_SIZ, 0, _HEADER_SEARCH)
+    if at >= 0 and len(head) >= at + 24:
+        xsiz, ysiz, xosiz, yosiz = struct.unpack(">4I", head[at + 8 : at + 24])
+        return "JPEG 2000", ysiz - yosiz, xsiz - xosiz
+    if head[:2] == b"\xff\xd8":
+        pos = 2
+        while pos + 9 <= len(frame) and frame[pos] == 0xFF:
+            marker = frame[pos + 1]
+            if marker in _JPEG_SOF:
+                height, width = struct.unpack(">HH", frame[pos + 5 : pos + 9])
+                return ("JPEG-LS" if marker == 0xF7 else "JPEG"), height, width
+            pos += 2 + struct.unpack(">H", frame[pos + 2 : pos + 4])[0]
+    return None
+
+
+def _check_frame_header(path, ds, syntax: str, rows: int, columns: int) -> None:
+    """Refuse a compressed frame that declares another size than the data set, before anything decodes it.
+
+    The 40-Mpx limit is checked on Rows x Columns; a small header in front of a JPEG 2000 or JPEG frame that
+    declares 60000 x 60000 would otherwise make the decoder allocate gigabytes (a decompression bomb).
+
+    Raises:
+        XrayInputError: the frame's own header declares a different size.
+    """
+    if not syntax.startswith("1.2.840.10008.1.2.4.") or "PixelData" not in ds:
+        return
+    try:
+        frame = _first_frame(ds)
+    except Exception:  # not encapsulated as it should be: the decoder reports it
+        return
+    declared = _frame_size(frame)
+    if declared is None:
+        return
+    codec, frame_rows, frame_columns = declared
+    if frame_rows <= 0 or frame_columns <= 0:
+        raise XrayInputError(path, f"corrupt {codec} frame header ({syntax}): image offset beyond the image area")
+    if (frame_rows, frame_columns) != (rows, columns):
+        raise XrayInputError(
+            path,
+            f"{codec} frame ({syntax}) declares {frame_rows} x {frame_columns} pixels, the header {rows} x "
+            f"{columns}: refused before decoding",
+        )
+
+
+def _stored_values(path, ds, syntax: str, target_size: int | None) -> tuple[np.ndarray, int]:
+    """Stored values and the resolution reduction level they were decoded at (0: full resolution).
+
+    Raises:
+        XrayInputError: no plugin decodes the pixel data.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reduced = _reduced_pixel_array(ds, syntax, target_size)
+        if reduced is not None:
+            return reduced
+        try:
+            return _pixel_array(ds, syntax), 0
+        except Exception as exc:
+            raise XrayInputError(
+                path, f"cannot decode the pixel data ({type(exc).__name__}: {exc}); {decoder_hint(syntax)}"
+            ) from exc
 
 
 class _Loaded:
@@ -406,13 +650,16 @@ class XrayDicomReader(ImageReader):
     Args:
         strict: refuse wrong body part / view and secondary captures instead of flagging them.
         policy: a full :class:`XrayPolicy` (overrides ``strict``).
+        target_size: decode JPEG 2000 images at a reduced resolution keeping both sides at least this
+            (see :func:`read_dicom`); ``None`` (default) for full resolution.
     """
 
     suffixes = ("dcm", "dicom", "dic")
 
-    def __init__(self, strict: bool = False, policy: XrayPolicy | None = None) -> None:
+    def __init__(self, strict: bool = False, policy: XrayPolicy | None = None, target_size: int | None = None) -> None:
         super().__init__()
         self.policy = policy or XrayPolicy(strict=strict)
+        self.target_size = target_size
 
     def verify_suffix(self, filename: Sequence[str | os.PathLike] | str | os.PathLike) -> bool:
         """Accept ``.dcm``/``.dicom``/``.dic`` names, and extensionless files whose content is DICOM."""
@@ -430,8 +677,8 @@ class XrayDicomReader(ImageReader):
             XrayInputError: see :func:`read_dicom`.
         """
         if isinstance(data, (str, os.PathLike)):
-            return _Loaded(*read_dicom(data, self.policy))
-        loaded = [_Loaded(*read_dicom(name, self.policy)) for name in data]
+            return _Loaded(*read_dicom(data, self.policy, self.target_size))
+        loaded = [_Loaded(*read_dicom(name, self.policy, self.target_size)) for name in data]
         return loaded[0] if len(loaded) == 1 else loaded
 
     def get_data(self, img: _Loaded | list[_Loaded]) -> tuple[np.ndarray, dict]:

@@ -12,7 +12,8 @@ Output of :class:`LoadXray` / :class:`LoadXrayd`, whatever the format (DICOM, PN
 Metadata (``tensor.meta``), the same keys for every format so batches collate with ``list_data_collate``:
 
 * ``filename_or_obj`` (source path), ``format`` (``dicom``/``png``/``jpeg``/``nifti``);
-* ``spatial_shape`` ``[W, H]``, ``original_rows``, ``original_columns``, ``original_channel_dim`` (0: the
+* ``spatial_shape`` ``[W, H]`` (the decoded size; smaller than the file's for a JPEG 2000 DICOM decoded at a
+  reduced resolution, see ``target_size``), ``original_rows``, ``original_columns``, ``original_channel_dim`` (0: the
   channel axis added by the loader, so a later ``EnsureChannelFirst`` changes nothing; the
   :class:`~monai_pneumonia.io.XrayDicomReader` gives NaN, "no channel", as MONAI readers do);
 * ``spacing`` ``[x, y]`` in mm (``[1, 1]`` when unknown), ``spacing_known``, ``spacing_source``
@@ -53,6 +54,10 @@ class LoadXray(Transform):
         policy: a full :class:`~monai_pneumonia.io.policy.XrayPolicy`; overrides ``strict`` and ``max_pixels``.
         image_only: return only the image (default); ``False`` returns ``(image, meta)`` like MONAI's ``LoadImage``.
         dtype: output dtype (float32 by default).
+        target_size: the smallest side a later resize will produce. JPEG 2000 DICOM images are then decoded at
+            the smallest wavelet resolution level (1/2, 1/4, ...) that keeps both sides at least this, which is
+            several times faster for large films; PixelSpacing is scaled to match. ``None`` (default) decodes
+            at full resolution. See :func:`~monai_pneumonia.io.dicom.read_dicom`.
 
     Raises:
         XrayInputError: (when called) the input is not an acceptable radiograph; the message names the file.
@@ -65,10 +70,14 @@ class LoadXray(Transform):
         policy: XrayPolicy | None = None,
         image_only: bool = True,
         dtype: torch.dtype | np.dtype | str | None = torch.float32,
+        target_size: int | None = None,
     ) -> None:
+        if target_size is not None and int(target_size) < 1:
+            raise ValueError(f"target_size must be a positive int or None, got {target_size!r}.")
         self.policy = policy or XrayPolicy(strict=strict, max_pixels=max_pixels)
         self.image_only = image_only
         self.dtype = dtype
+        self.target_size = None if target_size is None else int(target_size)
 
     def __call__(self, filename: str | os.PathLike) -> MetaTensor | tuple[MetaTensor, dict]:
         """Load ``filename``.
@@ -79,7 +88,7 @@ class LoadXray(Transform):
         Returns:
             The image, or ``(image, meta)`` when ``image_only`` is False.
         """
-        image, meta = load_xray(filename, self.policy)
+        image, meta = load_xray(filename, self.policy, self.target_size)
         array = np.ascontiguousarray(image.T)[None]  # (rows, cols) -> MONAI's (1, W, H)
         affine = torch.as_tensor(meta.pop("affine"), dtype=torch.float64)
         meta["original_channel_dim"] = 0  # the channel added here: EnsureChannelFirst(d) afterwards is a no-op
@@ -104,6 +113,7 @@ class LoadXrayd(MapTransform):
             ``False`` also stores a copy of the metadata under ``f"{key}_{meta_key_postfix}"``.
         meta_key_postfix: postfix of the metadata key when ``image_only`` is False.
         dtype: see :class:`LoadXray`.
+        target_size: see :class:`LoadXray`.
     """
 
     def __init__(
@@ -116,9 +126,12 @@ class LoadXrayd(MapTransform):
         image_only: bool = True,
         meta_key_postfix: str = "meta_dict",
         dtype: torch.dtype | np.dtype | str | None = torch.float32,
+        target_size: int | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
-        self.loader = LoadXray(strict=strict, max_pixels=max_pixels, policy=policy, image_only=True, dtype=dtype)
+        self.loader = LoadXray(
+            strict=strict, max_pixels=max_pixels, policy=policy, image_only=True, dtype=dtype, target_size=target_size
+        )
         self.image_only = image_only
         self.meta_key_postfix = meta_key_postfix
 

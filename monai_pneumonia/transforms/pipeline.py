@@ -26,10 +26,15 @@ def xray_preprocessing(
     augmentations: Sequence[MapTransform] = (),
     intensity: str = "zscore",
     strict: bool = False,
+    reduced_decoding: bool = True,
 ) -> Compose:
     """Load → resize → (augment) → normalise, as a MONAI ``Compose`` of dictionary transforms.
 
     1. :class:`~monai_pneumonia.transforms.LoadXrayd`: any radiograph to a 1-channel [0, 1] image, bright bone.
+       With ``reduced_decoding``, a JPEG 2000 DICOM film is decoded at the smallest wavelet resolution level
+       whose sides are all at least the largest side of ``spatial_size`` (e.g. 1/8 of a 2000-pixel film for
+       224), so step 2 averages down from there; on the [0, 1] scale the result differs from decoding in full
+       by under 0.01 on average (0.006 on the RG1 test film), several times faster.
     2. ``Resized`` to ``spatial_size`` with area interpolation (an anti-aliased average when shrinking a
        2000-pixel film). The aspect ratio is not kept, like the public training images.
     3. ``augmentations`` (training only): random transforms on the [0, 1] image. Everything before the first
@@ -42,6 +47,8 @@ def xray_preprocessing(
         augmentations: random dictionary transforms applied between resizing and normalisation.
         intensity: ``"zscore"`` or ``"histeq"``.
         strict: passed to the loader: refuse (rather than flag) films whose view or body part is not chest PA/AP.
+        reduced_decoding: decode JPEG 2000 DICOM images at a reduced resolution (the loader's ``target_size``);
+            ``False`` always decodes at full resolution.
 
     Returns:
         The transform chain.
@@ -60,7 +67,7 @@ def xray_preprocessing(
     normalize.append(NormalizeIntensityd(keys=keys, channel_wise=True))
     return Compose(
         [
-            LoadXrayd(keys=keys, strict=strict),
+            LoadXrayd(keys=keys, strict=strict, target_size=max(size) if reduced_decoding else None),
             Resized(keys=keys, spatial_size=size, mode="area"),
             *augmentations,
             *normalize,
