@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from typing import Final
 
 __all__ = ["DICOM", "JPEG", "NIFTI", "PNG", "RADIOGRAPH_FORMATS", "sniff_format"]
@@ -74,7 +75,7 @@ def sniff_format(path: str | os.PathLike) -> str | None:
                 with gzip.GzipFile(fileobj=stream) as unzipped:
                     head = unzipped.read(540)
                 return NIFTI if _is_nifti_header(head) else None
-    except (OSError, EOFError, gzip.BadGzipFile):
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error):  # zlib.error: a corrupt deflate stream (fuzzing)
         return None
     if len(head) >= 132 and head[128:132] == b"DICM":
         return DICOM

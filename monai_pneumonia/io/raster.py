@@ -43,7 +43,9 @@ def _to_grey(img) -> tuple[np.ndarray, int]:
     if mode == "F":
         arr = np.asarray(img, dtype=np.float32)
         return np.clip(arr, 0.0, 1.0), 32
-    if mode in ("L", "LA", "La"):
+    if mode == "L":  # the common case: no channel copy
+        return np.asarray(img, dtype=np.float32) / 255.0, 8
+    if mode in ("LA", "La"):
         return np.asarray(img.getchannel(0), dtype=np.float32) / 255.0, 8
     if mode in ("P", "PA"):
         img = img.convert("RGBA" if "transparency" in img.info or mode == "PA" else "RGB")

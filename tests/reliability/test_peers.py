@@ -1,0 +1,301 @@
+"""The listener towards its peers: DICOM TLS, association limits and a spool that cannot be written.
+
+Everything runs in this process on loopback with pynetdicom as the peer; the certificates are made with the
+``openssl`` command line in ``tmp_path``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import socket
+import ssl
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pydicom
+import pytest
+from pynetdicom import AE
+from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation, Verification
+
+from monai_pneumonia.cli import serve
+from monai_pneumonia.service import PneumoniaService, ServiceConfig
+from monai_pneumonia.service.scp import OUT_OF_RESOURCES, SUCCESS, AssociationLimits, StorageSCP, TLSConfig
+from tests.conftest import free_port
+from tests.factories import gradient_picture, write_dicom
+from tests.service.harness import wait_for
+
+# -- certificates ------------------------------------------------------------------------------------------------
+
+
+def _openssl(*args: str) -> None:
+    result = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def _issue(folder: Path, name: str, ca: Path | None, extensions: str) -> tuple[Path, Path]:
+    """An EC P-256 key and certificate: self-signed when ``ca`` is None, else signed by ``ca``/``ca.key``."""
+    key, cert, ext = folder / f"{name}.key", folder / f"{name}.pem", folder / f"{name}.ext"
+    ext.write_text(extensions)
+    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(key))
+    if ca is None:
+        added = [a for line in extensions.splitlines()[1:] for a in ("-addext", line)]
+        _openssl("req", "-x509", "-new", "-key", str(key), "-subj", f"/CN={name}", "-days", "2", "-out", str(cert),
+                 *added)
+    else:
+        csr = folder / f"{name}.csr"
+        _openssl("req", "-new", "-key", str(key), "-subj", f"/CN={name}", "-out", str(csr))
+        _openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca.with_suffix(".key")),
+                 "-CAcreateserial", "-days", "2", "-out", str(cert), "-extfile", str(ext), "-extensions", "v3")
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory) -> dict[str, Path]:
+    """A CA, a server certificate for localhost/127.0.0.1, a client certificate it signed, and a stranger's."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl command not installed")
+    folder = tmp_path_factory.mktemp("pki")
+    ca, _ = _issue(folder, "ca", None, "[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign\n")
+    server, server_key = _issue(folder, "server", ca,
+                                "[v3]\nsubjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+    client, client_key = _issue(folder, "client", ca, "[v3]\nextendedKeyUsage=clientAuth\n")
+    rogue_ca, _ = _issue(folder, "rogue", None, "[v3]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign\n")
+    rogue, rogue_key = _issue(folder, "intruder", rogue_ca, "[v3]\nextendedKeyUsage=clientAuth\n")
+    return {"ca": ca, "server": server, "server_key": server_key, "client": client, "client_key": client_key,
+            "rogue": rogue, "rogue_key": rogue_key}
+
+
+def _client_context(pki: dict[str, Path], identity: str | None = "client") -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki["ca"]))
+    if identity is not None:
+        context.load_cert_chain(str(pki[identity]), str(pki[f"{identity}_key"]))
+    return context
+
+
+def _echo(port: int, tls: ssl.SSLContext | None = None, calling: str = "MODALITY") -> bool:
+    """True when an association (TLS when ``tls`` is given) is accepted and C-ECHO answers Success."""
+    peer = AE(ae_title=calling)
+    peer.add_requested_context(Verification)
+    peer.acse_timeout = peer.network_timeout = peer.dimse_timeout = 5
+    assoc = peer.associate("127.0.0.1", port, ae_title="PNEUMO",
+                           tls_args=(tls, "localhost") if tls is not None else None)
+    if not assoc.is_established:
+        return False
+    status = assoc.send_c_echo()
+    assoc.release()
+    return getattr(status, "Status", None) == SUCCESS
+
+
+def _listener(tls: TLSConfig | None = None, limits: AssociationLimits | None = None):
+    scp = StorageSCP("PNEUMO", store=lambda *args: SUCCESS, allowed=["MODALITY"], limits=limits or AssociationLimits(),
+                     tls=tls)
+    port = free_port()
+    scp.start("127.0.0.1", port)
+    return scp, port
+
+
+# -- DICOM TLS ---------------------------------------------------------------------------------------------------
+
+
+def test_mutual_tls_echo_succeeds_and_plain_or_unknown_peers_fail(pki):
+    scp, port = _listener(TLSConfig(pki["server"], pki["server_key"], ca=pki["ca"]))
+    try:
+        assert _echo(port, _client_context(pki))
+        assert not _echo(port)  # plain TCP association: no TLS handshake, refused
+        assert not _echo(port, _client_context(pki, identity=None))  # TLS without a client certificate
+        assert not _echo(port, _client_context(pki, identity="rogue"))  # certificate of another CA
+        assert not _echo(port, _client_context(pki), calling="INTRUDER")  # TLS does not replace the allow-list
+        assert _echo(port, _client_context(pki))  # and the listener still works after all of that
+    finally:
+        scp.stop()
+
+
+def test_server_only_tls_accepts_clients_without_certificates(pki):
+    scp, port = _listener(TLSConfig(pki["server"], pki["server_key"]))
+    try:
+        assert _echo(port, _client_context(pki, identity=None))
+        assert not _echo(port)
+    finally:
+        scp.stop()
+
+
+def test_a_silent_peer_does_not_block_tls_handshakes(pki, monkeypatch):
+    """pynetdicom does the handshake in its accept loop; a peer that never speaks must not stall the others."""
+    from monai_pneumonia.service.scp import TLSAssociationServer
+
+    monkeypatch.setattr(TLSAssociationServer, "handshake_timeout", 8.0)
+    scp, port = _listener(TLSConfig(pki["server"], pki["server_key"], ca=pki["ca"]))
+    silent = socket.create_connection(("127.0.0.1", port))
+    try:
+        time.sleep(0.3)  # accepted, waiting for a ClientHello that never comes
+        assert _echo(port, _client_context(pki))
+        silent.setblocking(False)
+        with pytest.raises(BlockingIOError):  # still connected: the echo did not wait for its timeout
+            silent.recv(1)
+        silent.settimeout(30)
+        assert silent.recv(1) == b""  # closed by the listener after handshake_timeout
+    finally:
+        silent.close()
+        scp.stop()
+
+
+def test_serve_tls_options_build_the_config_and_unloadable_files_stop_start_up(pki, tmp_path):
+    parse = _serve_parser()
+    args = parse(["--spool", str(tmp_path), "--tls-cert", str(pki["server"]), "--tls-key", str(pki["server_key"]),
+                  "--tls-ca", str(pki["ca"])])
+    config = serve.build_config(args)
+    assert config.tls == TLSConfig(pki["server"], pki["server_key"], pki["ca"])
+    assert config.tls.server_context().verify_mode == ssl.CERT_REQUIRED
+    assert serve.build_config(parse(["--spool", str(tmp_path)])).tls is None
+    with pytest.raises(SystemExit, match="need --tls-cert"):
+        serve.build_config(parse(["--spool", str(tmp_path), "--tls-ca", str(pki["ca"])]))
+    with pytest.raises(SystemExit, match="cannot load the TLS certificate"):
+        serve.build_config(parse(["--spool", str(tmp_path), "--tls-cert", str(pki["ca"])]))  # no key in it
+    (tmp_path / "options.json").write_text(f'{{"tls-cert": "{pki["server"]}", "tls-key": "{pki["server_key"]}"}}')
+    assert serve.build_config(parse(["--spool", str(tmp_path), "--config", str(tmp_path / "options.json")])).tls
+
+
+# -- association limits and defaults -----------------------------------------------------------------------------
+
+
+def _serve_parser():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    serve.add_parser(parser.add_subparsers())
+    return lambda argv: parser.parse_args(["serve", *argv])
+
+
+def test_serve_defaults_are_safe():
+    config = serve.build_config(_serve_parser()(["--spool", "unused"]))
+    assert config.host == "127.0.0.1" and config.tls is None and not config.allow
+    limits = config.limits
+    assert limits.max_associations == 10 and limits.max_pdu == 65536
+    assert 0 < limits.acse_timeout <= 60 and 0 < limits.dimse_timeout <= 120 and 0 < limits.network_timeout <= 120
+
+
+def test_limits_reach_pynetdicom():
+    limits = AssociationLimits(max_associations=1, max_pdu=16384, acse_timeout=5, dimse_timeout=6,
+                               network_timeout=7)
+    scp, port = _listener(limits=limits)
+    try:
+        ae = scp.ae
+        assert (ae.maximum_associations, ae.maximum_pdu_size) == (1, 16384)
+        assert (ae.acse_timeout, ae.dimse_timeout, ae.network_timeout) == (5, 6, 7)
+        peer = AE(ae_title="MODALITY")
+        peer.add_requested_context(Verification)
+        first = peer.associate("127.0.0.1", port, ae_title="PNEUMO")
+        assert first.is_established
+        assert first.acceptor.maximum_length == 16384  # the PDU size we announced
+        assert not _echo(port)  # a second concurrent association is rejected (local limit exceeded)
+        first.release()
+        assert wait_for(lambda: _echo(port), timeout=10)  # once its thread has ended, the slot is free again
+    finally:
+        scp.stop()
+
+
+# -- a spool that cannot be written --------------------------------------------------------------------------------
+
+
+class _NoClassifier:
+    """Stands in for the model: these tests never classify."""
+
+    threshold = 0.5
+
+
+@pytest.fixture()
+def receiving_service(tmp_path):
+    """A service whose listener runs (no worker, no model): what the C-STORE handler answers is under test."""
+    service = PneumoniaService(ServiceConfig(spool=tmp_path / "spool", port=free_port(), report_processes=0),
+                               _NoClassifier())
+    service.scp.start("127.0.0.1", service.config.port)
+    yield service
+    service.scp.stop()
+    service.journal.close()
+    service.results_log.close()
+
+
+def _store(port: int, path: Path) -> int | None:
+    """C-STORE one file; the status the sender sees (``None``: no response)."""
+    peer = AE(ae_title="MODALITY")
+    peer.add_requested_context(DigitalXRayImageStorageForPresentation, pydicom.uid.ExplicitVRLittleEndian)
+    peer.acse_timeout = peer.dimse_timeout = peer.network_timeout = 10
+    assoc = peer.associate("127.0.0.1", port, ae_title="PNEUMO")
+    assert assoc.is_established
+    try:
+        return getattr(assoc.send_c_store(pydicom.dcmread(path)), "Status", None)
+    finally:
+        assoc.release()
+
+
+def _radiograph(folder: Path, seed: int) -> Path:
+    return write_dicom(folder / f"x{seed}.dcm", gradient_picture(48, 40, seed=seed))
+
+
+def _mount(*args: str) -> None:
+    result = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"mount {' '.join(args)} not permitted here: {result.stderr.strip()}")
+
+
+@pytest.fixture()
+def mounted(receiving_service):
+    """Mount points made over the spool's ``incoming/`` folder; unmounted afterwards."""
+    points: list[Path] = []
+    yield points
+    for point in reversed(points):
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def _failure_injected(service, monkeypatch, mounted) -> None:
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)  # atomic_write's fsync: the data did not reach the disk
+
+
+def _read_only_spool(service, monkeypatch, mounted) -> None:
+    incoming = service.spool.root
+    _mount("--bind", str(incoming), str(incoming))  # read-only for root too (EROFS), unlike chmod
+    mounted.append(incoming)
+    _mount("-o", "remount,ro,bind", str(incoming))
+
+
+def _full_disk(service, monkeypatch, mounted) -> None:
+    incoming = service.spool.root
+    _mount("-t", "tmpfs", "-o", "size=64k,mode=0700", f"spool-{uuid.uuid4().hex[:6]}", str(incoming))
+    mounted.append(incoming)
+    fd = os.open(incoming / "filler.bin", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:  # fill it: the next write fails with ENOSPC
+        while os.write(fd, b"\0" * 4096):
+            pass
+    except OSError as error:
+        assert error.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("breakage", [_failure_injected, _read_only_spool, _full_disk],
+                         ids=["fsync-fails", "read-only-mount", "full-tmpfs"])
+def test_an_unwritable_spool_answers_an_error_status_never_success(receiving_service, tmp_path, monkeypatch,
+                                                                   mounted, breakage, caplog):
+    service = receiving_service
+    image = _radiograph(tmp_path, 1)
+    uid = str(pydicom.dcmread(image, stop_before_pixels=True).SOPInstanceUID)
+    breakage(service, monkeypatch, mounted)
+    status = _store(service.config.port, image)
+    assert status == OUT_OF_RESOURCES, f"status 0x{status or 0:04X}"
+    assert uid not in service.spool  # nothing half-written is taken for the instance
+    assert not list(service.spool.root.glob(".incoming-*"))
+    assert service.worker.queue.empty()
+    assert "answered 0xA700" in caplog.text
+    monkeypatch.undo()
+    for point in reversed(mounted):
+        subprocess.run(["umount", "-l", str(point)], check=True)
+    mounted.clear()
+    assert _store(service.config.port, image) == SUCCESS  # the sender's retry succeeds once there is room
+    assert uid in service.spool
