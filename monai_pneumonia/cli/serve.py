@@ -51,6 +51,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     net.add_argument("--acse-timeout", type=float, default=30.0, help="association set-up/release timeout, s (default: %(default)s)")
     net.add_argument("--dimse-timeout", type=float, default=60.0, help="wait for a DIMSE message, s (default: %(default)s)")
     net.add_argument("--network-timeout", type=float, default=60.0, help="idle connection timeout, s (default: %(default)s)")
+    tls = parser.add_argument_group("DICOM TLS (PS3.15 B.1; without these options the listener speaks plain TCP)")
+    tls.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
+                     help="certificate (chain) the listener presents; turns TLS on, plain associations then fail")
+    tls.add_argument("--tls-key", type=Path, default=None, metavar="PEM",
+                     help="private key of --tls-cert (default: the --tls-cert file itself)")
+    tls.add_argument("--tls-ca", type=Path, default=None, metavar="PEM",
+                     help="require a client certificate signed by this CA (mutual TLS); needs --tls-cert")
     out = parser.add_argument_group("results")
     out.add_argument("--destination", action="append", default=[], metavar="AET@HOST:PORT",
                      help="C-STORE results to this AE (repeatable), e.g. ORTHANC@127.0.0.1:4242")
@@ -96,7 +103,7 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
             dest = key.lstrip("-").replace("-", "_")
             if dest not in _DEFAULTS:
                 raise SystemExit(f"monai-pneumonia serve: unknown option {key!r} in {args.config}")
-            if dest in ("spool", "bundle", "ckpt", "results_log") and value is not None:
+            if dest in ("spool", "bundle", "ckpt", "results_log", "tls_cert", "tls_key", "tls_ca") and value is not None:
                 value = Path(value)
             if dest in ("allow", "destination", "stow_url") and isinstance(value, str):
                 value = [value]
@@ -114,6 +121,7 @@ def build_config(args: argparse.Namespace):
     args = resolve_options(args)
     if args.spool is None:
         raise SystemExit("monai-pneumonia serve: --spool DIR is required")
+    tls = _tls_config(args)
     destinations = [parse_destination(d, calling_aet=args.aet) for d in args.destination]
     destinations += [StowDestination(url) for url in args.stow_url]
     limits = AssociationLimits(args.max_associations, args.max_pdu, args.acse_timeout, args.dimse_timeout,
@@ -121,7 +129,27 @@ def build_config(args: argparse.Namespace):
     return ServiceConfig(aet=args.aet, host=args.host, port=args.port, spool=args.spool, destinations=destinations,
                          allow=args.allow, cam=args.cam, lenient=args.lenient, batch_size=args.batch_size,
                          limits=limits, retry_initial=args.retry_initial, retry_max=args.retry_max,
-                         results_log=args.results_log, report_processes=args.report_processes)
+                         results_log=args.results_log, report_processes=args.report_processes, tls=tls)
+
+
+def _tls_config(args: argparse.Namespace):
+    """The :class:`~monai_pneumonia.service.scp.TLSConfig` of ``--tls-*`` (``None`` without ``--tls-cert``).
+
+    Raises:
+        SystemExit: ``--tls-key``/``--tls-ca`` without ``--tls-cert``, or a file that cannot be loaded.
+    """
+    from monai_pneumonia.service.scp import TLSConfig
+
+    if args.tls_cert is None:
+        if args.tls_key is not None or args.tls_ca is not None:
+            raise SystemExit("monai-pneumonia serve: --tls-key and --tls-ca need --tls-cert")
+        return None
+    config = TLSConfig(args.tls_cert, args.tls_key or args.tls_cert, args.tls_ca)
+    try:
+        config.server_context()  # fail at start-up, naming the file, rather than at the first association
+    except ValueError as error:
+        raise SystemExit(f"monai-pneumonia serve: {error}") from error
+    return config
 
 
 def run(args: argparse.Namespace) -> int:

@@ -26,7 +26,7 @@ from monai_pneumonia.service.delivery import Deliverer, Destination
 from monai_pneumonia.service.journal import Journal
 from monai_pneumonia.service.reports import AlgorithmInfo
 from monai_pneumonia.service.resultslog import ResultsLog
-from monai_pneumonia.service.scp import OUT_OF_RESOURCES, SUCCESS, AssociationLimits, StorageSCP
+from monai_pneumonia.service.scp import OUT_OF_RESOURCES, SUCCESS, AssociationLimits, StorageSCP, TLSConfig
 from monai_pneumonia.service.spool import Spool
 from monai_pneumonia.service.worker import Worker, render_results
 
@@ -55,6 +55,7 @@ class ServiceConfig:
         results_log: JSON-lines log (default ``<spool>/results.jsonl``).
         algorithm: name and version written into the reports.
         report_processes: processes that build the result instances (0: the classification thread does).
+        tls: accept only DICOM TLS connections (``None``: plain TCP).
     """
 
     aet: str = "PNEUMO"
@@ -72,6 +73,7 @@ class ServiceConfig:
     results_log: Path | None = None
     algorithm: AlgorithmInfo = field(default_factory=AlgorithmInfo)
     report_processes: int = 2
+    tls: TLSConfig | None = None
 
 
 class PneumoniaService:
@@ -106,7 +108,7 @@ class PneumoniaService:
                                                 initializer=importlib.import_module,
                                                 initargs=("monai_pneumonia.service.reports",))
             self.worker.executor = self.executor
-        self.scp = StorageSCP(config.aet, self._store, config.allow or None, config.limits)
+        self.scp = StorageSCP(config.aet, self._store, config.allow or None, config.limits, config.tls)
         self._receive_lock = threading.Lock()
         self.stopped = threading.Event()
 
@@ -193,6 +195,9 @@ class PneumoniaService:
                     "network %gs)", config.aet, config.host, config.port, config.limits.max_associations,
                     config.limits.max_pdu, config.limits.acse_timeout, config.limits.dimse_timeout,
                     config.limits.network_timeout)
+        if config.tls is not None:
+            logger.info("DICOM TLS only (certificate %s); client certificates %s", config.tls.cert,
+                        f"required, signed by {config.tls.ca}" if config.tls.ca else "not required")
         if config.allow:
             logger.info("calling AE titles accepted: %s", ", ".join(config.allow))
         else:

@@ -12,22 +12,31 @@ C-STORE statuses (PS3.4 B.2.3): ``0x0000`` Success only after the instance is on
 (:meth:`~monai_pneumonia.service.spool.Spool.write`) or is a duplicate of one already received;
 ``0xA700`` Out of Resources when it could not be written; ``0xC000`` Cannot Understand for a SOP Instance UID that
 violates the UID grammar.
+
+DICOM TLS (PS3.15 B.1, the Basic TLS Secure Transport Connection Profile): with a :class:`TLSConfig` the listener
+accepts only TLS connections (TLS 1.2 or newer) presenting its certificate, and with a CA file it also requires
+and verifies a client certificate (mutual TLS), which is how a PACS proves who it is beyond its AE title.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import ssl
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydicom import uid as uids
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
 
 from monai_pneumonia.service.delivery import disable_nagle
 from monai_pneumonia.service.uids import is_valid_uid
 
-__all__ = ["ACCEPTED_SOP_CLASSES", "AssociationLimits", "StorageSCP", "transfer_syntaxes"]
+__all__ = ["ACCEPTED_SOP_CLASSES", "AssociationLimits", "StorageSCP", "TLSAssociationServer", "TLSConfig",
+           "transfer_syntaxes"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +86,72 @@ class AssociationLimits:
     network_timeout: float = 60.0
 
 
+@dataclass(frozen=True)
+class TLSConfig:
+    """DICOM TLS settings of the listener.
+
+    Attributes:
+        cert: PEM certificate (chain) the listener presents.
+        key: PEM private key of ``cert`` (may be the same file).
+        ca: PEM CA certificate(s); when given, every peer must present a client certificate signed by one of
+            them (mutual TLS), else the TLS handshake fails before any DICOM is exchanged.
+    """
+
+    cert: os.PathLike | str
+    key: os.PathLike | str
+    ca: os.PathLike | str | None = None
+
+    def server_context(self) -> ssl.SSLContext:
+        """The ``ssl.SSLContext`` handed to pynetdicom's ``start_server``.
+
+        Raises:
+            ValueError: a certificate, key or CA file that cannot be loaded (the message names the file).
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(certfile=os.fspath(self.cert), keyfile=os.fspath(self.key))
+        except (OSError, ssl.SSLError) as error:
+            raise ValueError(f"cannot load the TLS certificate {self.cert} / key {self.key}: {error}") from error
+        if self.ca is not None:
+            try:
+                context.load_verify_locations(cafile=os.fspath(self.ca))
+            except (OSError, ssl.SSLError) as error:
+                raise ValueError(f"cannot load the TLS CA file {self.ca}: {error}") from error
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+
+class TLSAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server, with the TLS handshake moved out of the accept loop.
+
+    pynetdicom wraps each accepted socket in ``get_request``, i.e. in the one thread that accepts connections, and
+    the accepted socket has no timeout: a single peer that opens a TCP connection and never sends a TLS
+    ClientHello blocks every later association. Here the handshake runs in the association's own thread with
+    :attr:`handshake_timeout`; a failed or silent handshake closes that connection only.
+    """
+
+    #: Seconds a peer has to complete the TLS handshake.
+    handshake_timeout: float = 10.0
+
+    def get_request(self):
+        """Accept a connection without touching TLS (see the class docstring)."""
+        return self.socket.accept()
+
+    def process_request_thread(self, request, client_address) -> None:
+        """Complete the TLS handshake (bounded in time), then run the association."""
+        timeout = request.gettimeout()
+        try:
+            request.settimeout(self.handshake_timeout)
+            request = self.ssl_context.wrap_socket(request, server_side=True)
+            request.settimeout(timeout)
+        except (OSError, ValueError) as error:  # ssl.SSLError, a timeout, a reset: this peer only
+            logger.warning("TLS handshake with %s failed (%s): connection closed", client_address[0], error)
+            self.shutdown_request(request)
+            return
+        super().process_request_thread(request, client_address)
+
+
 class StorageSCP:
     """The listener: stores each received instance through ``store`` and answers with its status.
 
@@ -89,11 +164,14 @@ class StorageSCP:
             instance is durable.
         allowed: calling AE titles accepted; ``None`` accepts any.
         limits: association limits.
+        tls: accept only DICOM TLS connections with these settings (``None``: plain TCP).
     """
 
     def __init__(self, ae_title: str, store: Callable[[str, bytes, str], int],
-                 allowed: Sequence[str] | None = None, limits: AssociationLimits = AssociationLimits()) -> None:
+                 allowed: Sequence[str] | None = None, limits: AssociationLimits = AssociationLimits(),
+                 tls: TLSConfig | None = None) -> None:
         self.store = store
+        self.ssl_context = tls.server_context() if tls is not None else None
         self.ae = AE(ae_title=ae_title)
         syntaxes = transfer_syntaxes()
         self.ae.add_supported_context(Verification)
@@ -140,7 +218,14 @@ class StorageSCP:
         """Listen on ``host:port`` in background threads."""
         handlers = [(evt.EVT_C_ECHO, self.handle_echo), (evt.EVT_C_STORE, self.handle_store),
                     (evt.EVT_ACCEPTED, self.handle_accepted)]
-        self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+        if self.ssl_context is None:
+            self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
+            return
+        server = self.ae.make_server((host, port), ssl_context=self.ssl_context, evt_handlers=handlers,
+                                     server_class=TLSAssociationServer)
+        threading.Thread(target=server.serve_forever, name="TLSAcceptor", daemon=True).start()
+        self.ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() stops it too
+        self.server = server
 
     def stop(self) -> None:
         """Stop listening and close the associations."""
