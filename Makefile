@@ -42,6 +42,7 @@ demo: setup
 bench: setup
 	$(PY) benchmarks/bench_loading.py
 	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_training.py
 
 clean:
 	rm -rf $(VENV) $(ML_VENV) build *.egg-info .pytest_cache
