@@ -129,7 +129,7 @@ class AttentionResNet(nn.Module):
         attention_stages: the stages (1-4) whose blocks get attention. Defaults to all four, as in the CBAM and SE
             papers. Attention on the large stage-1/2 maps is memory-bound element-wise work: on the 2-core CPU
             this project trains on, CBAM in every block cut training throughput (bf16, batch 32, 224 px) from
-            about 11 to 4.7 img/s, CBAM in stages 3-4 only to 8.9 img/s (``benchmarks/bench_training.py``), so
+            about 11 to 4.7 img/s, CBAM in stages 3-4 only to 8.9-9.2 img/s (``benchmarks/bench_training.py``), so
             the bundle uses ``(3, 4)``: attention where the features are semantic, at a quarter of the cost.
 
     Raises:
