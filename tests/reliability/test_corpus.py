@@ -80,7 +80,7 @@ def _in_subprocess(code: str, *args: str, limit_gb: int = 0) -> dict:
 
 
 _LOAD_ALL = """
-    import json, resource, sys
+    import json, sys
     from monai_pneumonia.errors import XrayInputError
     from monai_pneumonia.io import load_xray
     outcomes = {}
@@ -90,7 +90,9 @@ _LOAD_ALL = """
             outcomes[path] = "loaded"
         except XrayInputError as error:
             outcomes[path] = "refused: " + error.reason
-    print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "outcomes": outcomes}))
+    # VmHWM: this process's own peak RSS (ru_maxrss would include the forking parent's RSS, carried over exec)
+    peak_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(json.dumps({"peak_mb": peak_kb / 1024, "outcomes": outcomes}))
 """
 
 

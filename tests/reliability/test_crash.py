@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import signal
 from pathlib import Path
 
@@ -72,11 +73,11 @@ def test_listener_survives_the_bad_input_corpus_and_refuses_it(ns, orthanc, tiny
     listener = Service(ns, tmp_path / "spool", tiny_bundle, port=11123).start(timeout=300)
     try:
         log = tmp_path / "dcmsend.log"
-        sender = ns.popen(["dcmsend", "-d", "-aet", "MODALITY", "-aec", "PNEUMO", "127.0.0.1", "11123",
+        sender = ns.popen(["dcmsend", "-d", "--no-halt", "-aet", "MODALITY", "-aec", "PNEUMO", "127.0.0.1", "11123",
                            *[c.path for c in cases]], log)
         sender.wait(300)
         acknowledged = set(acknowledged_by_dcmsend(log.read_text(errors="replace")))
-        assert acknowledged, "nothing was acknowledged"
+        assert acknowledged, "nothing was acknowledged:\n" + log.read_text(errors="replace")[-3000:]
         decided = wait_for(lambda: (lambda d: d if acknowledged <= set(d) else None)(
             {r["sop_instance_uid"]: r for r in listener.results() if r["event"] in ("refused", "classified")}),
             timeout=120)
@@ -93,8 +94,11 @@ def test_listener_survives_the_bad_input_corpus_and_refuses_it(ns, orthanc, tiny
             record, case = decided[uid], by_uid.get(uid)
             if case is not None and case.expect == "refuse":
                 assert record["event"] == "refused" and record["reason"], (case.name, record)
-        service_log = listener.log.read_text()
-        assert "Traceback" not in service_log or "processing failed" in service_log
+        # records (a timestamped line plus its continuation lines) with a traceback: only pydicom's own decoder
+        # log may carry one (it logs the plugin's exception before our loader turns it into a refusal)
+        records = re.split(r"\n(?=\d{4}-\d\d-\d\d )", listener.log.read_text())
+        unexpected = [r for r in records if "Traceback" in r and not re.match(r"\S+ \S+ \w+ pydicom", r)]
+        assert not unexpected, unexpected[0][-3000:]
     finally:
         assert listener.stop() == 0
 
