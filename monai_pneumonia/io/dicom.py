@@ -191,6 +191,15 @@ def reduction_level(rows: int, columns: int, target_size: int | None, max_level:
     return level
 
 
+def _j2k_image_area(codestream: bytes, at: int = 0) -> tuple[int, int, int, int]:
+    """``(rows, columns, x offset, y offset)`` of the SIZ segment (ISO 15444-1 A.5.1) after the SOC marker at ``at``.
+
+    Rows and columns are the image area (Ysiz - YOsiz, Xsiz - XOsiz); the caller checks that 24 bytes follow ``at``.
+    """
+    xsiz, ysiz, xosiz, yosiz = struct.unpack(">4I", codestream[at + 8 : at + 24])
+    return ysiz - yosiz, xsiz - xosiz, xosiz, yosiz
+
+
 def _j2k_parameters(codestream: bytes) -> dict | None:
     """Size, precision, signedness and decomposition levels from a raw J2K codestream's main header.
 
@@ -200,7 +209,7 @@ def _j2k_parameters(codestream: bytes) -> dict | None:
     if codestream[:4] != _J2K_SOC_SIZ or len(codestream) < 45:
         return None
     length = struct.unpack(">H", codestream[4:6])[0]
-    xsiz, ysiz, xosiz, yosiz = struct.unpack(">4I", codestream[8:24])
+    rows, columns, xosiz, yosiz = _j2k_image_area(codestream)
     components = struct.unpack(">H", codestream[40:42])[0]
     ssiz = codestream[42]
     levels = None
@@ -215,8 +224,8 @@ def _j2k_parameters(codestream: bytes) -> dict | None:
     if levels is None:
         return None
     return {
-        "rows": ysiz - yosiz,
-        "columns": xsiz - xosiz,
+        "rows": rows,
+        "columns": columns,
         "offset": (xosiz, yosiz),
         "components": components,
         "precision": (ssiz & 0x7F) + 1,
@@ -248,23 +257,25 @@ def _pillow_j2k_decode(codestream: bytes, level: int, rows: int, columns: int) -
     return np.asarray(image)
 
 
-def _reduced_pixel_array(ds, transfer_syntax: str, target_size: int | None) -> tuple[np.ndarray, int] | None:
+def _reduced_pixel_array(
+    ds, transfer_syntax: str, target_size: int | None, codestream: bytes | None
+) -> tuple[np.ndarray, int] | None:
     """Stored values decoded at a reduced JPEG 2000 resolution level, or ``None`` to decode in full.
 
     Args:
         ds: the data set (single frame, header already checked).
         transfer_syntax: its transfer syntax UID.
         target_size: smallest side the caller needs.
+        codestream: the encapsulated frame (:func:`_compressed_frame`), ``None`` when there is none.
 
     Returns:
         ``(stored, level)``: the stored values (dtype as pydicom gives them) of the image reduced by
         ``2**level`` (``level >= 1``), or ``None`` when the reduced path does not apply or fails.
     """
-    if not target_size or str(transfer_syntax) not in _J2K_REDUCIBLE:
+    if not target_size or codestream is None or str(transfer_syntax) not in _J2K_REDUCIBLE:
         return None
     rows, columns = int(ds.Rows), int(ds.Columns)
     try:
-        codestream = _first_frame(ds)
         params = _j2k_parameters(codestream)
         if params is None or not _reducible(ds, params, rows, columns):
             return None
@@ -292,6 +303,19 @@ def _first_frame(ds) -> bytes:
 
         return next(generate_pixel_data_frame(ds.PixelData, 1))
     return get_frame(ds.PixelData, 0, number_of_frames=1)
+
+
+def _compressed_frame(ds, syntax: str) -> bytes | None:
+    """The single encapsulated frame of a JPEG-family transfer syntax, ``None`` for others or when unreadable.
+
+    Read once per file: the frame-header check and the reduced-resolution path both use it.
+    """
+    if not syntax.startswith("1.2.840.10008.1.2.4.") or "PixelData" not in ds:
+        return None
+    try:
+        return _first_frame(ds)
+    except Exception:  # not encapsulated as it should be: the decoder reports it
+        return None
 
 
 def _reducible(ds, params: dict, rows: int, columns: int) -> bool:
@@ -530,8 +554,10 @@ def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tup
     flags += policy.check_for_processing(path, _text(ds, "PresentationIntentType"))
 
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
-    _check_frame_header(path, ds, syntax, rows, columns)
-    stored, level = _stored_values(path, ds, syntax, target_size)
+    frame = _compressed_frame(ds, syntax)
+    if frame is not None:
+        _check_frame_header(path, frame, syntax, rows, columns)
+    stored, level = _stored_values(path, ds, syntax, target_size, frame)
     expected = (_reduced_side(rows, level), _reduced_side(columns, level))
     if stored.shape != expected:
         raise XrayInputError(path, f"decoded pixel data has shape {stored.shape}, header says {(rows, columns)}")
@@ -573,8 +599,8 @@ def _frame_size(frame: bytes) -> tuple[str, int, int] | None:
     head = frame[: _HEADER_SEARCH + 64]
     at = head.find(_J2K_SOC_SIZ, 0, _HEADER_SEARCH)
     if at >= 0 and len(head) >= at + 24:
-        xsiz, ysiz, xosiz, yosiz = struct.unpack(">4I", head[at + 8 : at + 24])
-        return "JPEG 2000", ysiz - yosiz, xsiz - xosiz
+        rows, columns, _, _ = _j2k_image_area(head, at)
+        return "JPEG 2000", rows, columns
     if head[:2] == b"\xff\xd8":
         pos = 2
         while pos + 9 <= len(frame) and frame[pos] == 0xFF:
@@ -586,7 +612,7 @@ def _frame_size(frame: bytes) -> tuple[str, int, int] | None:
     return None
 
 
-def _check_frame_header(path, ds, syntax: str, rows: int, columns: int) -> None:
+def _check_frame_header(path, frame: bytes, syntax: str, rows: int, columns: int) -> None:
     """Refuse a compressed frame that declares another size than the data set, before anything decodes it.
 
     The 40-Mpx limit is checked on Rows x Columns; a small header in front of a JPEG 2000 or JPEG frame that
@@ -595,12 +621,6 @@ def _check_frame_header(path, ds, syntax: str, rows: int, columns: int) -> None:
     Raises:
         XrayInputError: the frame's own header declares a different size.
     """
-    if not syntax.startswith("1.2.840.10008.1.2.4.") or "PixelData" not in ds:
-        return
-    try:
-        frame = _first_frame(ds)
-    except Exception:  # not encapsulated as it should be: the decoder reports it
-        return
     declared = _frame_size(frame)
     if declared is None:
         return
@@ -615,15 +635,17 @@ def _check_frame_header(path, ds, syntax: str, rows: int, columns: int) -> None:
         )
 
 
-def _stored_values(path, ds, syntax: str, target_size: int | None) -> tuple[np.ndarray, int]:
+def _stored_values(path, ds, syntax: str, target_size: int | None, frame: bytes | None) -> tuple[np.ndarray, int]:
     """Stored values and the resolution reduction level they were decoded at (0: full resolution).
+
+    ``frame`` is the encapsulated frame (:func:`_compressed_frame`), used by the reduced JPEG 2000 path.
 
     Raises:
         XrayInputError: no plugin decodes the pixel data.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reduced = _reduced_pixel_array(ds, syntax, target_size)
+        reduced = _reduced_pixel_array(ds, syntax, target_size, frame)
         if reduced is not None:
             return reduced
         try:
