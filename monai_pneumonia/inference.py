@@ -19,6 +19,7 @@ import torch
 from monai.data import DataLoader, decollate_batch
 
 from monai_pneumonia.bundle import bundle_file, default_bundle_root
+from monai_pneumonia.networks import load_checkpoint
 from monai_pneumonia.workflows.datasets import REFUSED_KEY, RefusingDataset, collate_with_refusals
 from monai_pneumonia.workflows.handlers import (
     CLASS_NAMES,
@@ -108,6 +109,7 @@ class BundleClassifier:
 
         Raises:
             FileNotFoundError: no checkpoint at ``ckpt_path``.
+            ValueError: the file is not a checkpoint of this bundle's network (no stored operating threshold).
         """
         from monai.bundle import ConfigParser
 
@@ -123,7 +125,7 @@ class BundleClassifier:
             parser["device"] = torch.device(device)
         target = parser.get_parsed_content("device")
         network = parser.get_parsed_content("network")
-        network.load_state_dict(torch.load(ckpt, map_location=target, weights_only=True))
+        network.load_state_dict(load_checkpoint(ckpt))
         return cls(
             preprocessing=parser.get_parsed_content("preprocessing"),
             network=network,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+import torch
 
 from monai_pneumonia.inference import BundleClassifier, Classification, Refusal
 from monai_pneumonia.workflows import CLASS_NAMES
@@ -46,3 +47,10 @@ def test_classifier_grad_cam(classifier, trained_bundle):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="model.pt"):
         BundleClassifier.from_bundle(REPO / "bundle", ckpt_path=tmp_path / "model.pt")
+
+
+def test_foreign_checkpoint_is_refused_by_name(tmp_path):
+    foreign = tmp_path / "resnet.pt"
+    torch.save({"fc.weight": torch.zeros(2, 8)}, foreign)
+    with pytest.raises(ValueError, match="resnet.pt.*operating_threshold"):
+        BundleClassifier.from_bundle(REPO / "bundle", ckpt_path=foreign)

@@ -11,13 +11,24 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from monai_pneumonia import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["add_bundle_argument", "build_parser", "main"]
 
 #: Modules of this package that each contribute one subcommand, in the order ``--help`` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "datalist", "demo", "stress", "serve")
+
+
+def add_bundle_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add the ``--bundle`` option every subcommand that runs the model shares.
+
+    Args:
+        parser: the sub-parser (or one of its argument groups) to extend.
+    """
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="bundle folder (default: $MONAI_PNEUMONIA_BUNDLE, else the bundle/ shipped with the package)")
 
 
 def build_parser() -> argparse.ArgumentParser:

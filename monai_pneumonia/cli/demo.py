@@ -14,6 +14,8 @@ import os
 import sys
 from pathlib import Path
 
+from monai_pneumonia.cli import add_bundle_argument
+
 __all__ = ["add_parser", "default_samples_dir", "run"]
 
 
@@ -30,7 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=Path, default=None,
                         help="folder with NORMAL/ and PNEUMONIA/ subfolders (default: samples/ of the source tree)")
-    parser.add_argument("--bundle", type=Path, default=None, help="bundle folder (default: the shipped bundle)")
+    add_bundle_argument(parser)
     parser.add_argument("--output-dir", type=Path, default=Path("demo-output"),
                         help="where the results go (default: ./demo-output)")
     parser.set_defaults(func=run)

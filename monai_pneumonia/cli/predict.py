@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from monai_pneumonia.cli import add_bundle_argument
+
 __all__ = ["add_parser", "print_table", "run", "run_inference"]
 
 
@@ -30,8 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_FOLDER",
                         help="DICOM, PNG, JPEG or NIfTI files, or folders searched recursively for them")
-    parser.add_argument("--bundle", type=Path, default=None,
-                        help="bundle folder (default: $MONAI_PNEUMONIA_BUNDLE, else the bundle/ shipped with the package)")
+    add_bundle_argument(parser)
     parser.add_argument("--ckpt-dir", type=Path, default=None, help="folder holding model.pt (default: <bundle>/models)")
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="where predictions.csv, errors.csv and overlays go (default: a new temporary folder)")

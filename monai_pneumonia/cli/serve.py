@@ -25,6 +25,8 @@ import sys
 import threading
 from pathlib import Path
 
+from monai_pneumonia.cli import add_bundle_argument
+
 __all__ = ["add_parser", "build_config", "resolve_options", "run"]
 
 #: Defaults of the options; the parser itself leaves absent options out of the namespace, so that options given
@@ -70,8 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     state = parser.add_argument_group("state and model")
     state.add_argument("--spool", type=Path, default=None,
                        help="state folder: received instances, outbox, journal (required; created 0700)")
-    state.add_argument("--bundle", type=Path, default=None,
-                       help="bundle folder (default: $MONAI_PNEUMONIA_BUNDLE, else the shipped bundle/)")
+    add_bundle_argument(state)
     state.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default: <bundle>/models/model.pt)")
     state.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the bundle's choice)")
     state.add_argument("--batch-size", type=int, default=16, help="instances per classification batch (default: %(default)s)")

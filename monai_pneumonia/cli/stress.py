@@ -6,6 +6,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from monai_pneumonia.cli import add_bundle_argument
+
 __all__ = ["add_parser", "run"]
 
 _DESCRIPTION = """\
@@ -38,8 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--split", default="validation", help="which list of the datalist (default: %(default)s)")
     parser.add_argument("--output", type=Path, required=True, help="folder for the per-shift evaluations and stress.json")
     parser.add_argument("--shifts", nargs="+", default=None, metavar="NAME", help="shifts to run (default: all)")
-    parser.add_argument("--bundle", type=Path, default=None,
-                        help="bundle folder (default: $MONAI_PNEUMONIA_BUNDLE or the shipped bundle)")
+    add_bundle_argument(parser)
     parser.add_argument("--ckpt-dir", type=Path, default=None, help="folder of model.pt (default: <bundle>/models)")
     parser.add_argument("--threshold-method", default="youden", choices=["youden"],
                         help="rule for the pooled threshold, as in training (default: %(default)s)")
