@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
+from monai.utils import str2bool
 
 from .blocks import ATTENTION_TYPES, AttentionResNetBlock, AttentionResNetBottleneck, MultiScaleFusion
 
@@ -30,6 +31,7 @@ def _validate_args(
     num_classes: int,
     depth: int,
     attention: str | None,
+    fusion: bool,
     dropout_prob: float,
     reduction: int,
     fusion_channels: int | None,
@@ -43,6 +45,8 @@ def _validate_args(
         raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth!r}.")
     if attention not in ATTENTION_TYPES:
         raise ValueError(f"attention must be one of {ATTENTION_TYPES}, got {attention!r}.")
+    if not isinstance(fusion, bool):
+        raise ValueError(f"fusion must be True or False, got {fusion!r}.")
     for name, value in (("in_channels", in_channels), ("num_classes", num_classes), ("reduction", reduction)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -112,7 +116,8 @@ class AttentionResNet(nn.Module):
         num_classes: number of outputs (logits). Defaults to 2 (normal, pneumonia).
         depth: ResNet depth, one of 18, 34, 50, 101. Defaults to 50.
         attention: ``"cbam"``, ``"se"`` or ``None``. Defaults to ``"cbam"``.
-        fusion: fuse stages 2-4 before the classifier. Defaults to True.
+        fusion: fuse stages 2-4 before the classifier (also the strings ``"true"``/``"false"`` of a command-line
+            override). Defaults to True.
         dropout_prob: dropout probability before the linear head. Defaults to 0.0 (set it in the training recipe,
             the same for every arm of an ablation).
         reduction: reduction ratio of the attention MLPs. Defaults to 16.
@@ -162,12 +167,15 @@ class AttentionResNet(nn.Module):
     ) -> None:
         super().__init__()
         attention_stages = tuple(sorted(set(attention_stages)))
+        if isinstance(fusion, str):  # a command-line override such as "false" must not read as a truthy string
+            fusion = str2bool(fusion, raise_exc=False, default=fusion)
         _validate_args(
             spatial_dims=spatial_dims,
             in_channels=in_channels,
             num_classes=num_classes,
             depth=depth,
             attention=attention,
+            fusion=fusion,
             dropout_prob=dropout_prob,
             reduction=reduction,
             fusion_channels=fusion_channels,
@@ -180,7 +188,7 @@ class AttentionResNet(nn.Module):
         self.depth = depth
         self.attention_type = attention
         self.attention_stages = attention_stages
-        self.use_fusion = bool(fusion)
+        self.use_fusion = fusion
 
         block, layers = DEPTHS[depth]
         conv_type = Conv[Conv.CONV, spatial_dims]

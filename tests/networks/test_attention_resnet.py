@@ -105,6 +105,9 @@ def test_depths_shapes(depth, attention, fusion):
         ({"depth": 20}, "depth"),
         ({"attention": "eca"}, "attention"),
         ({"attention": "CBAM"}, "attention"),
+        ({"attention": "None"}, "attention"),
+        ({"fusion": "maybe"}, "fusion"),
+        ({"fusion": 0}, "fusion"),
         ({"spatial_dims": 4}, "spatial_dims"),
         ({"in_channels": 0}, "in_channels"),
         ({"num_classes": 0}, "num_classes"),
@@ -119,6 +122,14 @@ def test_depths_shapes(depth, attention, fusion):
 def test_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AttentionResNet(**kwargs)
+
+
+@pytest.mark.parametrize("text, expected", [("false", False), ("False", False), ("true", True)])
+def test_fusion_from_command_line_text(text, expected):
+    """``--network_def#fusion false`` reaches the constructor as a string; it must switch fusion off."""
+    net = AttentionResNet(depth=18, attention=None, fusion=text)
+    assert net.use_fusion is expected
+    assert (net.fusion is not None) is expected
 
 
 def test_logits_not_probabilities():
