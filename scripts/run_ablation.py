@@ -120,11 +120,12 @@ def _ci(metric: dict, key: str, scale: float = 100.0, digits: int = 1) -> str:
 
 
 def format_table(entries: list[dict]) -> str:
-    """Markdown rows: validation metrics with 95% CIs, pooled stressed AUC, worst shift, wall time."""
+    """Markdown rows: validation metrics with 95% CIs, pooled stressed AUC and specificity (at the arm's stored
+    threshold), the worst shift, the training wall time."""
     lines = [
-        "| arm | seed | AUC | accuracy % | sensitivity % | specificity % | F1 % | stressed AUC | worst shift (AUC) "
-        "| train min |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| arm | seed | AUC | accuracy % | sensitivity % | specificity % | F1 % | stressed AUC | stressed spec. % "
+        "| worst shift (AUC) | train min |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in entries:
         if "validation" not in entry:
@@ -134,7 +135,8 @@ def format_table(entries: list[dict]) -> str:
         lines.append(
             f"| {entry['arm']} | {entry['seed']} | {_ci(val, 'auc', 1.0, 4)} | {_ci(val, 'accuracy')} "
             f"| {_ci(val, 'sensitivity')} | {_ci(val, 'specificity')} | {_ci(val, 'f1')} "
-            f"| {entry['stressed_pooled']['auc']:.4f} | {worst} ({auc:.4f}) | {entry['train_wall_s'] / 60:.1f} |"
+            f"| {entry['stressed_pooled']['auc']:.4f} | {entry['stressed_pooled']['specificity'] * 100:.1f} "
+            f"| {worst} ({auc:.4f}) | {entry['train_wall_s'] / 60:.1f} |"
         )
     return "\n".join(lines)
 
@@ -150,9 +152,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, help="override train.json's image_size for every arm")
     parser.add_argument("--max-epochs", type=int, help="override train.json's max_epochs for every arm")
     parser.add_argument("--dry-run", action="store_true", help="print the training commands only")
+    parser.add_argument("--table", action="store_true", help="print the table of <output>/ablation.json and stop")
     args = parser.parse_args(argv)
     args.datalist = args.datalist or args.output / "datalist.json"
     report_path = args.output / "ablation.json"
+    if args.table:
+        print(format_table(json.loads(report_path.read_text())["runs"]))
+        return 0
     if not args.dry_run:
         ensure_datalist(args)
     previous = json.loads(report_path.read_text()) if report_path.exists() else {"runs": []}

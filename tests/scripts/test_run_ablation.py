@@ -1,9 +1,10 @@
-"""The ablation runner's training commands build the intended network once monai.bundle has parsed them."""
+"""The ablation runner: each arm's command builds the intended network once monai.bundle has parsed it; its table."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 
 import pytest
 from fire.parser import DefaultParseValue
@@ -50,3 +51,16 @@ def test_dry_run_trains_nothing(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed.count("monai.bundle run") == 4
     assert not (tmp_path / "out").exists()
+
+
+def test_table_reports_each_finished_run(tmp_path, capsys):
+    metrics = {"auc": 0.99, "accuracy": 0.95, "sensitivity": 0.945, "specificity": 0.964, "f1": 0.966}
+    validation = metrics | {f"{key}_ci95": [value - 0.01, value + 0.005] for key, value in metrics.items()}
+    finished = {"arm": "plain", "seed": 0, "validation": validation, "train_wall_s": 786.0,
+                "stressed_pooled": {"auc": 0.9782, "specificity": 0.8714}, "worst_shift_auc": [0.9564, "sharpen"]}
+    (tmp_path / "ablation.json").write_text(json.dumps({"runs": [finished, {"arm": "both", "seed": 0}]}))
+    assert run_ablation.main(["--dataset-dir", str(tmp_path), "--output", str(tmp_path), "--table"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 3  # header, rule, the one finished run
+    assert rows[2] == ("| plain | 0 | 0.9900 (0.9800–0.9950) | 95.0 (94.0–95.5) | 94.5 (93.5–95.0) | 96.4 (95.4–96.9) "
+                       "| 96.6 (95.6–97.1) | 0.9782 | 87.1 | sharpen (0.9564) | 13.1 |")
