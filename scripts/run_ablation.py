@@ -21,6 +21,7 @@ prints a Markdown table for the model card.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shlex
 import subprocess
@@ -141,6 +142,37 @@ def format_table(entries: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _validation_predictions(output: Path, arm: str, seed: int) -> dict[str, tuple[int, float]]:
+    """``image -> (label, pneumonia probability)`` of an arm's clean validation evaluation."""
+    with open(output / f"{arm}-seed{seed}" / "stress" / "none" / "predictions.csv", newline="") as stream:
+        return {row["image"]: (int(row["label"]), float(row["prob_pneumonia"])) for row in csv.DictReader(stream)}
+
+
+def format_paired_table(entries: list[dict], output: Path, n_bootstrap: int = 2000) -> str:
+    """Markdown rows: each arm's validation AUC minus the plain arm's of the same seed, paired bootstrap 95% CI."""
+    from monai_pneumonia.evaluation import paired_auc_difference
+
+    finished = {(entry["arm"], entry["seed"]) for entry in entries if "validation" in entry}
+    lines = ["| arm | seed | AUC − plain AUC (95% CI) | p |", "|---|---|---|---|"]
+    for arm, seed in sorted(finished, key=lambda key: (key[1], list(ARMS).index(key[0]))):
+        if arm == "plain" or ("plain", seed) not in finished:
+            continue
+        plain, other = _validation_predictions(output, "plain", seed), _validation_predictions(output, arm, seed)
+        images = sorted(plain)
+        if sorted(other) != images:
+            raise ValueError(f"{arm} seed {seed} and plain seed {seed} were validated on different images")
+        result = paired_auc_difference(
+            [plain[image][0] for image in images],
+            [other[image][1] for image in images],
+            [plain[image][1] for image in images],
+            n_bootstrap=n_bootstrap,
+        )
+        low, high = result["difference_ci95"]
+        lines.append(f"| {arm} | {seed} | {result['difference']:+.4f} ({low:+.4f} to {high:+.4f}) "
+                     f"| {result['p_two_sided']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset-dir", type=Path, required=True, help="class-folder training data")
@@ -157,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     args.datalist = args.datalist or args.output / "datalist.json"
     report_path = args.output / "ablation.json"
     if args.table:
-        print(format_table(json.loads(report_path.read_text())["runs"]))
+        runs = json.loads(report_path.read_text())["runs"]
+        print(format_table(runs), format_paired_table(runs, args.output), sep="\n\n")
         return 0
     if not args.dry_run:
         ensure_datalist(args)

@@ -34,6 +34,7 @@ __all__ = [
     "binary_metrics",
     "calibration_bins",
     "confusion_counts",
+    "paired_auc_difference",
     "roc_auc",
     "roc_curve",
     "select_threshold",
@@ -313,6 +314,54 @@ def binary_metrics(
         notes=notes,
     )
     return result
+
+
+def paired_auc_difference(
+    labels: Any, probs_a: Any, probs_b: Any, *, n_bootstrap: int = 2000, seed: int = 0
+) -> dict[str, Any]:
+    """AUC of model A minus AUC of model B on the same images, with a paired stratified bootstrap 95% interval.
+
+    Both models are scored on every bootstrap replicate drawn once per image (the same multiplicities for both),
+    so the interval reflects how differently the two rank the same films, not the sampling of the films alone:
+    much narrower than comparing two unpaired AUC intervals. ``p_two_sided`` is the bootstrap's two-sided
+    share of replicates on the other side of zero (doubled; a difference with an interval excluding 0 has p < 0.05).
+
+    Args:
+        labels: 0/1 ground truth (1 = pneumonia), both classes present.
+        probs_a: model A's pneumonia scores for the same images, in the same order.
+        probs_b: model B's scores.
+        n_bootstrap: replicates (> 0).
+        seed: seed of the resampling; the same seed gives the same interval.
+
+    Returns:
+        ``{"auc_a", "auc_b", "difference", "difference_ci95", "p_two_sided", "n", "n_bootstrap", "seed"}``.
+
+    Raises:
+        ValueError: invalid inputs, different lengths, a single class, or ``n_bootstrap < 1``.
+    """
+    y, a = _validate(labels, probs_a, unit_interval=False)
+    _, b = _validate(labels, probs_b, unit_interval=False)
+    if n_bootstrap < 1:
+        raise ValueError(f"n_bootstrap must be >= 1, got {n_bootstrap}")
+    if y.all() or not y.any():
+        raise ValueError("paired_auc_difference needs both classes in labels")
+    # the replicates' multinomial draws depend only on the class sizes and the seed, so two generators with the
+    # same seed give every image the same multiplicity for both models: the replicates are paired
+    replicates = _bootstrap_auc(y, a, n_bootstrap, np.random.default_rng(seed)) - _bootstrap_auc(
+        y, b, n_bootstrap, np.random.default_rng(seed)
+    )
+    auc_a, auc_b = roc_auc(y, a), roc_auc(y, b)
+    tail = min(float(np.mean(replicates <= 0.0)), float(np.mean(replicates >= 0.0)))
+    return {
+        "auc_a": auc_a,
+        "auc_b": auc_b,
+        "difference": auc_a - auc_b,
+        "difference_ci95": _percentile_ci(replicates),
+        "p_two_sided": min(1.0, 2.0 * tail),
+        "n": int(y.size),
+        "n_bootstrap": int(n_bootstrap),
+        "seed": int(seed),
+    }
 
 
 def _operating_points(y: np.ndarray, s: np.ndarray, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -14,6 +14,7 @@ from monai_pneumonia.evaluation.metrics import (
     binary_metrics,
     calibration_bins,
     confusion_counts,
+    paired_auc_difference,
     roc_auc,
     roc_curve,
     select_threshold,
@@ -199,3 +200,39 @@ def test_calibration_of_a_calibrated_model_is_small():
     probs = rng.uniform(0, 1, 20000)
     labels = (rng.uniform(0, 1, probs.size) < probs).astype(int)
     assert calibration_bins(labels, probs)["ece"] < 0.02
+
+
+def test_paired_auc_difference_of_a_model_with_itself_is_exactly_zero():
+    labels, probs = _synthetic(60, 40)
+    result = paired_auc_difference(labels, probs, probs, n_bootstrap=500)
+    assert result["difference"] == 0.0 and result["difference_ci95"] == [0.0, 0.0]
+    assert result["p_two_sided"] == 1.0
+
+
+def test_paired_auc_difference_detects_a_better_model():
+    labels, probs = _synthetic(200, 120, seed=1)
+    worse = np.clip(probs + np.random.default_rng(2).normal(0.0, 0.15, probs.size), 0, 1)  # the ranking, blurred
+    result = paired_auc_difference(labels, probs, worse, n_bootstrap=2000, seed=3)
+    assert result["difference"] == pytest.approx(roc_auc(labels, probs) - roc_auc(labels, worse))
+    low, high = result["difference_ci95"]
+    assert 0.0 < low <= result["difference"] <= high
+    assert result["p_two_sided"] < 0.05
+    assert paired_auc_difference(labels, probs, worse, n_bootstrap=2000, seed=3) == result
+
+
+def test_paired_auc_difference_interval_is_paired():
+    """Two models that rank nearly alike: the difference varies far less than either AUC across replicates."""
+    labels, probs = _synthetic(200, 120, seed=1)
+    similar = np.clip(probs + np.random.default_rng(2).normal(0.0, 0.05, probs.size), 0, 1)
+    low, high = paired_auc_difference(labels, probs, similar, n_bootstrap=2000, seed=3)["difference_ci95"]
+    own_low, own_high = binary_metrics(labels, probs, 0.5, n_bootstrap=2000, seed=3)["auc_ci95"]
+    assert high - low < 0.5 * (own_high - own_low)
+
+
+@pytest.mark.parametrize(
+    "labels, a, b, n_bootstrap",
+    [([1, 1, 1], [0.2, 0.3, 0.4], [0.1, 0.2, 0.3], 10), ([0, 1], [0.2, 0.3], [0.1], 10), ([0, 1], [0.2, 0.3], [0.2, 0.3], 0)],
+)
+def test_paired_auc_difference_errors(labels, a, b, n_bootstrap):
+    with pytest.raises(ValueError):
+        paired_auc_difference(labels, a, b, n_bootstrap=n_bootstrap)

@@ -6,10 +6,12 @@ import argparse
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 from fire.parser import DefaultParseValue
 from monai.bundle import ConfigParser
 
+from monai_pneumonia.evaluation import roc_auc
 from tests.conftest import REPO
 
 _SPEC = importlib.util.spec_from_file_location("run_ablation", REPO / "scripts" / "run_ablation.py")
@@ -53,14 +55,40 @@ def test_dry_run_trains_nothing(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_table_reports_each_finished_run(tmp_path, capsys):
+def _finished(arm: str, seed: int) -> dict:
     metrics = {"auc": 0.99, "accuracy": 0.95, "sensitivity": 0.945, "specificity": 0.964, "f1": 0.966}
     validation = metrics | {f"{key}_ci95": [value - 0.01, value + 0.005] for key, value in metrics.items()}
-    finished = {"arm": "plain", "seed": 0, "validation": validation, "train_wall_s": 786.0,
-                "stressed_pooled": {"auc": 0.9782, "specificity": 0.8714}, "worst_shift_auc": [0.9564, "sharpen"]}
-    (tmp_path / "ablation.json").write_text(json.dumps({"runs": [finished, {"arm": "both", "seed": 0}]}))
+    return {"arm": arm, "seed": seed, "validation": validation, "train_wall_s": 786.0,
+            "stressed_pooled": {"auc": 0.9782, "specificity": 0.8714}, "worst_shift_auc": [0.9564, "sharpen"]}
+
+
+def test_table_reports_each_finished_run(tmp_path, capsys):
+    (tmp_path / "ablation.json").write_text(json.dumps({"runs": [_finished("plain", 0), {"arm": "both", "seed": 0}]}))
     assert run_ablation.main(["--dataset-dir", str(tmp_path), "--output", str(tmp_path), "--table"]) == 0
-    rows = capsys.readouterr().out.strip().splitlines()
+    metrics_table, paired_table = capsys.readouterr().out.strip().split("\n\n")
+    rows = metrics_table.splitlines()
     assert len(rows) == 3  # header, rule, the one finished run
     assert rows[2] == ("| plain | 0 | 0.9900 (0.9800–0.9950) | 95.0 (94.0–95.5) | 94.5 (93.5–95.0) | 96.4 (95.4–96.9) "
                        "| 96.6 (95.6–97.1) | 0.9782 | 87.1 | sharpen (0.9564) | 13.1 |")
+    assert len(paired_table.splitlines()) == 2  # no arm to compare with plain yet
+
+
+def _write_predictions(folder, labels, probs):
+    folder.mkdir(parents=True)
+    rows = "".join(f"img{i}.png,{label},{prob}\n" for i, (label, prob) in enumerate(zip(labels, probs, strict=True)))
+    (folder / "predictions.csv").write_text("image,label,prob_pneumonia\n" + rows)
+
+
+def test_paired_table_compares_each_arm_with_plain_of_its_seed(tmp_path):
+    labels = [1] * 30 + [0] * 20
+    perfect = [0.9] * 30 + [0.1] * 20
+    rng = np.random.default_rng(0)
+    noisy = list(rng.uniform(0, 1, 50))
+    _write_predictions(tmp_path / "plain-seed0" / "stress" / "none", labels, noisy)
+    _write_predictions(tmp_path / "both-seed0" / "stress" / "none", labels, perfect)
+    _write_predictions(tmp_path / "both-seed1" / "stress" / "none", labels, perfect)  # no plain seed 1: no row
+    entries = [_finished("plain", 0), _finished("both", 0), _finished("both", 1)]
+    rows = run_ablation.format_paired_table(entries, tmp_path, n_bootstrap=200).splitlines()
+    assert len(rows) == 3
+    gain = 1.0 - roc_auc(labels, noisy)
+    assert rows[2].startswith(f"| both | 0 | {gain:+.4f} (")
