@@ -128,7 +128,7 @@ def format_table(entries: list[dict]) -> str:
         "| worst shift (AUC) | train min |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for entry in entries:
+    for entry in sorted(entries, key=lambda entry: (entry["seed"], list(ARMS).index(entry["arm"]))):
         if "validation" not in entry:
             continue
         val = entry["validation"]
