@@ -21,7 +21,6 @@ prints a Markdown table for the model card.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import shlex
 import subprocess
@@ -144,8 +143,10 @@ def format_table(entries: list[dict]) -> str:
 
 def _validation_predictions(output: Path, arm: str, seed: int) -> dict[str, tuple[int, float]]:
     """``image -> (label, pneumonia probability)`` of an arm's clean validation evaluation."""
-    with open(output / f"{arm}-seed{seed}" / "stress" / "none" / "predictions.csv", newline="") as stream:
-        return {row["image"]: (int(row["label"]), float(row["prob_pneumonia"])) for row in csv.DictReader(stream)}
+    from monai_pneumonia.evaluation import read_predictions
+
+    images, labels, probs = read_predictions(output / f"{arm}-seed{seed}" / "stress" / "none" / "predictions.csv")
+    return {image: (int(label), float(prob)) for image, label, prob in zip(images, labels, probs, strict=True)}
 
 
 def format_paired_table(entries: list[dict], output: Path, n_bootstrap: int = 2000) -> str:

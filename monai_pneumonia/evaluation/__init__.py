@@ -12,12 +12,13 @@ from .metrics import (
 )
 from .report import write_report
 from .shifts import ACQUISITION_SHIFTS, acquisition_shift
-from .stress import format_table, stress_test
+from .stress import format_table, read_predictions, stress_test
 
 __all__ = [
     "ACQUISITION_SHIFTS",
     "acquisition_shift",
     "format_table",
+    "read_predictions",
     "stress_test",
     "binary_metrics",
     "calibration_bins",

@@ -22,14 +22,22 @@ import numpy as np
 from .metrics import binary_metrics, select_threshold
 from .shifts import ACQUISITION_SHIFTS
 
-__all__ = ["format_table", "stress_test"]
+__all__ = ["format_table", "read_predictions", "stress_test"]
 
 logger = logging.getLogger(__name__)
 
 _REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
 
 
-def _read_predictions(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Read the ``predictions.csv`` of a labelled evaluation (``image,label,prob_pneumonia,prediction``).
+
+    Args:
+        path: the file written by :class:`~monai_pneumonia.workflows.EvaluationWriter`.
+
+    Returns:
+        ``(images, labels, probabilities)`` in file order.
+    """
     with open(path, newline="") as stream:
         rows = list(csv.DictReader(stream))
     return (
@@ -105,7 +113,7 @@ def stress_test(
         )
         metrics = json.loads((folder / "metrics.json").read_text())
         stored = metrics["threshold"]
-        _, labels, probs = _read_predictions(folder / "predictions.csv")
+        _, labels, probs = read_predictions(folder / "predictions.csv")
         predictions[name] = (labels, probs)
         results[name] = {"description": ACQUISITION_SHIFTS[name][0], "at_stored": _summary(metrics)}
 
