@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
 from monai_pneumonia.cli import add_bundle_argument
+from monai_pneumonia.evaluation.operating_point import THRESHOLD_RULES
 
 __all__ = ["add_parser", "run"]
 
@@ -14,8 +16,12 @@ _DESCRIPTION = """\
 Run the bundle's evaluate.json on one labelled split of a datalist (normally "validation") once per synthetic
 acquisition shift (gamma, contrast, blur, sharpening, noise, low resolution, zoom), print a table of AUC,
 accuracy, sensitivity and specificity per shift, and choose the operating threshold on the pooled predictions
-of every shift with the training rule (Youden by default). With --store-threshold that threshold is written
-into the checkpoint, where the bundle, the CLI, the DICOM listener and the MONAI Label app read it.
+of every shift. The default rule, "bayes-guarded", is the shipped model's: 0.5 (the Bayes decision for the
+balanced prior and equal costs the loss trains for), raised if needed until the pooled shifted specificity is
+at least 95%. With --store-threshold that threshold is written into the checkpoint, where the bundle, the CLI,
+the DICOM listener and the MONAI Label app read it. --shortcut adds where the model looks (share of Grad-CAM
+energy in the central thorax versus the border and corners); --compare-with applies the shipping rule of
+docs/model-v2-protocol.md against another model's stress output on the same split.
 
 Never run this on the test split: a threshold chosen there makes the test figures meaningless.
 """
@@ -42,8 +48,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--shifts", nargs="+", default=None, metavar="NAME", help="shifts to run (default: all)")
     add_bundle_argument(parser)
     parser.add_argument("--ckpt-dir", type=Path, default=None, help="folder of model.pt (default: <bundle>/models)")
-    parser.add_argument("--threshold-method", default="youden", choices=["youden"],
-                        help="rule for the pooled threshold, as in training (default: %(default)s)")
+    parser.add_argument("--threshold-method", default="bayes-guarded", choices=THRESHOLD_RULES,
+                        help="rule for the pooled threshold (default: %(default)s)")
+    parser.add_argument("--shortcut", action="store_true",
+                        help="measure the share of Grad-CAM energy in the thorax, border and corners on the clean split")
+    parser.add_argument("--compare-with", type=Path, default=None, metavar="DIR",
+                        help="another model's stress output folder on the same split: print the shipping decision")
     parser.add_argument("--store-threshold", action="store_true",
                         help="write the pooled threshold into <ckpt-dir>/model.pt")
     parser.set_defaults(func=run)
@@ -68,8 +78,12 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("refusing to choose a threshold on the test split; use the validation split")
     bundle_root = args.bundle or default_bundle_root()
     report = stress_test(args.datalist, args.output, split=args.split, shifts=args.shifts, bundle_root=bundle_root,
-                         ckpt_dir=args.ckpt_dir, threshold_method=args.threshold_method)
+                         ckpt_dir=args.ckpt_dir, threshold_method=args.threshold_method, shortcut=args.shortcut)
     print(format_table(report))
+    if args.compare_with is not None:
+        from monai_pneumonia.evaluation import shipping_decision
+
+        print(json.dumps({"shipping_decision": shipping_decision(args.output, args.compare_with)}, indent=2))
     if args.store_threshold:
         checkpoint = (args.ckpt_dir / "model.pt") if args.ckpt_dir else bundle_file(bundle_root, "model.pt")
         store_threshold(checkpoint, report["stressed_threshold"])

@@ -10,12 +10,24 @@ from .metrics import (
     select_threshold,
     wilson_interval,
 )
+from .operating_point import BAYES_THRESHOLD, THRESHOLD_RULES, choose_threshold, guarded_bayes_threshold
 from .report import write_report
 from .shifts import ACQUISITION_SHIFTS, acquisition_shift
-from .stress import format_table, read_predictions, stress_test
+from .shortcut import cam_energy_shares, region_areas, region_masks, shortcut_measurement
+from .stress import acquisition_series, format_table, read_predictions, shipping_decision, stress_test
 
 __all__ = [
     "ACQUISITION_SHIFTS",
+    "BAYES_THRESHOLD",
+    "THRESHOLD_RULES",
+    "acquisition_series",
+    "cam_energy_shares",
+    "choose_threshold",
+    "guarded_bayes_threshold",
+    "region_areas",
+    "region_masks",
+    "shipping_decision",
+    "shortcut_measurement",
     "acquisition_shift",
     "format_table",
     "read_predictions",

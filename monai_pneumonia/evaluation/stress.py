@@ -19,10 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import binary_metrics, select_threshold
+from .metrics import binary_metrics, paired_auc_difference
+from .operating_point import choose_threshold
 from .shifts import ACQUISITION_SHIFTS
 
-__all__ = ["format_table", "read_predictions", "stress_test"]
+__all__ = ["acquisition_series", "format_table", "read_predictions", "shipping_decision", "stress_test"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,32 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
     )
 
 
+def acquisition_series(path: str) -> str:
+    """The acquisition batch of a public-data file name: ``"NORMAL2"``, ``"IM"`` (the two normal series) or ``"other"``.
+
+    The public training folder holds normal films from two acquisition batches (``NORMAL2-IM-*`` and ``IM-*``);
+    specificity per batch shows whether the operating point holds on normals from either "site".
+    """
+    name = os.path.basename(path)
+    if name.startswith("NORMAL2-"):
+        return "NORMAL2"
+    return "IM" if name.startswith("IM-") else "other"
+
+
+def _series_specificity(images: list[str], labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
+    series = np.array([acquisition_series(image) for image in images])
+    out = {}
+    for name in ("NORMAL2", "IM"):
+        chosen = (series == name) & (labels == 0)
+        if chosen.any():
+            out[name] = {"n": int(chosen.sum()), "specificity": float((probs[chosen] < threshold).mean())}
+    return out
+
+
+def _balanced_accuracy(metrics: dict) -> float:
+    return 0.5 * (metrics["sensitivity"] + metrics["specificity"])
+
+
 def _summary(metrics: dict) -> dict:
     return {key: metrics.get(key) for key in (*_REPORTED, "threshold", "n")} | {
         f"{key}_ci95": metrics.get(f"{key}_ci95") for key in _REPORTED
@@ -60,8 +87,9 @@ def stress_test(
     shifts: Sequence[str] | None = None,
     bundle_root: str | os.PathLike | None = None,
     ckpt_dir: str | os.PathLike | None = None,
-    threshold_method: str = "youden",
+    threshold_method: str = "bayes-guarded",
     n_bootstrap: int = 1000,
+    shortcut: bool = False,
     **overrides,
 ) -> dict:
     """Evaluate the bundle's model on ``split`` of ``datalist`` under each acquisition shift.
@@ -73,14 +101,19 @@ def stress_test(
         shifts: names from :data:`ACQUISITION_SHIFTS` (default: all of them, ``"none"`` first).
         bundle_root: the bundle (default: the shipped one).
         ckpt_dir: folder of ``model.pt`` (default: the bundle's ``models``).
-        threshold_method: rule for the pooled threshold, as in training (see
-            :func:`~monai_pneumonia.evaluation.select_threshold`).
+        threshold_method: rule for the pooled threshold (see
+            :func:`~monai_pneumonia.evaluation.operating_point.choose_threshold`; default: the shipped model's
+            ``"bayes-guarded"``).
         n_bootstrap: bootstrap resamples of each evaluation's AUC/F1 intervals.
+        shortcut: also measure where the model looks on the clean split
+            (:func:`~monai_pneumonia.evaluation.shortcut.shortcut_measurement`), as ``report["shortcut"]``.
         overrides: further ``evaluate.json`` overrides (e.g. ``device``, ``num_workers``).
 
     Returns:
         ``{"split", "stored_threshold", "stressed_threshold", "shifts": {name: {"description", "at_stored",
-        "at_stressed"}}, "pooled": {...}}``, also written to ``output_dir/stress.json``.
+        "at_stressed"}}, "pooled": {...}, "series": {...}}``, also written to ``output_dir/stress.json``;
+        ``pooled`` carries the balanced accuracy at each threshold, ``series`` the pooled specificity of each
+        normal acquisition series (:func:`acquisition_series`).
 
     Raises:
         ValueError: an unknown shift name.
@@ -94,6 +127,7 @@ def stress_test(
     output = Path(output_dir)
     results: dict[str, dict] = {}
     predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    names_of: dict[str, list[str]] = {}
     stored = None
     for name in names:
         folder = output / name
@@ -113,29 +147,75 @@ def stress_test(
         )
         metrics = json.loads((folder / "metrics.json").read_text())
         stored = metrics["threshold"]
-        _, labels, probs = read_predictions(folder / "predictions.csv")
+        images, labels, probs = read_predictions(folder / "predictions.csv")
         predictions[name] = (labels, probs)
+        names_of[name] = images
         results[name] = {"description": ACQUISITION_SHIFTS[name][0], "at_stored": _summary(metrics)}
 
     pooled_labels = np.concatenate([labels for labels, _ in predictions.values()])
     pooled_probs = np.concatenate([probs for _, probs in predictions.values()])
-    stressed = select_threshold(pooled_labels, pooled_probs, method=threshold_method)
+    pooled_images = [image for images in names_of.values() for image in images]
+    stressed = choose_threshold(pooled_labels, pooled_probs, method=threshold_method)
     for name, (labels, probs) in predictions.items():
         results[name]["at_stressed"] = _summary(binary_metrics(labels, probs, stressed, n_bootstrap=0))
+    pooled = {}
+    for key, threshold in (("at_stored", stored), ("at_stressed", stressed)):
+        metrics = binary_metrics(pooled_labels, pooled_probs, threshold, n_bootstrap=0)
+        pooled[key] = _summary(metrics) | {"balanced_accuracy": _balanced_accuracy(metrics)}
     report = {
         "split": split,
         "datalist": os.fspath(datalist),
         "threshold_method": threshold_method,
         "stored_threshold": stored,
         "stressed_threshold": stressed,
-        "pooled": {
-            "at_stored": _summary(binary_metrics(pooled_labels, pooled_probs, stored, n_bootstrap=0)),
-            "at_stressed": _summary(binary_metrics(pooled_labels, pooled_probs, stressed, n_bootstrap=0)),
+        "pooled": pooled,
+        "series": {
+            "at_stored": _series_specificity(pooled_images, pooled_labels, pooled_probs, stored),
+            "at_stressed": _series_specificity(pooled_images, pooled_labels, pooled_probs, stressed),
         },
         "shifts": results,
     }
+    if shortcut:
+        from .shortcut import shortcut_measurement
+
+        clean = names_of.get("none") or names_of[names[0]]
+        ckpt = Path(ckpt_dir) / "model.pt" if ckpt_dir is not None else None
+        report["shortcut"] = shortcut_measurement(clean, bundle_root=bundle_root, ckpt_path=ckpt)
     (output / "stress.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def shipping_decision(candidate: str | os.PathLike, incumbent: str | os.PathLike) -> dict:
+    """Apply the shipping rule of ``docs/model-v2-protocol.md`` to two stress validations of the same split.
+
+    The candidate replaces the incumbent only if, on the pooled shifted validation, its AUC is not lower and its
+    balanced accuracy at its own stressed threshold is not lower. The paired AUC difference (candidate minus
+    incumbent, stratified bootstrap) is reported alongside.
+
+    Args:
+        candidate: the candidate's stress output folder (with ``stress.json`` and one folder per shift).
+        incumbent: the incumbent's, run on the same datalist, split and shifts.
+
+    Returns:
+        ``{"ship": bool, "auc": [cand, inc], "balanced_accuracy": [cand, inc], "auc_difference": {...}}``.
+
+    Raises:
+        ValueError: the two runs did not score the same images under the same shifts.
+    """
+    reports, pooled = [], []
+    for folder in (Path(candidate), Path(incumbent)):
+        report = json.loads((folder / "stress.json").read_text())
+        reports.append(report)
+        rows = [read_predictions(folder / name / "predictions.csv") for name in report["shifts"]]
+        pooled.append(([image for r in rows for image in r[0]], np.concatenate([r[1] for r in rows]),
+                       np.concatenate([r[2] for r in rows])))
+    if pooled[0][0] != pooled[1][0] or list(reports[0]["shifts"]) != list(reports[1]["shifts"]):
+        raise ValueError(f"{candidate} and {incumbent} did not score the same images under the same shifts")
+    auc = [r["pooled"]["at_stressed"]["auc"] for r in reports]
+    balanced = [r["pooled"]["at_stressed"]["balanced_accuracy"] for r in reports]
+    difference = paired_auc_difference(pooled[0][1], pooled[0][2], pooled[1][2])
+    return {"ship": bool(auc[0] >= auc[1] and balanced[0] >= balanced[1]), "auc": auc,
+            "balanced_accuracy": balanced, "auc_difference": difference}
 
 
 def format_table(report: dict) -> str:
@@ -150,4 +230,15 @@ def format_table(report: dict) -> str:
         f"\nstored threshold {report['stored_threshold']:.4f}; * = at the stressed threshold "
         f"{report['stressed_threshold']:.4f} ({report['threshold_method']} on the pooled predictions)"
     )
+    for key, label in (("at_stored", "stored"), ("at_stressed", "stressed")):
+        series = report.get("series", {}).get(key, {})
+        if series:
+            footer += f"\npooled specificity per normal series at the {label} threshold: " + ", ".join(
+                f"{name} {value['specificity']:.4f} (n={value['n']})" for name, value in series.items()
+            )
+    shortcut = report.get("shortcut")
+    if shortcut and shortcut.get("mean"):
+        footer += f"\nGrad-CAM energy share on {shortcut['n']} clean images (uniform map in brackets): " + ", ".join(
+            f"{name} {value:.3f} ({shortcut['uniform'][name]:.3f})" for name, value in shortcut["mean"].items()
+        )
     return "\n".join([header, *rows]) + footer

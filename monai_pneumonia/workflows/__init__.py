@@ -21,6 +21,7 @@ from monai_pneumonia.workflows.handlers import (
     source_path,
 )
 from monai_pneumonia.workflows.progress import ProgressBar
+from monai_pneumonia.workflows.resolution import ProgressiveResize
 
 __all__ = [
     "CLASS_NAMES",
@@ -31,6 +32,7 @@ __all__ = [
     "PNEUMONIA_INDEX",
     "PredictionWriter",
     "ProgressBar",
+    "ProgressiveResize",
     "RefusingDataset",
     "XrayEvaluator",
     "collate_with_refusals",

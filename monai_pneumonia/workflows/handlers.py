@@ -101,7 +101,7 @@ class OperatingThresholdHandler:
 
     Args:
         network: the model whose ``operating_threshold`` buffer is set (a DDP wrapper is unwrapped).
-        method: passed to :func:`monai_pneumonia.evaluation.select_threshold` (``"youden"`` by default).
+        method: a rule of :func:`monai_pneumonia.evaluation.choose_threshold` (``"youden"`` by default).
         output_transform: maps ``engine.state.output`` to ``(preds, labels)`` lists (default: the ``pred`` and
             ``label`` keys).
         method_kwargs: extra arguments of the selection method (e.g. ``{"target": 0.97}``).
@@ -136,7 +136,7 @@ class OperatingThresholdHandler:
         self._labels.extend(_class_index(y) for y in labels)
 
     def _choose(self, engine: Engine) -> None:
-        from monai_pneumonia.evaluation import binary_metrics, select_threshold
+        from monai_pneumonia.evaluation import binary_metrics, choose_threshold
 
         probs = evenly_divisible_all_gather(torch.tensor(self._probs, dtype=torch.float64), concat=True)
         labels = evenly_divisible_all_gather(torch.tensor(self._labels, dtype=torch.int64), concat=True)
@@ -145,7 +145,7 @@ class OperatingThresholdHandler:
             logger.warning("validation has a single class: operating threshold left at %.4f",
                            operating_threshold(self.network))
             return
-        threshold = float(select_threshold(labels, probs, method=self.method, **self.method_kwargs))
+        threshold = float(choose_threshold(labels, probs, method=self.method, **self.method_kwargs))
         _unwrap(self.network).operating_threshold.fill_(threshold)
         summary = binary_metrics(labels, probs, threshold, n_bootstrap=0)
         engine.state.metrics["val_threshold"] = threshold

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from monai_pneumonia.cli import main
-from monai_pneumonia.evaluation import select_threshold, stress_test
+from monai_pneumonia.evaluation import acquisition_series, choose_threshold, shipping_decision, stress_test
 
 SHIFTS = ["none", "blur-2", "noise-0.06"]
 
@@ -50,9 +50,41 @@ def test_stress_test_evaluates_every_shift_and_pools_the_threshold(bundle_copy, 
         pooled_probs.append(probs)
         assert report["shifts"][name]["at_stored"]["n"] == 24
     assert not np.allclose(pooled_probs[0], pooled_probs[1]), "the blur shift did not reach the model"
-    expected = select_threshold(np.concatenate(pooled_labels), np.concatenate(pooled_probs))
+    labels, probs = np.concatenate(pooled_labels), np.concatenate(pooled_probs)
+    expected = choose_threshold(labels, probs, method="bayes-guarded")
+    assert report["threshold_method"] == "bayes-guarded"
     assert report["stressed_threshold"] == pytest.approx(expected)
     assert json.loads((out / "stress.json").read_text())["stressed_threshold"] == pytest.approx(expected)
+    pooled = report["pooled"]["at_stressed"]
+    assert pooled["balanced_accuracy"] == pytest.approx(0.5 * (pooled["sensitivity"] + pooled["specificity"]))
+    normals = probs[labels == 0]
+    # the tiny data's normals are all IM- files: their pooled specificity is that of every normal
+    assert report["series"]["at_stressed"] == {"IM": {"n": len(normals), "specificity": pytest.approx((normals < expected).mean())}}
+
+
+def test_acquisition_series_of_the_public_file_names():
+    assert acquisition_series("/d/NORMAL/NORMAL2-IM-1427-0001.jpeg") == "NORMAL2"
+    assert acquisition_series("IM-0115-0001.jpeg") == "IM"
+    assert acquisition_series("person1_virus_6.jpeg") == "other"
+
+
+def test_shipping_decision_applies_the_rule_and_needs_the_same_images(bundle_copy, datalist, tmp_path):
+    first = tmp_path / "a"
+    stress_test(datalist, first, shifts=["none", "blur-2"], bundle_root=bundle_copy, n_bootstrap=0)
+    second = tmp_path / "b"
+    shutil.copytree(first, second)
+    decision = shipping_decision(first, second)
+    assert decision["ship"] is True  # equal models: "not lower" on both criteria
+    assert decision["auc_difference"]["difference"] == pytest.approx(0.0)
+    report = json.loads((second / "stress.json").read_text())
+    report["pooled"]["at_stressed"]["balanced_accuracy"] += 0.01
+    (second / "stress.json").write_text(json.dumps(report))
+    assert shipping_decision(first, second)["ship"] is False
+    with open(second / "blur-2" / "predictions.csv") as stream:
+        lines = stream.readlines()
+    (second / "blur-2" / "predictions.csv").write_text("".join([lines[0], *lines[2:]]))
+    with pytest.raises(ValueError, match="same images"):
+        shipping_decision(first, second)
 
 
 def test_cli_stores_the_stressed_threshold(bundle_copy, datalist, tmp_path, capsys):
@@ -62,7 +94,20 @@ def test_cli_stores_the_stressed_threshold(bundle_copy, datalist, tmp_path, caps
     report = json.loads((tmp_path / "out" / "stress.json").read_text())
     state = torch.load(bundle_copy / "models" / "model.pt", weights_only=True)
     assert float(state["operating_threshold"]) == pytest.approx(report["stressed_threshold"], abs=1e-6)
-    assert "| blur-1 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| blur-1 |" in printed
+    assert "per normal series" in printed
+
+
+def test_cli_shortcut_and_comparison(bundle_copy, datalist, tmp_path, capsys):
+    args = ["stress", str(datalist), "--bundle", str(bundle_copy), "--shifts", "none"]
+    assert main([*args, "--output", str(tmp_path / "one")]) == 0
+    assert main([*args, "--output", str(tmp_path / "two"), "--shortcut", "--compare-with", str(tmp_path / "one")]) == 0
+    printed = capsys.readouterr().out
+    assert "Grad-CAM energy share on 24 clean images" in printed
+    assert '"ship": true' in printed
+    report = json.loads((tmp_path / "two" / "stress.json").read_text())
+    assert report["shortcut"]["n"] == 24
 
 
 def test_cli_refuses_the_test_split(datalist, tmp_path):

@@ -1,0 +1,29 @@
+import numpy as np
+import pytest
+
+from monai_pneumonia.evaluation import BAYES_THRESHOLD, choose_threshold, guarded_bayes_threshold, select_threshold
+
+
+def test_bayes_point_when_it_keeps_the_specificity():
+    labels = np.array([0] * 20 + [1] * 20)
+    probs = np.r_[np.linspace(0.01, 0.3, 20), np.linspace(0.6, 0.99, 20)]
+    assert guarded_bayes_threshold(labels, probs) == BAYES_THRESHOLD
+    assert choose_threshold(labels, probs) == BAYES_THRESHOLD
+
+
+def test_raised_until_the_shifted_specificity_is_kept():
+    labels = np.array([0] * 20 + [1] * 20)
+    normals = np.r_[np.linspace(0.05, 0.45, 17), [0.55, 0.7, 0.8]]  # 3 of 20 normals above 0.5: specificity 0.85
+    probs = np.r_[normals, np.linspace(0.6, 0.99, 20)]
+    threshold = guarded_bayes_threshold(labels, probs, min_specificity=0.95)
+    assert threshold > BAYES_THRESHOLD
+    assert ((probs[:20] < threshold).mean()) >= 0.95
+    assert threshold == pytest.approx(select_threshold(labels, probs, method="specificity", target=0.95))
+
+
+def test_other_rules_delegate_and_unknown_rules_fail():
+    labels = np.array([0, 0, 1, 1])
+    probs = np.array([0.1, 0.4, 0.35, 0.9])
+    assert choose_threshold(labels, probs, method="youden") == select_threshold(labels, probs)
+    with pytest.raises(ValueError, match="unknown threshold rule"):
+        choose_threshold(labels, probs, method="median")
