@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from .metrics import select_threshold
 
-__all__ = ["BAYES_THRESHOLD", "THRESHOLD_RULES", "choose_threshold", "guarded_bayes_threshold"]
+__all__ = ["BAYES_THRESHOLD", "THRESHOLD_RULES", "choose_threshold", "fit_temperature", "guarded_bayes_threshold"]
 
 #: The Bayes decision threshold of a balanced-prior, equal-cost classifier on its pneumonia probability.
 BAYES_THRESHOLD = 0.5
@@ -62,3 +63,38 @@ def choose_threshold(labels: Any, probs: Any, method: str = "bayes-guarded", **k
     if method == "bayes-guarded":
         return guarded_bayes_threshold(np.asarray(labels), np.asarray(probs), **kw)
     return select_threshold(labels, probs, method=method, **kw)
+
+
+def fit_temperature(labels: Any, probs: Any) -> dict[str, float]:
+    """Temperature scaling of pneumonia probabilities: the ``T`` minimising the log loss of ``sigmoid(logit / T)``.
+
+    Reported with the stress validation to show how over- or under-confident the model is. It never changes a
+    decision at 0.5 (``logit 0`` stays 0), which is why Rule T does not depend on it.
+
+    Args:
+        labels: 0/1 ground truth.
+        probs: pneumonia probabilities.
+
+    Returns:
+        ``{"temperature", "nll_before", "nll_after"}`` (mean negative log-likelihood per image).
+    """
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.float64)
+    p = torch.as_tensor(np.asarray(probs), dtype=torch.float64).clamp(1e-7, 1 - 1e-7)
+    logits = torch.log(p) - torch.log1p(-p)
+    log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100, line_search_fn="strong_wolfe")
+    loss_fn = torch.nn.functional.binary_cross_entropy_with_logits
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = loss_fn(logits / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        return {
+            "temperature": float(log_t.exp()),
+            "nll_before": float(loss_fn(logits, y)),
+            "nll_after": float(loss_fn(logits / log_t.exp(), y)),
+        }

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import binary_metrics, paired_auc_difference
-from .operating_point import choose_threshold
+from .operating_point import choose_threshold, fit_temperature
 from .shifts import ACQUISITION_SHIFTS
 
 __all__ = ["acquisition_series", "format_table", "read_predictions", "shipping_decision", "stress_test"]
@@ -169,6 +169,10 @@ def stress_test(
         "stored_threshold": stored,
         "stressed_threshold": stressed,
         "pooled": pooled,
+        "calibration": {
+            "clean": fit_temperature(*predictions.get("none", predictions[names[0]])),
+            "pooled": fit_temperature(pooled_labels, pooled_probs),
+        },
         "series": {
             "at_stored": _series_specificity(pooled_images, pooled_labels, pooled_probs, stored),
             "at_stressed": _series_specificity(pooled_images, pooled_labels, pooled_probs, stressed),

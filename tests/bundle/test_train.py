@@ -41,3 +41,23 @@ def test_train_with_fewer_images_than_a_batch_still_trains(tiny_dataset, tmp_pat
                "--ckpt_dir", str(tmp_path / "models"), "--output_dir", str(tmp_path / "out"),
                "--train#trainer#max_epochs", "1", "--val_fraction", "0.34", *TINY, "--batch_size", "64")
     assert (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_init_checkpoint_and_ema_weights_are_what_is_saved(trained_bundle, tmp_path):
+    """``init_checkpoint`` starts from a checkpoint; the saved model is the EMA of the weights, not the live ones."""
+    init = trained_bundle["ckpt_dir"] / "model.pt"
+    start = torch.load(init, weights_only=True)
+    finals = {}
+    for momentum in ("0.001", "0.9"):
+        out = tmp_path / momentum
+        run_bundle("run", "--config_file", str(CONFIGS / "train.json"), "--dataset_dir", str(trained_bundle["dataset_dir"]),
+                   "--ckpt_dir", str(out / "models"), "--output_dir", str(out), "--train#trainer#max_epochs", "1",
+                   "--val_fraction", "0.34", "--init_checkpoint", str(init), "--ema_momentum", momentum, *TINY)
+        finals[momentum] = torch.load(out / "model_final.pt", weights_only=True)
+    key = "class_layers.out.weight" if "class_layers.out.weight" in start else next(
+        k for k, v in start.items() if v.is_floating_point() and v.ndim == 2)
+
+    def moved(state):
+        return float((state[key].float() - start[key].float()).abs().max())
+
+    assert 0.0 < moved(finals["0.001"]) < 0.1 * moved(finals["0.9"]), "the saved weights are not the slow EMA of the init"

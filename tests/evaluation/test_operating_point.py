@@ -27,3 +27,15 @@ def test_other_rules_delegate_and_unknown_rules_fail():
     assert choose_threshold(labels, probs, method="youden") == select_threshold(labels, probs)
     with pytest.raises(ValueError, match="unknown threshold rule"):
         choose_threshold(labels, probs, method="median")
+
+
+def test_temperature_recovers_a_known_overconfidence():
+    from monai_pneumonia.evaluation import fit_temperature
+
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, 4000)
+    labels = (rng.random(4000) < 1 / (1 + np.exp(-true_logits))).astype(int)
+    overconfident = 1 / (1 + np.exp(-3 * true_logits))  # logits three times too large
+    fit = fit_temperature(labels, overconfident)
+    assert fit["temperature"] == pytest.approx(3.0, rel=0.1)
+    assert fit["nll_after"] < fit["nll_before"]
