@@ -10,7 +10,13 @@ from .metrics import (
     select_threshold,
     wilson_interval,
 )
-from .operating_point import BAYES_THRESHOLD, THRESHOLD_RULES, choose_threshold, fit_temperature, guarded_bayes_threshold
+from .operating_point import (
+    BAYES_THRESHOLD,
+    THRESHOLD_RULES,
+    choose_threshold,
+    fit_temperature,
+    guarded_bayes_threshold,
+)
 from .report import write_report
 from .shifts import ACQUISITION_SHIFTS, acquisition_shift
 from .shortcut import cam_energy_shares, region_areas, region_masks, shortcut_measurement
