@@ -16,9 +16,9 @@ _DESCRIPTION = """\
 Run the bundle's evaluate.json on one labelled split of a datalist (normally "validation") once per synthetic
 acquisition shift (gamma, contrast, blur, sharpening, noise, low resolution, zoom), print a table of AUC,
 accuracy, sensitivity and specificity per shift, and choose the operating threshold on the pooled predictions
-of every shift. The default rule, "bayes-guarded", is the shipped model's: 0.5 (the Bayes decision for the
-balanced prior and equal costs the loss trains for), raised if needed until the pooled shifted specificity is
-at least 95%. With --store-threshold that threshold is written into the checkpoint, where the bundle, the CLI,
+of every shift, by Youden's J (the rule the shipped threshold was chosen by) or another rule: "bayes-guarded"
+is 0.5 (the Bayes decision for the balanced prior and equal costs the loss trains for), raised if needed until
+the pooled shifted specificity is at least 95%. With --store-threshold that threshold is written into the checkpoint, where the bundle, the CLI,
 the DICOM listener and the MONAI Label app read it. --shortcut adds where the model looks (share of Grad-CAM
 energy in the central thorax versus the border and corners); --compare-with applies the shipping rule of
 docs/model-v2-protocol.md against another model's stress output on the same split.
@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--shifts", nargs="+", default=None, metavar="NAME", help="shifts to run (default: all)")
     add_bundle_argument(parser)
     parser.add_argument("--ckpt-dir", type=Path, default=None, help="folder of model.pt (default: <bundle>/models)")
-    parser.add_argument("--threshold-method", default="bayes-guarded", choices=THRESHOLD_RULES,
+    parser.add_argument("--threshold-method", default="youden", choices=THRESHOLD_RULES,
                         help="rule for the pooled threshold (default: %(default)s)")
     parser.add_argument("--shortcut", action="store_true",
                         help="measure the share of Grad-CAM energy in the thorax, border and corners on the clean split")

@@ -87,7 +87,7 @@ def stress_test(
     shifts: Sequence[str] | None = None,
     bundle_root: str | os.PathLike | None = None,
     ckpt_dir: str | os.PathLike | None = None,
-    threshold_method: str = "bayes-guarded",
+    threshold_method: str = "youden",
     n_bootstrap: int = 1000,
     shortcut: bool = False,
     **overrides,
@@ -102,8 +102,8 @@ def stress_test(
         bundle_root: the bundle (default: the shipped one).
         ckpt_dir: folder of ``model.pt`` (default: the bundle's ``models``).
         threshold_method: rule for the pooled threshold (see
-            :func:`~monai_pneumonia.evaluation.operating_point.choose_threshold`; default: the shipped model's
-            ``"bayes-guarded"``).
+            :func:`~monai_pneumonia.evaluation.operating_point.choose_threshold`; default: Youden's J, the rule
+            the shipped threshold was chosen by).
         n_bootstrap: bootstrap resamples of each evaluation's AUC/F1 intervals.
         shortcut: also measure where the model looks on the clean split
             (:func:`~monai_pneumonia.evaluation.shortcut.shortcut_measurement`), as ``report["shortcut"]``.

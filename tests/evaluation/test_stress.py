@@ -38,7 +38,8 @@ def _probs(folder):
 
 def test_stress_test_evaluates_every_shift_and_pools_the_threshold(bundle_copy, datalist, tmp_path):
     out = tmp_path / "stress"
-    report = stress_test(datalist, out, shifts=SHIFTS, bundle_root=bundle_copy, n_bootstrap=50)
+    report = stress_test(datalist, out, shifts=SHIFTS, bundle_root=bundle_copy, n_bootstrap=50,
+                         threshold_method="bayes-guarded")
     stored = float(torch.load(bundle_copy / "models" / "model.pt", weights_only=True)["operating_threshold"])
     assert report["stored_threshold"] == pytest.approx(stored, abs=1e-6)
     assert list(report["shifts"]) == SHIFTS
@@ -92,6 +93,7 @@ def test_cli_stores_the_stressed_threshold(bundle_copy, datalist, tmp_path, caps
                    "--shifts", "none", "blur-1", "--store-threshold"])
     assert status == 0
     report = json.loads((tmp_path / "out" / "stress.json").read_text())
+    assert report["threshold_method"] == "youden"
     state = torch.load(bundle_copy / "models" / "model.pt", weights_only=True)
     assert float(state["operating_threshold"]) == pytest.approx(report["stressed_threshold"], abs=1e-6)
     printed = capsys.readouterr().out
