@@ -24,6 +24,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from monai_pneumonia import __version__
+from monai_pneumonia.decision import is_positive
 from monai_pneumonia.service.uids import derive_uid
 
 __all__ = [
@@ -75,7 +76,7 @@ class PneumoniaFinding:
     @property
     def present(self) -> bool:
         """True when pneumonia is reported present."""
-        return self.probability >= self.threshold
+        return bool(is_positive(self.probability, self.threshold))
 
 
 #: Type 2 Patient and General Study attributes (PS3.3 C.7.1.1, C.7.2.1) the result copies from the source;

@@ -22,6 +22,7 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 from monai.utils import evenly_divisible_all_gather, str2bool
 
+from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, decide, positive_probability
 from monai_pneumonia.errors import NoReadableInputError
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
 
@@ -40,10 +41,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Names of the model's output channels, in order (pneumonia is the positive class).
-CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
-#: Output channel of the pneumonia class.
-PNEUMONIA_INDEX = 1
+#: The decision rule lives in :mod:`monai_pneumonia.decision`; these names are kept for existing callers.
+pneumonia_probability = positive_probability
+predicted_class = decide
 
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -60,16 +60,6 @@ def source_path(item: dict, image_key: str = "image") -> str:
     image = item[image_key]
     meta = getattr(image, "meta", None) or item.get(f"{image_key}_meta_dict", {})
     return os.fspath(meta.get("filename_or_obj", ""))
-
-
-def pneumonia_probability(pred: torch.Tensor) -> float:
-    """The pneumonia probability of one item's softmax output (``pred`` of the bundle's postprocessing)."""
-    return float(torch.as_tensor(pred).reshape(-1)[PNEUMONIA_INDEX])
-
-
-def predicted_class(prob_pneumonia: float, threshold: float) -> int:
-    """The class index decided at the operating threshold: pneumonia when ``prob_pneumonia >= threshold``."""
-    return int(prob_pneumonia >= threshold)
 
 
 def _class_index(label: Any) -> int:
@@ -146,7 +136,7 @@ class OperatingThresholdHandler:
                            operating_threshold(self.network))
             return
         threshold = float(select_threshold(labels, probs, method=self.method, **self.method_kwargs))
-        _unwrap(self.network).operating_threshold.fill_(threshold)
+        _unwrap(self.network).set_operating_threshold(threshold)
         summary = binary_metrics(labels, probs, threshold, n_bootstrap=0)
         engine.state.metrics["val_threshold"] = threshold
         engine.state.metrics["val_sensitivity"] = summary["sensitivity"]
