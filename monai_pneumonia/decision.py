@@ -21,8 +21,10 @@ PNEUMONIA_INDEX = 1
 
 def positive_probability(pred: Any) -> float:
     """The pneumonia probability of one item's softmax output (a 2-vector: a tensor on any device, or NumPy)."""
-    if hasattr(pred, "detach"):  # a torch tensor (CUDA, bfloat16): to a float32 CPU copy without importing torch
-        pred = pred.detach().float().cpu()
+    if hasattr(pred, "detach"):  # a torch tensor, on any device: to the CPU without importing torch
+        pred = pred.detach().cpu()
+        if pred.dtype.itemsize < 4:  # bfloat16 / float16 (autocast outputs): NumPy reads float32 exactly
+            pred = pred.float()
     return float(np.asarray(pred, dtype=np.float64).reshape(-1)[PNEUMONIA_INDEX])
 
 

@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from monai.data import DataLoader, decollate_batch
 
 from monai_pneumonia.bundle import bundle_file, default_bundle_root, load_workflow
 from monai_pneumonia.decision import CLASS_NAMES, class_name, positive_probability
 from monai_pneumonia.errors import find_cause
-from monai_pneumonia.visualize import grad_cam
+from monai_pneumonia.visualize import explain, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY, RefusingDataset, collate_with_refusals
-from monai_pneumonia.workflows.handlers import operating_threshold
+from monai_pneumonia.workflows.handlers import CamWriter, operating_threshold
 
 __all__ = ["BundleClassifier", "Classification", "Refusal"]
 
@@ -198,21 +199,39 @@ class BundleClassifier:
         return outputs
 
     def grad_cam(self, path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
-        """The preprocessed image and its Grad-CAM map for the pneumonia class.
+        """The display image of a file and its Grad-CAM map for the pneumonia class (:func:`~monai_pneumonia.visualize.explain`).
 
         Args:
             path: an image file.
 
         Returns:
-            ``(image, cam)``: the network input (1, W, H) and the map (1, W, H) in [0, 1], both on the CPU.
+            ``(display, cam)``: the loader's image (1, W, H) at the film's aspect ratio and the map (1, w, h) at the
+            network input's size, both in [0, 1] and on the CPU.
 
         Raises:
             XrayInputError: the file is refused (via MONAI's ``RuntimeError`` wrapper, see
                 :func:`~monai_pneumonia.errors.find_cause`).
         """
-        image = self.preprocessing({"image": os.fspath(path)})["image"]
-        cam = grad_cam(self.network, image.unsqueeze(0).to(self.device))[0]
-        return image.cpu(), cam
+        return explain(self.network, self.preprocessing, path, self.device)
+
+    def cam_overlay(self, path: str | os.PathLike, result: Classification | None = None) -> np.ndarray:
+        """The Grad-CAM overlay of a file drawn by :func:`~monai_pneumonia.visualize.render_cam`.
+
+        Args:
+            path: an image file.
+            result: its classification; when given, the probability and decision are burned in as a caption.
+
+        Returns:
+            uint8 RGB (rows, columns, 3).
+        """
+        display, cam = self.grad_cam(path)
+        if result is None:
+            return render_cam(display, cam)
+        return render_cam(display, cam, result.prob_pneumonia, result.threshold)
+
+    def save_cam_overlay(self, result: Classification, folder: str | os.PathLike) -> Path:
+        """Write the captioned overlay of a classified file as ``<folder>/<CamWriter.overlay_name>``."""
+        return save_png(self.cam_overlay(result.image, result), Path(folder) / CamWriter.overlay_name(result.image))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threshold={self.threshold:.4f}, device={self.device}, batch_size={self.batch_size})"

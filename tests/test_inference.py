@@ -39,8 +39,9 @@ def test_classifier_matches_the_inference_workflow(classifier, trained_bundle, t
 
 
 def test_classifier_grad_cam(classifier, trained_bundle):
-    image, cam = classifier.grad_cam(next(trained_bundle["dataset_dir"].rglob("*.png")))
-    assert image.shape == cam.shape == (1, 32, 32)
+    display, cam = classifier.grad_cam(next(trained_bundle["dataset_dir"].rglob("*.png")))
+    assert display.shape == (1, 40, 40)  # the loader's image at the file's own size, not the 32-px network input
+    assert cam.shape == (1, 32, 32)
     assert float(cam.min()) >= 0.0 and float(cam.max()) <= 1.0
 
 

@@ -152,13 +152,16 @@ def build_pneumonia_sr(source: Dataset, finding: PneumoniaFinding,
         manufacturer=MANUFACTURER, is_complete=True, series_description="AI pneumonia classification (research)")
 
 
-def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray) -> hd.sc.SCImage:
+def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray, burned_in_text: bool = True) -> hd.sc.SCImage:
     """Build a Secondary Capture Image (PS3.3 A.8.1) showing a Grad-CAM overlay of ``source``.
 
     Args:
         source: the input instance header.
         overlay_rgb: ``uint8`` RGB picture ``(rows, columns, 3)``
-            (:func:`~monai_pneumonia.visualize.overlay_cam`).
+            (:func:`~monai_pneumonia.visualize.render_cam`).
+        burned_in_text: whether text is burned into the pixels (the renderer's caption; it names no patient, but
+            receivers that screen burned-in text should look): sets Burned In Annotation (0028,0301) to ``YES``,
+            else ``NO``.
 
     Returns:
         The SC image in the study of ``source``, referencing it in SourceImageSequence.
@@ -176,7 +179,7 @@ def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray) -> hd.
     reference.ReferencedSOPClassUID = source.SOPClassUID
     reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
     image.SourceImageSequence = [reference]
-    image.BurnedInAnnotation = "YES"
+    image.BurnedInAnnotation = "YES" if burned_in_text else "NO"
     return image
 
 

@@ -24,6 +24,7 @@ from monai.utils import evenly_divisible_all_gather, str2bool
 
 from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, decide, positive_probability
 from monai_pneumonia.errors import NoReadableInputError
+from monai_pneumonia.visualize import explain, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "pneumonia_probability",
     "predicted_class",
     "source_path",
+    "write_predictions",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,6 +83,20 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
         writer.writerows(rows)
 
 
+def write_predictions(output_dir: str | os.PathLike, predictions: Sequence[dict], refused: Sequence[dict]) -> None:
+    """Write ``predictions.csv`` (``image,prob_pneumonia,prediction``) and ``errors.csv`` (``image,error``).
+
+    Args:
+        output_dir: the folder (created if needed).
+        predictions: ``{"image", "prob_pneumonia", "prediction"}`` per classified input (``prediction`` a name).
+        refused: ``{"image", "error"}`` per refused input.
+    """
+    output_dir = Path(output_dir)
+    _write_csv(output_dir / "errors.csv", ("image", "error"), [(r["image"], r["error"]) for r in refused])
+    _write_csv(output_dir / "predictions.csv", ("image", "prob_pneumonia", "prediction"),
+               [(r["image"], f"{r['prob_pneumonia']:.6f}", r["prediction"]) for r in predictions])
+
+
 class OperatingThresholdHandler:
     """Choose the decision threshold on each validation pass and store it in the network.
 
@@ -122,7 +138,7 @@ class OperatingThresholdHandler:
 
     def _collect(self, engine: Engine) -> None:
         preds, labels = self.output_transform(engine.state.output)
-        self._probs.extend(pneumonia_probability(p) for p in preds)
+        self._probs.extend(positive_probability(p) for p in preds)
         self._labels.extend(_class_index(y) for y in labels)
 
     def _choose(self, engine: Engine) -> None:
@@ -169,7 +185,7 @@ class _ResultCollector:
 
     def _collect(self, engine: Engine) -> None:
         for item in engine.state.output or []:
-            record = {"image": source_path(item), "prob_pneumonia": pneumonia_probability(item["pred"])}
+            record = {"image": source_path(item), "prob_pneumonia": positive_probability(item["pred"])}
             if self.with_labels:
                 record["label"] = _class_index(item["label"])
             self.records.append(record)
@@ -177,7 +193,7 @@ class _ResultCollector:
     def _complete(self, engine: Engine) -> None:
         threshold = operating_threshold(self.network)
         for record in self.records:
-            record["prediction"] = predicted_class(record["prob_pneumonia"], threshold)
+            record["prediction"] = decide(record["prob_pneumonia"], threshold)
         refused = list(getattr(engine.state, REFUSED_KEY, []))
         _write_csv(self.output_dir / "errors.csv", ("image", "error"), [(r["image"], r["error"]) for r in refused])
         self.write(engine, threshold, refused)
@@ -202,8 +218,8 @@ class PredictionWriter(_ResultCollector):
         super().__init__(output_dir, network, with_labels=False)
 
     def write(self, engine: Engine, threshold: float, refused: list[dict]) -> None:
-        rows = [(r["image"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]]) for r in self.records]
-        _write_csv(self.output_dir / "predictions.csv", ("image", "prob_pneumonia", "prediction"), rows)
+        rows = [{**r, "prediction": CLASS_NAMES[r["prediction"]]} for r in self.records]
+        write_predictions(self.output_dir, rows, refused)
         logger.info("%d predictions (threshold %.4f), %d refused, written to %s",
                     len(rows), threshold, len(refused), self.output_dir)
         if not rows:
@@ -256,7 +272,7 @@ class EvaluationWriter(_ResultCollector):
         rows = [(r["image"], r["label"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]]) for r in self.records]
         _write_csv(self.output_dir / "predictions.csv", ("image", "label", "prob_pneumonia", "prediction"), rows)
         for record in self._gallery_records():
-            record["cam_png"] = self._cam_overlay(record["image"])
+            record["cam_png"] = self._cam_overlay(record, threshold)
         write_report(self.records, metrics, self.output_dir / "report.html", title=self.title,
                      model_info={"threshold": threshold, "refused": len(refused)})
         logger.info("evaluation of %d images: %s", len(self.records),
@@ -278,41 +294,40 @@ class EvaluationWriter(_ResultCollector):
             chosen.extend(cases[: self.gallery_size])
         return chosen
 
-    def _cam_overlay(self, path: str) -> np.ndarray:
-        from monai_pneumonia.visualize import grad_cam, overlay_cam
-
-        image = self.preprocessing({"image": path})["image"]
-        cam = grad_cam(self.network, image.unsqueeze(0))[0, 0]
-        return overlay_cam(_unit_range(image[0]), cam.numpy())
-
-
-def _unit_range(image: torch.Tensor) -> np.ndarray:
-    array = torch.as_tensor(image, dtype=torch.float32).cpu().numpy()
-    low, high = float(array.min()), float(array.max())
-    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+    def _cam_overlay(self, record: dict, threshold: float) -> np.ndarray:
+        display, cam = explain(self.network, self.preprocessing, record["image"])
+        return render_cam(display, cam, record["prob_pneumonia"], threshold)
 
 
 class CamWriter:
-    """Save a Grad-CAM overlay PNG for every input of an inference run.
+    """Save a Grad-CAM overlay PNG for every classified input of an inference run.
 
-    Files are ``<output_dir>/<stem>-<hash>.png`` where the hash of the full source path keeps files of the same
-    name from different folders apart.
+    Each overlay is drawn by :func:`~monai_pneumonia.visualize.render_cam` on the film's display image (the loader's
+    output, at its aspect ratio), with a colour scale and the probability and decision as a caption: the same
+    picture as ``predict --save-cam`` and the DICOM listener's Secondary Capture. Files are
+    ``<output_dir>/<stem>-<hash>.png`` where the hash of the full source path keeps files of the same name from
+    different folders apart.
 
     Args:
         output_dir: the overlay folder.
         network: the model.
+        preprocessing: the inference preprocessing (its loader gives the display image).
         enabled: attach nothing when False (so a config can switch it with a knob such as ``save_cam``); the
             strings of a command line (``--save_cam true``) are accepted.
     """
 
-    def __init__(self, output_dir: str | os.PathLike, network: torch.nn.Module, enabled: bool | str = True) -> None:
+    def __init__(self, output_dir: str | os.PathLike, network: torch.nn.Module, preprocessing: Callable | None = None,
+                 enabled: bool | str = True) -> None:
         self.output_dir = Path(output_dir)
         self.network = network
+        self.preprocessing = preprocessing
         self.enabled = str2bool(enabled)
 
     def attach(self, engine: Engine) -> None:
         """Register the handler on ``engine`` (nothing when disabled)."""
         if self.enabled:
+            if self.preprocessing is None:
+                raise ValueError("CamWriter needs the inference preprocessing: it draws on the loader's display image")
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._save)
 
     @staticmethod
@@ -323,13 +338,9 @@ class CamWriter:
         return f"{stem}-{digest}.png"
 
     def _save(self, engine: Engine) -> None:
-        from monai_pneumonia.visualize import grad_cam, overlay_cam, save_png
-
-        items = [item for item in (engine.state.batch or []) if isinstance(item, dict) and "image" in item]
-        if not items:
-            return
-        images = torch.stack([torch.as_tensor(item["image"]) for item in items])
-        maps = grad_cam(self.network, images)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        for item, image, cam in zip(items, images, maps, strict=True):
-            save_png(overlay_cam(_unit_range(image[0]), cam[0].numpy()), self.output_dir / self.overlay_name(source_path(item)))
+        threshold = operating_threshold(self.network)
+        for item in engine.state.output or []:
+            path = source_path(item)
+            display, cam = explain(self.network, self.preprocessing, path)
+            overlay = render_cam(display, cam, positive_probability(item["pred"]), threshold)
+            save_png(overlay, self.output_dir / self.overlay_name(path))
