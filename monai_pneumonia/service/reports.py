@@ -16,12 +16,14 @@ PixelSpacing there, which many CR/DX images lack; the group's source-image refer
 from __future__ import annotations
 
 from dataclasses import dataclass
+from io import BytesIO
 
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
+from pydicom.uid import ExplicitVRLittleEndian
 
 from monai_pneumonia import __version__
 from monai_pneumonia.decision import is_positive
@@ -173,7 +175,7 @@ def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray, burned
         photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT",
         series_instance_uid=series_uid, series_number=SC_SERIES_NUMBER, sop_instance_uid=sop_uid,
         instance_number=int(getattr(source, "InstanceNumber", None) or 1), manufacturer=MANUFACTURER,
-        patient_orientation=("L", "F"), transfer_syntax_uid="1.2.840.10008.1.2.1",
+        patient_orientation=("L", "F"), transfer_syntax_uid=ExplicitVRLittleEndian,
         series_description="AI pneumonia Grad-CAM (research)")
     reference = Dataset()
     reference.ReferencedSOPClassUID = source.SOPClassUID
@@ -185,8 +187,6 @@ def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray, burned
 
 def encode(dataset: Dataset) -> bytes:
     """A data set as a PS3.10 file in memory."""
-    from io import BytesIO
-
     buffer = BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()
