@@ -6,11 +6,20 @@ rather than a copy of their contents.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUNDLE_ENV", "bundle_file", "default_bundle_root", "run_workflow"]
+import torch
+from monai.bundle import BundleWorkflow, ConfigParser, create_workflow
+from monai.bundle.utils import MACRO_KEY
+
+from monai_pneumonia.errors import NoReadableInputError, find_cause
+
+__all__ = ["BUNDLE_ENV", "bundle_file", "default_bundle_root", "load_workflow", "monai_logs_to_stderr", "run_workflow",
+           "sibling_macros"]
 
 #: Environment variable that points every entry point (CLI, DICOM service, MONAI Label app) at another bundle.
 BUNDLE_ENV = "MONAI_PNEUMONIA_BUNDLE"
@@ -42,36 +51,104 @@ def bundle_file(bundle_root: str | os.PathLike, name: str) -> Path:
     return Path(bundle_root) / folder / name
 
 
-def run_workflow(config_name: str, bundle_root: str | os.PathLike | None = None, **overrides: Any) -> None:
-    """Run one of the bundle's configs as ``python -m monai.bundle run`` would (initialize, run, finalize).
+#: MONAI's bundle loggers: ``monai.apps.utils.get_logger`` gives them a handler on stdout, where our commands
+#: write their data.
+_MONAI_BUNDLE_LOGGERS = ("monai.bundle.scripts", "monai.bundle.workflows", "monai.bundle.config_parser",
+                         "monai.bundle.reference_resolver", "monai.bundle.utils")
 
-    The bundle's ``logging.conf`` is not applied: the caller owns logging. The executed config is not saved.
+
+def monai_logs_to_stderr() -> None:
+    """Take MONAI's bundle log messages off stdout and silence the input summary (INFO) of ``create_workflow``.
+
+    Our commands write data (tables, JSON) on stdout; MONAI's bundle modules log to stdout by default. Their
+    stdout handlers are removed and their messages (warnings and above) propagate to the application's logging
+    (the CLI's handler on stderr, or Python's last-resort handler, which writes to stderr).
+    """
+    for name in _MONAI_BUNDLE_LOGGERS:
+        monai_logger = logging.getLogger(name)
+        monai_logger.setLevel(logging.WARNING)
+        for handler in list(monai_logger.handlers):
+            if type(handler) is logging.StreamHandler:  # MONAI's own; not file handlers or a test's capture
+                monai_logger.removeHandler(handler)
+        monai_logger.propagate = True
+
+
+def sibling_macros(config_file: str | os.PathLike, bundle_root: str | os.PathLike) -> dict[str, str]:
+    """Overrides that point a config's macros on its sibling configs at the files of ``bundle_root``.
+
+    ``evaluate.json`` reuses entries of ``inference.json`` with MONAI macros such as
+    ``"%bundle/configs/inference.json#network_def"``; MONAI resolves a macro's file against the working directory,
+    which for the documented command (run from the folder holding ``bundle/``) is right, the same convention as
+    ``"bundle_root": "bundle"``. For a bundle elsewhere each such entry is overridden with the same macro on
+    ``<bundle_root>/configs/<file>``, as an absolute path.
+
+    Args:
+        config_file: the config.
+        bundle_root: the bundle whose sibling configs the macros must use.
+
+    Returns:
+        ``{key: "%<bundle_root>/configs/<file>#<id>"}`` for each top-level entry that is such a macro.
+    """
+    config = ConfigParser.load_config_file(config_file)
+    prefix = f"{MACRO_KEY}{config.get('bundle_root', 'bundle')}/configs/"
+    configs = Path(bundle_root).absolute() / "configs"
+    return {key: MACRO_KEY + os.fspath(configs / value[len(prefix):]) for key, value in config.items()
+            if isinstance(value, str) and value.startswith(prefix)}
+
+
+def load_workflow(
+    config_name: str,
+    bundle_root: str | os.PathLike | None = None,
+    workflow_type: str | None = None,
+    **overrides: Any,
+) -> BundleWorkflow:
+    """One of the bundle's configs as a MONAI ``ConfigWorkflow`` (created with ``monai.bundle.create_workflow``).
+
+    The bundle's ``logging.conf`` is not applied: the caller owns logging; MONAI's bundle messages go to stderr
+    (:func:`monai_logs_to_stderr`). The executed config is not saved.
 
     Args:
         config_name: e.g. ``"inference.json"`` or ``"evaluate.json"``.
         bundle_root: the bundle (default: :func:`default_bundle_root`).
+        workflow_type: ``"inference"`` or ``"train"`` to have MONAI check and expose the standard properties.
         overrides: config overrides (``None`` values are left out); a ``device`` string becomes a ``torch.device``.
+
+    Returns:
+        The initialized workflow.
+    """
+    root = Path(bundle_root) if bundle_root is not None else default_bundle_root()
+    config_file = bundle_file(root, config_name)
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if isinstance(overrides.get("device"), str):
+        overrides["device"] = torch.device(overrides["device"])
+    overrides = {**sibling_macros(config_file, root), **overrides}
+    monai_logs_to_stderr()
+    with warnings.catch_warnings():
+        # create_workflow's notice that configs run code: the bundle's own configs are the trusted input here
+        warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
+        return create_workflow(
+            config_file=str(config_file),
+            meta_file=str(bundle_file(root, "metadata.json")),
+            logging_file=False,
+            workflow_type=workflow_type,
+            bundle_root=str(root),
+            save_execute_config=False,
+            **overrides,
+        )
+
+
+def run_workflow(config_name: str, bundle_root: str | os.PathLike | None = None, **overrides: Any) -> None:
+    """Run one of the bundle's configs as ``python -m monai.bundle run`` would (initialize, run, finalize).
+
+    Args:
+        config_name: e.g. ``"inference.json"`` or ``"evaluate.json"``.
+        bundle_root: the bundle (default: :func:`default_bundle_root`).
+        overrides: config overrides, as for :func:`load_workflow`.
 
     Raises:
         NoReadableInputError: every input was refused (unwrapped from MONAI's ``RuntimeError`` around it).
     """
-    import torch
-    from monai.bundle import create_workflow
-
-    from monai_pneumonia.errors import NoReadableInputError, find_cause
-
-    root = Path(bundle_root) if bundle_root is not None else default_bundle_root()
-    overrides = {key: value for key, value in overrides.items() if value is not None}
-    if isinstance(overrides.get("device"), str):
-        overrides["device"] = torch.device(overrides["device"])
-    workflow = create_workflow(
-        config_file=str(bundle_file(root, config_name)),
-        meta_file=str(bundle_file(root, "metadata.json")),
-        logging_file=False,
-        bundle_root=str(root),
-        save_execute_config=False,
-        **overrides,
-    )
+    workflow = load_workflow(config_name, bundle_root=bundle_root, **overrides)
     try:
         workflow.run()
     except Exception as error:

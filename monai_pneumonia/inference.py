@@ -1,36 +1,33 @@
-"""The bundle's inference path, in process: for services that classify images as they arrive.
+"""The one classifier: the bundle's ``inference.json`` as a MONAI ``ConfigWorkflow``, run in process.
 
-:class:`BundleClassifier` instantiates ``preprocessing``, ``network``, ``inferer`` and ``postprocessing`` from the
-bundle's ``configs/inference.json`` (the very objects the bundle's inference workflow runs) and loads
-``models/model.pt`` with its stored operating threshold. The DICOM listener and the MONAI Label app use it; the
-``predict`` command and ``python -m monai.bundle run`` run the same config as a workflow, so a picture gets the
-same answer whichever way it arrives.
+:class:`BundleClassifier` creates the workflow with MONAI's public ``create_workflow`` (``workflow_type=
+"inference"``) and takes from it the configured ``network`` (weights and operating threshold loaded by
+:func:`~monai_pneumonia.networks.load_weights`, as in ``python -m monai.bundle run``), ``preprocessing``,
+``inferer`` and ``postprocessing``. ``predict``, ``demo``, the DICOM listener and the MONAI Label app all classify
+with it; the bundle's own ``monai.bundle run`` runs the same objects through its evaluator, and a test checks that
+both give the same answers. The decision rule is :mod:`monai_pneumonia.decision`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from monai.data import DataLoader, decollate_batch
 
-from monai_pneumonia.bundle import bundle_file, default_bundle_root
-from monai_pneumonia.networks import load_checkpoint
+from monai_pneumonia.bundle import bundle_file, default_bundle_root, load_workflow
+from monai_pneumonia.decision import CLASS_NAMES, class_name, positive_probability
+from monai_pneumonia.errors import find_cause
+from monai_pneumonia.visualize import explain, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY, RefusingDataset, collate_with_refusals
-from monai_pneumonia.workflows.handlers import (
-    CLASS_NAMES,
-    operating_threshold,
-    pneumonia_probability,
-    predicted_class,
-    source_path,
-)
+from monai_pneumonia.workflows.handlers import CamWriter, operating_threshold
 
 __all__ = ["BundleClassifier", "Classification", "Refusal"]
-
 
 @dataclass(frozen=True)
 class Classification:
@@ -74,17 +71,20 @@ class BundleClassifier:
         postprocessing: the bundle's ``postprocessing`` (softmax on ``pred``).
         device: where the network runs.
         batch_size: images per forward pass.
+        workflow: the ``ConfigWorkflow`` the components come from, if any.
 
     Use :meth:`from_bundle` rather than the constructor.
     """
 
-    def __init__(self, preprocessing, network, inferer, postprocessing, device: torch.device, batch_size: int = 16):
+    def __init__(self, preprocessing, network, inferer, postprocessing, device: torch.device, batch_size: int = 16,
+                 workflow: Any = None):
         self.preprocessing = preprocessing
         self.network = network.eval()
         self.inferer = inferer
         self.postprocessing = postprocessing
         self.device = device
         self.batch_size = batch_size
+        self.workflow = workflow
 
     @classmethod
     def from_bundle(
@@ -95,7 +95,7 @@ class BundleClassifier:
         batch_size: int | None = None,
         **overrides: Any,
     ) -> BundleClassifier:
-        """Build the classifier from a bundle folder.
+        """Build the classifier from a bundle folder's ``configs/inference.json``.
 
         Args:
             bundle_root: the bundle (default: :func:`~monai_pneumonia.bundle.default_bundle_root`).
@@ -111,28 +111,27 @@ class BundleClassifier:
             FileNotFoundError: no checkpoint at ``ckpt_path``.
             ValueError: the file is not a checkpoint of this bundle's network (no stored operating threshold).
         """
-        from monai.bundle import ConfigParser
-
         root = Path(bundle_root) if bundle_root is not None else default_bundle_root()
         ckpt = Path(ckpt_path) if ckpt_path is not None else bundle_file(root, "model.pt")
         if not ckpt.is_file():
             raise FileNotFoundError(f"{ckpt}: no model checkpoint (train one with bundle/configs/train.json)")
-        parser = ConfigParser()
-        parser.read_config(bundle_file(root, "inference.json"))
-        parser.read_meta(bundle_file(root, "metadata.json"))
-        parser.update({"bundle_root": os.fspath(root), **overrides})
-        if device is not None:
-            parser["device"] = torch.device(device)
-        target = parser.get_parsed_content("device")
-        network = parser.get_parsed_content("network")
-        network.load_state_dict(load_checkpoint(ckpt))
+        workflow = load_workflow("inference.json", bundle_root=root, workflow_type="inference",
+                                 ckpt_path=os.fspath(ckpt), device=device, **overrides)
+        try:
+            network = workflow.parser.get_parsed_content("network")
+        except Exception as error:  # noqa: BLE001 - MONAI wraps the loader's errors in RuntimeError
+            cause = find_cause(error, ValueError) or find_cause(error, FileNotFoundError)
+            if cause is not None:
+                raise cause from error
+            raise
         return cls(
-            preprocessing=parser.get_parsed_content("preprocessing"),
+            preprocessing=workflow.preprocessing,
             network=network,
-            inferer=parser.get_parsed_content("inferer"),
-            postprocessing=parser.get_parsed_content("postprocessing"),
-            device=target,
-            batch_size=batch_size or int(parser.get_parsed_content("batch_size")),
+            inferer=workflow.inferer,
+            postprocessing=workflow.postprocessing,
+            device=workflow.device,
+            batch_size=batch_size or int(workflow.parser.get_parsed_content("batch_size")),
+            workflow=workflow,
         )
 
     @property
@@ -140,61 +139,99 @@ class BundleClassifier:
         """The stored operating threshold."""
         return operating_threshold(self.network)
 
+    def iterate(
+        self, paths: Iterable[str | os.PathLike], batch_size: int | None = None, num_workers: int = 0
+    ) -> Iterator[Classification | Refusal]:
+        """Classify files batch by batch, yielding one result per path **in input order** (for large folders).
+
+        Args:
+            paths: image files (DICOM, PNG, JPEG, NIfTI).
+            batch_size: images per forward pass (default: the classifier's).
+            num_workers: DataLoader workers for decoding.
+
+        Yields:
+            A :class:`Classification` or, for a file the loader refused, a :class:`Refusal`, never an exception;
+            ``result.image`` is the path as given.
+        """
+        items = [{"image": os.fspath(path)} for path in paths]
+        loader = DataLoader(RefusingDataset(items, transform=self.preprocessing),
+                            batch_size=batch_size or self.batch_size, num_workers=num_workers,
+                            collate_fn=collate_with_refusals)
+        threshold = self.threshold
+        start = 0
+        for batch in loader:  # the sampler is sequential: each batch is the next contiguous slice of ``items``
+            refused = {record["index"]: record for record in batch.pop(REFUSED_KEY)}
+            answers = iter(self._classify_batch(batch, threshold) if "image" in batch else [])
+            size = len(refused) + (len(batch["image"]) if "image" in batch else 0)
+            for position in range(start, start + size):
+                source = items[position]["image"]
+                if position in refused:
+                    yield Refusal(source, refused[position]["error"])
+                else:
+                    prob, meta = next(answers)
+                    yield Classification(source, prob, class_name(prob, threshold), threshold, meta)
+            start += size
+
     def classify(self, paths: Iterable[str | os.PathLike], num_workers: int = 0) -> list[Classification | Refusal]:
-        """Classify files in batches; refused files come back as :class:`Refusal`, never as an exception.
+        """Classify files; refused files come back as :class:`Refusal`, never as an exception.
 
         Args:
             paths: image files (DICOM, PNG, JPEG, NIfTI).
             num_workers: DataLoader workers for decoding.
 
         Returns:
-            One result per path, refusals included; readable inputs in input order, then refusals per batch.
+            One result per path, in input order.
         """
-        items = [{"image": os.fspath(path)} for path in paths]
-        loader = DataLoader(RefusingDataset(items, transform=self.preprocessing), batch_size=self.batch_size,
-                            num_workers=num_workers, collate_fn=collate_with_refusals)
-        results: list[Classification | Refusal] = []
-        threshold = self.threshold
-        for batch in loader:
-            results.extend(Refusal(r["image"], r["error"]) for r in batch.pop(REFUSED_KEY))
-            if "image" not in batch:
-                continue
-            results.extend(self._classify_batch(batch, threshold))
-        return results
+        return list(self.iterate(paths, num_workers=num_workers))
 
-    def _classify_batch(self, batch: dict, threshold: float) -> list[Classification]:
+    def __call__(self, path: str | os.PathLike) -> Classification | Refusal:
+        """Classify one file."""
+        return next(self.iterate([path], batch_size=1))
+
+    def _classify_batch(self, batch: dict, threshold: float) -> list[tuple[float, dict]]:
         images = batch["image"].to(self.device)
         with torch.no_grad():
             batch["pred"] = self.inferer(images, self.network)
         outputs = []
         for item in decollate_batch(batch):
             item = self.postprocessing(item)
-            prob = pneumonia_probability(item["pred"])
-            meta = dict(getattr(item["image"], "meta", {}))
-            decision = CLASS_NAMES[predicted_class(prob, threshold)]
-            outputs.append(Classification(source_path(item), prob, decision, threshold, meta))
+            outputs.append((positive_probability(item["pred"]), dict(getattr(item["image"], "meta", {}))))
         return outputs
 
     def grad_cam(self, path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
-        """The preprocessed image and its Grad-CAM map for the pneumonia class.
+        """The display image of a file and its Grad-CAM map for the pneumonia class (:func:`~monai_pneumonia.visualize.explain`).
 
         Args:
             path: an image file.
 
         Returns:
-            ``(image, cam)``: the network input (1, W, H) and the map (1, W, H) in [0, 1], both on the CPU.
+            ``(display, cam)``: the loader's image (1, W, H) at the film's aspect ratio and the map (1, w, h) at the
+            network input's size, both in [0, 1] and on the CPU.
 
         Raises:
             XrayInputError: the file is refused (via MONAI's ``RuntimeError`` wrapper, see
                 :func:`~monai_pneumonia.errors.find_cause`).
         """
-        from monai_pneumonia.visualize import grad_cam
+        return explain(self.network, self.preprocessing, path, self.device)
 
-        image = self.preprocessing({"image": os.fspath(path)})["image"]
-        cam = grad_cam(self.network, image.unsqueeze(0).to(self.device))[0]
-        return image.cpu(), cam
+    def cam_overlay(self, path: str | os.PathLike, result: Classification | None = None) -> np.ndarray:
+        """The Grad-CAM overlay of a file drawn by :func:`~monai_pneumonia.visualize.render_cam`.
+
+        Args:
+            path: an image file.
+            result: its classification; when given, the probability and decision are burned in as a caption.
+
+        Returns:
+            uint8 RGB (rows, columns, 3).
+        """
+        display, cam = self.grad_cam(path)
+        if result is None:
+            return render_cam(display, cam)
+        return render_cam(display, cam, result.prob_pneumonia, result.threshold)
+
+    def save_cam_overlay(self, result: Classification, folder: str | os.PathLike) -> Path:
+        """Write the captioned overlay of a classified file as ``<folder>/<CamWriter.overlay_name>``."""
+        return save_png(self.cam_overlay(result.image, result), Path(folder) / CamWriter.overlay_name(result.image))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(threshold={self.threshold:.4f}, device={self.device}, batch_size={self.batch_size})"
-
-

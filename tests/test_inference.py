@@ -39,8 +39,9 @@ def test_classifier_matches_the_inference_workflow(classifier, trained_bundle, t
 
 
 def test_classifier_grad_cam(classifier, trained_bundle):
-    image, cam = classifier.grad_cam(next(trained_bundle["dataset_dir"].rglob("*.png")))
-    assert image.shape == cam.shape == (1, 32, 32)
+    display, cam = classifier.grad_cam(next(trained_bundle["dataset_dir"].rglob("*.png")))
+    assert display.shape == (1, 40, 40)  # the loader's image at the file's own size, not the 32-px network input
+    assert cam.shape == (1, 32, 32)
     assert float(cam.min()) >= 0.0 and float(cam.max()) <= 1.0
 
 
@@ -54,3 +55,26 @@ def test_foreign_checkpoint_is_refused_by_name(tmp_path):
     torch.save({"fc.weight": torch.zeros(2, 8)}, foreign)
     with pytest.raises(ValueError, match="resnet.pt.*operating_threshold"):
         BundleClassifier.from_bundle(REPO / "bundle", ckpt_path=foreign)
+
+
+def test_classify_returns_results_in_input_order(classifier, trained_bundle, tmp_path):
+    first, second = sorted(str(p) for p in trained_bundle["dataset_dir"].rglob("*.png"))[:2]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    results = classifier.classify([first, bad, second])
+    assert [r.image for r in results] == [first, str(bad), second]
+    assert [type(r) for r in results] == [Classification, Refusal, Classification]
+    alone = {path: classifier(path) for path in (first, second)}
+    for result in (results[0], results[2]):
+        assert result.prob_pneumonia == pytest.approx(alone[result.image].prob_pneumonia, abs=1e-4)
+    assert isinstance(classifier(bad), Refusal)
+
+
+def test_iterate_streams_one_result_per_input_in_order(classifier, trained_bundle, tmp_path):
+    images = sorted(str(p) for p in trained_bundle["dataset_dir"].rglob("*.png"))[:5]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    inputs = [images[0], bad, *images[1:]]
+    streamed = list(classifier.iterate(inputs, batch_size=2))
+    assert [r.image for r in streamed] == [str(p) for p in inputs]
+    assert [r.image for r in classifier.classify(inputs)] == [r.image for r in streamed]

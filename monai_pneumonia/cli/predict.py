@@ -1,25 +1,25 @@
 """``monai-pneumonia predict``: classify files and folders with the bundle's own inference workflow.
 
-This command does not re-implement inference: it runs ``configs/inference.json`` of the bundle (the same
-workflow as ``python -m monai.bundle run --config_file bundle/configs/inference.json``) with the inputs as an
-override, then reads back the ``predictions.csv`` and ``errors.csv`` it wrote.
+This command does not re-implement inference: it classifies with the bundle's
+:class:`~monai_pneumonia.inference.BundleClassifier` (the components of ``configs/inference.json``, the same as
+``python -m monai.bundle run --config_file bundle/configs/inference.json``), prints the results it holds in memory
+(data on stdout, messages on stderr) and writes them to ``predictions.csv`` and ``errors.csv``.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from monai_pneumonia.cli import add_bundle_argument
 
-__all__ = ["add_parser", "print_table", "run", "run_inference"]
+__all__ = ["add_parser", "expand_inputs", "print_table", "run", "run_inference"]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,50 +43,69 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
+    """Files in the order given, each folder replaced by its radiographs (searched recursively, sorted).
+
+    Args:
+        inputs: files and folders; a file given explicitly is kept even if it is no image, so that it is
+            reported as refused rather than silently skipped.
+
+    Returns:
+        Absolute paths.
+    """
+    from monai_pneumonia.data.discovery import find_images
+
+    paths: list[str] = []
+    for item in inputs:
+        item = Path(item).absolute()
+        paths.extend(find_images([item]) if item.is_dir() else [os.fspath(item)])
+    return paths
+
+
 def run_inference(
     inputs: list[str | os.PathLike],
     output_dir: str | os.PathLike,
     bundle_root: str | os.PathLike | None = None,
-    progress_bar: bool = False,
-    **overrides: Any,
+    ckpt_dir: str | os.PathLike | None = None,
+    save_cam: bool = False,
+    batch_size: int | None = None,
+    device: str | None = None,
+    num_workers: int = 0,
 ) -> tuple[list[dict], list[dict]]:
-    """Run the bundle's inference workflow and read its results.
+    """Classify files and folders with the bundle's classifier and write ``predictions.csv`` and ``errors.csv``.
 
     Args:
         inputs: files and folders.
-        output_dir: where the workflow writes ``predictions.csv`` and ``errors.csv``.
+        output_dir: where ``predictions.csv``, ``errors.csv`` and, with ``save_cam``, ``cam/*.png`` go.
         bundle_root: the bundle (default: :func:`~monai_pneumonia.bundle.default_bundle_root`).
-        progress_bar: show the workflow's progress bar on stderr.
-        overrides: further config overrides (``ckpt_dir``, ``save_cam``, ``batch_size``, ``device``, ...).
+        ckpt_dir: the folder holding ``model.pt`` (default: the bundle's ``models/``).
+        save_cam: also write a Grad-CAM overlay per classified image.
+        batch_size: images per forward pass (default: the bundle's).
+        device: e.g. ``"cpu"`` (default: the bundle's choice).
+        num_workers: DataLoader workers for decoding.
 
     Returns:
-        ``(predictions, refusals)``: rows of ``predictions.csv`` (``prob_pneumonia`` as float) and ``errors.csv``.
+        ``(predictions, refusals)``: one ``{"image", "prob_pneumonia", "prediction"}`` per classified input and
+        one ``{"image", "error"}`` per refused input, each in input order, taken from the results in memory.
 
-    Raises:
-        NoReadableInputError: when no input could be read (the refusals are in ``errors.csv``).
     """
-    from monai_pneumonia.bundle import run_workflow
+    from monai_pneumonia.inference import BundleClassifier, Refusal
+    from monai_pneumonia.workflows.handlers import write_predictions
 
-    run_workflow(
-        "inference.json",
-        bundle_root=bundle_root,
-        input_paths=[os.fspath(Path(p).absolute()) for p in inputs],
-        output_dir=os.fspath(output_dir),
-        progress_bar=progress_bar,
-        **overrides,
-    )
-    return _read_csv(Path(output_dir) / "predictions.csv"), _read_csv(Path(output_dir) / "errors.csv")
-
-
-def _read_csv(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as stream:
-        rows = list(csv.DictReader(stream))
-    for row in rows:
-        if "prob_pneumonia" in row:
-            row["prob_pneumonia"] = float(row["prob_pneumonia"])
-    return rows
+    classifier = BundleClassifier.from_bundle(
+        bundle_root, ckpt_path=Path(ckpt_dir) / "model.pt" if ckpt_dir else None, device=device,
+        batch_size=batch_size)
+    predictions, refusals = [], []
+    for result in classifier.iterate(expand_inputs(inputs), num_workers=num_workers):
+        if isinstance(result, Refusal):
+            refusals.append({"image": result.image, "error": result.error})
+            continue
+        predictions.append({"image": result.image, "prob_pneumonia": round(result.prob_pneumonia, 6),
+                            "prediction": result.prediction})
+        if save_cam:
+            classifier.save_cam_overlay(result, Path(output_dir) / "cam")
+    write_predictions(output_dir, predictions, refusals)
+    return predictions, refusals
 
 
 def print_table(predictions: list[dict], refusals: list[dict]) -> None:
@@ -104,27 +123,15 @@ def print_table(predictions: list[dict], refusals: list[dict]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``predict`` from parsed arguments; exit status 0 when at least one input was classified."""
-    from monai_pneumonia.errors import NoReadableInputError
-
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="monai-pneumonia-"))
     output_dir.mkdir(parents=True, exist_ok=True)
-    has_folder = any(Path(p).is_dir() for p in args.inputs)
-    try:
-        predictions, refusals = run_inference(
-            args.inputs,
-            output_dir,
-            bundle_root=args.bundle,
-            progress_bar=has_folder,
-            ckpt_dir=os.fspath(args.ckpt_dir) if args.ckpt_dir else None,
-            save_cam=args.save_cam,
-            batch_size=args.batch_size,
-            device=args.device,
-        )
-        status = 0
-    except NoReadableInputError as error:
-        predictions, refusals, status = [], _read_csv(output_dir / "errors.csv"), 1
-        print(f"monai-pneumonia predict: {error}", file=sys.stderr)
+    predictions, refusals = run_inference(args.inputs, output_dir, bundle_root=args.bundle, ckpt_dir=args.ckpt_dir,
+                                          save_cam=args.save_cam, batch_size=args.batch_size, device=args.device)
+    status = 0 if predictions else 1
+    if not predictions:
+        print(f"monai-pneumonia predict: no input could be read: {len(refusals)} refused, see "
+              f"{output_dir / 'errors.csv'}", file=sys.stderr)
     if args.json:
         json.dump({"predictions": predictions, "refused": refusals, "output_dir": os.fspath(output_dir)},
                   sys.stdout, indent=2)

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from monai_pneumonia import decision
 from monai_pneumonia.data.discovery import find_images
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.io.formats import DICOM
@@ -59,8 +60,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Class names by label.
-CLASS_NAMES: Final = ("normal", "pneumonia")
+#: Class names by label, lower case as in the datalist summary and the data set's folders.
+CLASS_NAMES: Final = tuple(name.lower() for name in decision.CLASS_NAMES)
 #: Splits of a datalist, in order.
 SPLITS: Final = ("training", "validation", "test")
 

@@ -17,17 +17,27 @@ Confidence-interval methods used by :func:`binary_metrics` (all two-sided 95%):
   Mann-Whitney statistic with per-image multiplicities drawn as ``Multinomial(n, 1/n)`` for each class.
   Results are identical for the same ``seed``.
 
+The ROC curve, AUC and confusion counts are scikit-learn's (``roc_curve``, ``roc_auc_score``,
+``confusion_matrix``) and the Wilson interval SciPy's (``binomtest(...).proportion_ci(method="wilson")``). Two
+pieces stay here on purpose: the calibration bins are ``[k/n, (k+1)/n)`` (a probability of 0.3 falls in
+[0.3, 0.4)), whereas scikit-learn's ``calibration_curve`` closes its bins on the right and drops empty ones, which
+would move images that sit on a bin edge and change the reported ECE; and ``scipy.stats.bootstrap`` resamples
+index arrays with its own random stream, so it would change every reported bootstrap interval and cost far more
+than the closed-form stratified draws above.
+
 All outputs are JSON-serialisable: plain ``float``/``int``/``None`` and lists; undefined values (a zero
 denominator, AUC with a single class) are ``None`` and explained in ``notes``.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import numpy as np
+from scipy.stats import binomtest, norm
+from sklearn import metrics as sklearn_metrics
+from sklearn.exceptions import UndefinedMetricWarning
 
 __all__ = [
     "Z95",
@@ -107,7 +117,7 @@ def _percentile_ci(samples: np.ndarray) -> list[float]:
 
 
 def wilson_interval(successes: int, total: int, z: float = Z95) -> list[float] | None:
-    """Wilson score interval for a binomial proportion.
+    """Wilson score interval for a binomial proportion (SciPy's ``binomtest(...).proportion_ci(method="wilson")``).
 
     Args:
         successes: number of successes (0 <= successes <= total).
@@ -119,12 +129,9 @@ def wilson_interval(successes: int, total: int, z: float = Z95) -> list[float] |
     """
     if total <= 0:
         return None
-    p = successes / total
-    z2 = z * z
-    denominator = 1.0 + z2 / total
-    centre = (p + z2 / (2 * total)) / denominator
-    half = z * math.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / denominator
-    return [max(0.0, centre - half), min(1.0, centre + half)]
+    interval = binomtest(int(successes), int(total)).proportion_ci(
+        confidence_level=1.0 - 2.0 * float(norm.sf(z)), method="wilson")
+    return [float(interval.low), float(interval.high)]
 
 
 def confusion_counts(labels: Any, preds: Any) -> dict[str, int]:
@@ -140,21 +147,16 @@ def confusion_counts(labels: Any, preds: Any) -> dict[str, int]:
     y, p = _validate(labels, preds)
     if not np.isin(p, (0, 1)).all():
         raise ValueError("preds must be 0 (normal) or 1 (pneumonia)")
-    p = p.astype(bool)
-    positive = y == 1
-    return {
-        "tp": int(np.count_nonzero(positive & p)),
-        "fp": int(np.count_nonzero(~positive & p)),
-        "tn": int(np.count_nonzero(~positive & ~p)),
-        "fn": int(np.count_nonzero(positive & ~p)),
-    }
+    matrix = sklearn_metrics.confusion_matrix(y, p.astype(np.int64), labels=[0, 1])
+    tn, fp, fn, tp = (int(count) for count in matrix.ravel())
+    return {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
 
 
 def roc_curve(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Receiver operating characteristic for the rule ``score >= threshold`` -> pneumonia.
+    """Receiver operating characteristic for the rule ``score >= threshold`` -> pneumonia (scikit-learn's).
 
-    One point per distinct score (no collinear points are dropped), preceded by the point (0, 0) whose
-    threshold is ``+inf`` (nothing called positive), as in scikit-learn.
+    One point per distinct score (``drop_intermediate=False``: no collinear points are dropped), preceded by the
+    point (0, 0) whose threshold is ``+inf`` (nothing called positive).
 
     Args:
         labels: 0/1 ground truth.
@@ -165,22 +167,17 @@ def roc_curve(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarr
         all NaN and a warning is issued.
     """
     y, s = _validate(labels, probs, unit_interval=False)
-    order = np.argsort(-s, kind="mergesort")
-    s_sorted, y_sorted = s[order], y[order]
-    last_of_each = np.r_[np.flatnonzero(np.diff(s_sorted)), s_sorted.size - 1]
-    tps = np.r_[0, np.cumsum(y_sorted)[last_of_each]].astype(np.float64)
-    fps = np.r_[0, last_of_each + 1].astype(np.float64) - tps
-    thresholds = np.r_[np.inf, s_sorted[last_of_each]]
-    n_pos, n_neg = tps[-1], fps[-1]
-    if not (n_pos and n_neg):
+    n_pos = int(y.sum())
+    if not (n_pos and y.size - n_pos):
         warnings.warn("roc_curve: only one class present in labels; the other rate is undefined (NaN)", stacklevel=2)
-    fpr = fps / n_neg if n_neg else np.full_like(fps, np.nan)
-    tpr = tps / n_pos if n_pos else np.full_like(tps, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UndefinedMetricWarning)  # warned above, in our words
+        fpr, tpr, thresholds = sklearn_metrics.roc_curve(y, s, drop_intermediate=False)
     return fpr, tpr, thresholds
 
 
 def roc_auc(labels: Any, probs: Any) -> float:
-    """Area under the ROC curve as the Mann-Whitney U statistic, ties counted as one half (midranks).
+    """Area under the ROC curve (scikit-learn's ``roc_auc_score``; ties count one half, as in Mann-Whitney U).
 
     Args:
         labels: 0/1 ground truth.
@@ -195,10 +192,7 @@ def roc_auc(labels: Any, probs: Any) -> float:
     if not (n_pos and n_neg):
         warnings.warn("roc_auc: only one class present in labels; AUC is undefined (NaN)", stacklevel=2)
         return float("nan")
-    _, inverse, counts = np.unique(s, return_inverse=True, return_counts=True)
-    midranks = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based average rank of each distinct score
-    rank_sum = midranks[inverse][y == 1].sum()
-    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(sklearn_metrics.roc_auc_score(y, s))
 
 
 def _bootstrap_f1(tp: int, fp: int, n_pos: int, n_neg: int, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:

@@ -26,12 +26,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from monai_pneumonia.decision import CLASS_NAMES, decide
 from monai_pneumonia.evaluation.metrics import calibration_bins, roc_curve
 from monai_pneumonia.visualize.overlay import as_uint8_picture
 
 __all__ = ["CLASS_NAMES", "ROC_COLOR", "write_report"]
 
-CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 ROC_COLOR = "#d62728"
 """Colour of the ROC curve (a test looks for it in a rendering of the report)."""
 CLASS_COLORS = ("#1f78b4", "#ff7f00")
@@ -377,7 +377,7 @@ def _arrays(records: Sequence[Mapping[str, Any]], threshold: float) -> tuple[np.
     """Labels, probabilities and predictions of the records (a missing prediction is ``prob >= threshold``)."""
     labels = np.array([int(r["label"]) for r in records], dtype=np.int64)
     probs = np.array([float(r["prob_pneumonia"]) for r in records], dtype=np.float64)
-    predictions = np.array([int(r.get("prediction", p >= threshold)) for r, p in zip(records, probs, strict=True)])
+    predictions = np.array([int(r.get("prediction", decide(p, threshold))) for r, p in zip(records, probs, strict=True)])
     return labels, probs, predictions
 
 

@@ -20,19 +20,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from monai.data import MetaTensor
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 from monailabel.utils.others.generic import strtobool
-from PIL import Image
 
 from monai_pneumonia.bundle import bundle_file
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.inference import BundleClassifier
-from monai_pneumonia.visualize import grad_cam, save_png
-from monai_pneumonia.workflows.handlers import PNEUMONIA_INDEX, pneumonia_probability, predicted_class
+from monai_pneumonia.visualize import cam_at_size, grad_cam, save_png
+from monai_pneumonia.decision import PNEUMONIA_INDEX, decide, positive_probability
 
 __all__ = ["CAM_PARAM", "ModelNotReadyError", "PneumoniaInferTask", "bundle_labels", "series_file"]
 
@@ -157,8 +155,8 @@ class PneumoniaInferTask(BasicInferTask):
             data[self.output_label_key] = MetaTensor(data[self.output_label_key])
         _, result = super().writer(data, extension, dtype)
         classifier = self.classifier()
-        prob = pneumonia_probability(data[self.output_label_key])
-        index = predicted_class(prob, classifier.threshold)
+        prob = positive_probability(data[self.output_label_key])
+        index = decide(prob, classifier.threshold)
         names = {idx: name for name, idx in self.labels.items()}
         result.update(
             prob_pneumonia=prob,
@@ -175,10 +173,9 @@ class PneumoniaInferTask(BasicInferTask):
     def _write_cam(classifier: BundleClassifier, image: MetaTensor) -> tuple[str, dict]:
         """Grad-CAM of the pneumonia class as a grey PNG at the source image's size (rows x columns)."""
         heat = grad_cam(classifier.network, torch.as_tensor(image)[None].to(classifier.device), PNEUMONIA_INDEX)
-        heat = heat[0, 0].detach().cpu().numpy().T  # MONAI's (W, H) -> row-major (H, W)
         rows, columns = int(image.meta["original_rows"]), int(image.meta["original_columns"])
-        resized = Image.fromarray(heat.astype(np.float32)).resize((columns, rows), Image.Resampling.BILINEAR)
+        resized = cam_at_size(heat[0], rows, columns)  # the renderer's mapping onto the film (row-major)
         handle, path = tempfile.mkstemp(prefix="cam-", suffix=".png")
         os.close(handle)
-        save_png(np.clip(np.asarray(resized), 0.0, 1.0), path)
+        save_png(resized, path)
         return path, {"format": "png", "rows": rows, "columns": columns, "class": PNEUMONIA_INDEX}

@@ -11,7 +11,7 @@ from .blocks import (
     SpatialAttention,
     make_attention,
 )
-from .checkpoint import THRESHOLD_KEY, half_precision_checkpoint, load_checkpoint, store_threshold
+from .checkpoint import THRESHOLD_KEY, half_precision_checkpoint, load_checkpoint, load_weights, store_threshold
 from .pretrained import (
     PretrainedReport,
     adapt_stem_weight,
@@ -37,6 +37,7 @@ __all__ = [
     "load_checkpoint",
     "load_pretrained",
     "make_attention",
+    "load_weights",
     "store_threshold",
     "map_torchvision_key",
     "torchvision_resnet_layout",

@@ -10,6 +10,8 @@ from monai.networks.layers.factories import Conv, Pool
 from monai.networks.layers.utils import get_act_layer, get_norm_layer
 from monai.utils import str2bool
 
+from monai_pneumonia.decision import is_positive
+
 from .blocks import ATTENTION_TYPES, AttentionResNetBlock, AttentionResNetBottleneck, MultiScaleFusion
 
 __all__ = ["DEPTHS", "AttentionResNet"]
@@ -341,4 +343,5 @@ class AttentionResNet(nn.Module):
         Returns:
             a bool tensor of shape ``(N,)``, True for the positive class.
         """
-        return self.positive_probability(self(x), positive_class) >= self.operating_threshold.float()
+        probability = self.positive_probability(self(x), positive_class).float().cpu().numpy()
+        return torch.from_numpy(is_positive(probability, float(self.operating_threshold))).to(x.device)

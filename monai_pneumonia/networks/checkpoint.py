@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["THRESHOLD_KEY", "half_precision_checkpoint", "load_checkpoint", "store_threshold"]
+__all__ = ["THRESHOLD_KEY", "half_precision_checkpoint", "load_checkpoint", "load_weights", "store_threshold"]
 
 #: The state-dict entry holding the decision threshold (the network's buffer of that name); always float32.
 THRESHOLD_KEY = "operating_threshold"
@@ -35,6 +35,29 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or THRESHOLD_KEY not in state:
         raise ValueError(f"{path}: no {THRESHOLD_KEY!r} entry; not a checkpoint of this bundle's network")
     return state
+
+
+def load_weights(network: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+    """Load a bundle checkpoint into ``network`` (the one way every entry point loads ``model.pt``).
+
+    The bundle's ``inference.json`` builds its ``network`` with this, so ``python -m monai.bundle run``, the
+    in-process classifier and everything built on them load the weights and the threshold alike.
+
+    Args:
+        network: the configured network (``network_def``).
+        path: the ``model.pt`` file.
+
+    Returns:
+        ``network``, with the weights and its ``operating_threshold`` loaded.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: not a checkpoint of this bundle's network.
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no model checkpoint (train one with bundle/configs/train.json)")
+    network.load_state_dict(load_checkpoint(path))
+    return network
 
 
 def _save(state: dict[str, torch.Tensor], source: str | os.PathLike, output: str | os.PathLike | None) -> Path:

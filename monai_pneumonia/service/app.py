@@ -177,8 +177,8 @@ class PneumoniaService:
         with tempfile.TemporaryDirectory(dir=self.spool.root.parent) as folder:
             path = Path(folder) / "warm-up.dcm"
             ds.save_as(path, enforce_file_format=True)
-            self.worker.classifier.classify([path])
-            overlay = self.worker._cam(path) if self.config.cam else None
+            result = self.worker.classifier(path)
+            overlay = self.worker.classifier.cam_overlay(path, result) if self.config.cam else None
             jobs = [(ds, PneumoniaFinding(0.5, 0.5), self.config.algorithm, overlay)] * 4 * self.config.report_processes
             list(self.executor.map(render_results, jobs) if self.executor else map(render_results, jobs[:1]))
 

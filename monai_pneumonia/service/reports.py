@@ -16,14 +16,17 @@ PixelSpacing there, which many CR/DX images lack; the group's source-image refer
 from __future__ import annotations
 
 from dataclasses import dataclass
+from io import BytesIO
 
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
+from pydicom.uid import ExplicitVRLittleEndian
 
 from monai_pneumonia import __version__
+from monai_pneumonia.decision import is_positive
 from monai_pneumonia.service.uids import derive_uid
 
 __all__ = [
@@ -75,7 +78,7 @@ class PneumoniaFinding:
     @property
     def present(self) -> bool:
         """True when pneumonia is reported present."""
-        return self.probability >= self.threshold
+        return bool(is_positive(self.probability, self.threshold))
 
 
 #: Type 2 Patient and General Study attributes (PS3.3 C.7.1.1, C.7.2.1) the result copies from the source;
@@ -151,13 +154,16 @@ def build_pneumonia_sr(source: Dataset, finding: PneumoniaFinding,
         manufacturer=MANUFACTURER, is_complete=True, series_description="AI pneumonia classification (research)")
 
 
-def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray) -> hd.sc.SCImage:
+def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray, burned_in_text: bool = True) -> hd.sc.SCImage:
     """Build a Secondary Capture Image (PS3.3 A.8.1) showing a Grad-CAM overlay of ``source``.
 
     Args:
         source: the input instance header.
         overlay_rgb: ``uint8`` RGB picture ``(rows, columns, 3)``
-            (:func:`~monai_pneumonia.visualize.overlay_cam`).
+            (:func:`~monai_pneumonia.visualize.render_cam`).
+        burned_in_text: whether text is burned into the pixels (the renderer's caption; it names no patient, but
+            receivers that screen burned-in text should look): sets Burned In Annotation (0028,0301) to ``YES``,
+            else ``NO``.
 
     Returns:
         The SC image in the study of ``source``, referencing it in SourceImageSequence.
@@ -169,20 +175,18 @@ def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray) -> hd.
         photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT",
         series_instance_uid=series_uid, series_number=SC_SERIES_NUMBER, sop_instance_uid=sop_uid,
         instance_number=int(getattr(source, "InstanceNumber", None) or 1), manufacturer=MANUFACTURER,
-        patient_orientation=("L", "F"), transfer_syntax_uid="1.2.840.10008.1.2.1",
+        patient_orientation=("L", "F"), transfer_syntax_uid=ExplicitVRLittleEndian,
         series_description="AI pneumonia Grad-CAM (research)")
     reference = Dataset()
     reference.ReferencedSOPClassUID = source.SOPClassUID
     reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
     image.SourceImageSequence = [reference]
-    image.BurnedInAnnotation = "YES"
+    image.BurnedInAnnotation = "YES" if burned_in_text else "NO"
     return image
 
 
 def encode(dataset: Dataset) -> bytes:
     """A data set as a PS3.10 file in memory."""
-    from io import BytesIO
-
     buffer = BytesIO()
     dataset.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue()

@@ -49,7 +49,7 @@ class Worker(threading.Thread):
         outbox: folder of result files waiting for delivery.
         journal: the state database.
         classifier: a :class:`~monai_pneumonia.inference.BundleClassifier` (or anything with its ``classify``,
-            ``grad_cam`` and ``threshold``).
+            ``cam_overlay`` and ``threshold``).
         targets: destination names results are queued for.
         results_log: the JSON-lines log.
         on_results: called after a batch queued results (wakes the deliverer).
@@ -160,7 +160,7 @@ class Worker(threading.Thread):
             else:
                 reported.append((sop_uid, path, header, result))
         jobs = [(header, PneumoniaFinding(r.prob_pneumonia, r.threshold), self.algorithm,
-                 self._cam(path) if self.cam else None) for _, path, header, r in reported]
+                 self.classifier.cam_overlay(path, r) if self.cam else None) for _, path, header, r in reported]
         rendered = self.executor.map(render_results, jobs) if self.executor else map(render_results, jobs)
         for (sop_uid, path, header, result), encoded in zip(reported, rendered, strict=True):
             self._report(sop_uid, path, header, result, encoded, elapsed)
@@ -190,10 +190,3 @@ class Worker(threading.Thread):
             self.results_log.write("classified", **detail)
             if not self.targets:
                 self.spool.remove(sop_uid)
-
-    def _cam(self, path: Path) -> np.ndarray:
-        """The Grad-CAM overlay of an image as ``uint8`` RGB (rows, columns, 3)."""
-        from monai_pneumonia.visualize import overlay_cam
-
-        image, cam = self.classifier.grad_cam(path)
-        return overlay_cam(image[0], cam[0])

@@ -1,6 +1,18 @@
-"""Visualisation: Grad-CAM maps, overlays and PNG output (see :mod:`.overlay` for the (W, H) orientation convention)."""
+"""Visualisation: Grad-CAM maps, the overlay renderer and PNG output (see :mod:`.overlay` for the (W, H) convention)."""
 
 from .cam import grad_cam, normalize_per_image
 from .overlay import as_uint8_picture, encode_png, overlay_cam, save_png
+from .render import cam_at_size, caption, explain, render_cam
 
-__all__ = ["as_uint8_picture", "encode_png", "grad_cam", "normalize_per_image", "overlay_cam", "save_png"]
+__all__ = [
+    "as_uint8_picture",
+    "cam_at_size",
+    "caption",
+    "encode_png",
+    "explain",
+    "grad_cam",
+    "normalize_per_image",
+    "overlay_cam",
+    "render_cam",
+    "save_png",
+]

@@ -20,7 +20,8 @@ from monai_pneumonia.errors import XrayInputError, find_cause
 
 __all__ = ["REFUSED_KEY", "RefusingDataset", "collate_with_refusals", "find_input_error", "image_items"]
 
-#: Batch key under which :func:`collate_with_refusals` passes refusal records ``{"image": path, "error": reason}``.
+#: Batch key under which :func:`collate_with_refusals` passes refusal records ``{"image": path, "error": reason,
+#: "index": position in the dataset}``.
 REFUSED_KEY = "refused"
 
 
@@ -53,7 +54,7 @@ class RefusingDataset(Dataset):
             if refusal is None:
                 raise
             source = self.data[index].get(self.image_key, refusal.path)
-            return {REFUSED_KEY: {"image": os.fspath(source), "error": refusal.reason}}
+            return {REFUSED_KEY: {"image": os.fspath(source), "error": refusal.reason, "index": index}}
 
 
 def collate_with_refusals(batch: Sequence[dict]) -> dict:

@@ -22,7 +22,9 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 from monai.utils import evenly_divisible_all_gather, str2bool
 
+from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, decide, positive_probability
 from monai_pneumonia.errors import NoReadableInputError
+from monai_pneumonia.visualize import explain, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
 
 __all__ = [
@@ -36,14 +38,14 @@ __all__ = [
     "pneumonia_probability",
     "predicted_class",
     "source_path",
+    "write_predictions",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Names of the model's output channels, in order (pneumonia is the positive class).
-CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
-#: Output channel of the pneumonia class.
-PNEUMONIA_INDEX = 1
+#: The decision rule lives in :mod:`monai_pneumonia.decision`; these names are kept for existing callers.
+pneumonia_probability = positive_probability
+predicted_class = decide
 
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -60,16 +62,6 @@ def source_path(item: dict, image_key: str = "image") -> str:
     image = item[image_key]
     meta = getattr(image, "meta", None) or item.get(f"{image_key}_meta_dict", {})
     return os.fspath(meta.get("filename_or_obj", ""))
-
-
-def pneumonia_probability(pred: torch.Tensor) -> float:
-    """The pneumonia probability of one item's softmax output (``pred`` of the bundle's postprocessing)."""
-    return float(torch.as_tensor(pred).reshape(-1)[PNEUMONIA_INDEX])
-
-
-def predicted_class(prob_pneumonia: float, threshold: float) -> int:
-    """The class index decided at the operating threshold: pneumonia when ``prob_pneumonia >= threshold``."""
-    return int(prob_pneumonia >= threshold)
 
 
 def _class_index(label: Any) -> int:
@@ -89,6 +81,20 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
         writer = csv.writer(stream)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def write_predictions(output_dir: str | os.PathLike, predictions: Sequence[dict], refused: Sequence[dict]) -> None:
+    """Write ``predictions.csv`` (``image,prob_pneumonia,prediction``) and ``errors.csv`` (``image,error``).
+
+    Args:
+        output_dir: the folder (created if needed).
+        predictions: ``{"image", "prob_pneumonia", "prediction"}`` per classified input (``prediction`` a name).
+        refused: ``{"image", "error"}`` per refused input.
+    """
+    output_dir = Path(output_dir)
+    _write_csv(output_dir / "errors.csv", ("image", "error"), [(r["image"], r["error"]) for r in refused])
+    _write_csv(output_dir / "predictions.csv", ("image", "prob_pneumonia", "prediction"),
+               [(r["image"], f"{r['prob_pneumonia']:.6f}", r["prediction"]) for r in predictions])
 
 
 class OperatingThresholdHandler:
@@ -132,7 +138,7 @@ class OperatingThresholdHandler:
 
     def _collect(self, engine: Engine) -> None:
         preds, labels = self.output_transform(engine.state.output)
-        self._probs.extend(pneumonia_probability(p) for p in preds)
+        self._probs.extend(positive_probability(p) for p in preds)
         self._labels.extend(_class_index(y) for y in labels)
 
     def _choose(self, engine: Engine) -> None:
@@ -146,7 +152,7 @@ class OperatingThresholdHandler:
                            operating_threshold(self.network))
             return
         threshold = float(choose_threshold(labels, probs, method=self.method, **self.method_kwargs))
-        _unwrap(self.network).operating_threshold.fill_(threshold)
+        _unwrap(self.network).set_operating_threshold(threshold)
         summary = binary_metrics(labels, probs, threshold, n_bootstrap=0)
         engine.state.metrics["val_threshold"] = threshold
         engine.state.metrics["val_sensitivity"] = summary["sensitivity"]
@@ -179,7 +185,7 @@ class _ResultCollector:
 
     def _collect(self, engine: Engine) -> None:
         for item in engine.state.output or []:
-            record = {"image": source_path(item), "prob_pneumonia": pneumonia_probability(item["pred"])}
+            record = {"image": source_path(item), "prob_pneumonia": positive_probability(item["pred"])}
             if self.with_labels:
                 record["label"] = _class_index(item["label"])
             self.records.append(record)
@@ -187,7 +193,7 @@ class _ResultCollector:
     def _complete(self, engine: Engine) -> None:
         threshold = operating_threshold(self.network)
         for record in self.records:
-            record["prediction"] = predicted_class(record["prob_pneumonia"], threshold)
+            record["prediction"] = decide(record["prob_pneumonia"], threshold)
         refused = list(getattr(engine.state, REFUSED_KEY, []))
         _write_csv(self.output_dir / "errors.csv", ("image", "error"), [(r["image"], r["error"]) for r in refused])
         self.write(engine, threshold, refused)
@@ -212,8 +218,8 @@ class PredictionWriter(_ResultCollector):
         super().__init__(output_dir, network, with_labels=False)
 
     def write(self, engine: Engine, threshold: float, refused: list[dict]) -> None:
-        rows = [(r["image"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]]) for r in self.records]
-        _write_csv(self.output_dir / "predictions.csv", ("image", "prob_pneumonia", "prediction"), rows)
+        rows = [{**r, "prediction": CLASS_NAMES[r["prediction"]]} for r in self.records]
+        write_predictions(self.output_dir, rows, refused)
         logger.info("%d predictions (threshold %.4f), %d refused, written to %s",
                     len(rows), threshold, len(refused), self.output_dir)
         if not rows:
@@ -266,7 +272,7 @@ class EvaluationWriter(_ResultCollector):
         rows = [(r["image"], r["label"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]]) for r in self.records]
         _write_csv(self.output_dir / "predictions.csv", ("image", "label", "prob_pneumonia", "prediction"), rows)
         for record in self._gallery_records():
-            record["cam_png"] = self._cam_overlay(record["image"])
+            record["cam_png"] = self._cam_overlay(record, threshold)
         write_report(self.records, metrics, self.output_dir / "report.html", title=self.title,
                      model_info={"threshold": threshold, "refused": len(refused)})
         logger.info("evaluation of %d images: %s", len(self.records),
@@ -288,41 +294,40 @@ class EvaluationWriter(_ResultCollector):
             chosen.extend(cases[: self.gallery_size])
         return chosen
 
-    def _cam_overlay(self, path: str) -> np.ndarray:
-        from monai_pneumonia.visualize import grad_cam, overlay_cam
-
-        image = self.preprocessing({"image": path})["image"]
-        cam = grad_cam(self.network, image.unsqueeze(0))[0, 0]
-        return overlay_cam(_unit_range(image[0]), cam.numpy())
-
-
-def _unit_range(image: torch.Tensor) -> np.ndarray:
-    array = torch.as_tensor(image, dtype=torch.float32).cpu().numpy()
-    low, high = float(array.min()), float(array.max())
-    return (array - low) / (high - low) if high > low else np.zeros_like(array)
+    def _cam_overlay(self, record: dict, threshold: float) -> np.ndarray:
+        display, cam = explain(self.network, self.preprocessing, record["image"])
+        return render_cam(display, cam, record["prob_pneumonia"], threshold)
 
 
 class CamWriter:
-    """Save a Grad-CAM overlay PNG for every input of an inference run.
+    """Save a Grad-CAM overlay PNG for every classified input of an inference run.
 
-    Files are ``<output_dir>/<stem>-<hash>.png`` where the hash of the full source path keeps files of the same
-    name from different folders apart.
+    Each overlay is drawn by :func:`~monai_pneumonia.visualize.render_cam` on the film's display image (the loader's
+    output, at its aspect ratio), with a colour scale and the probability and decision as a caption: the same
+    picture as ``predict --save-cam`` and the DICOM listener's Secondary Capture. Files are
+    ``<output_dir>/<stem>-<hash>.png`` where the hash of the full source path keeps files of the same name from
+    different folders apart.
 
     Args:
         output_dir: the overlay folder.
         network: the model.
+        preprocessing: the inference preprocessing (its loader gives the display image).
         enabled: attach nothing when False (so a config can switch it with a knob such as ``save_cam``); the
             strings of a command line (``--save_cam true``) are accepted.
     """
 
-    def __init__(self, output_dir: str | os.PathLike, network: torch.nn.Module, enabled: bool | str = True) -> None:
+    def __init__(self, output_dir: str | os.PathLike, network: torch.nn.Module, preprocessing: Callable | None = None,
+                 enabled: bool | str = True) -> None:
         self.output_dir = Path(output_dir)
         self.network = network
+        self.preprocessing = preprocessing
         self.enabled = str2bool(enabled)
 
     def attach(self, engine: Engine) -> None:
         """Register the handler on ``engine`` (nothing when disabled)."""
         if self.enabled:
+            if self.preprocessing is None:
+                raise ValueError("CamWriter needs the inference preprocessing: it draws on the loader's display image")
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._save)
 
     @staticmethod
@@ -333,13 +338,9 @@ class CamWriter:
         return f"{stem}-{digest}.png"
 
     def _save(self, engine: Engine) -> None:
-        from monai_pneumonia.visualize import grad_cam, overlay_cam, save_png
-
-        items = [item for item in (engine.state.batch or []) if isinstance(item, dict) and "image" in item]
-        if not items:
-            return
-        images = torch.stack([torch.as_tensor(item["image"]) for item in items])
-        maps = grad_cam(self.network, images)
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        for item, image, cam in zip(items, images, maps, strict=True):
-            save_png(overlay_cam(_unit_range(image[0]), cam[0].numpy()), self.output_dir / self.overlay_name(source_path(item)))
+        threshold = operating_threshold(self.network)
+        for item in engine.state.output or []:
+            path = source_path(item)
+            display, cam = explain(self.network, self.preprocessing, path)
+            overlay = render_cam(display, cam, positive_probability(item["pred"]), threshold)
+            save_png(overlay, self.output_dir / self.overlay_name(path))

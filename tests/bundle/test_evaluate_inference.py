@@ -149,3 +149,26 @@ def test_onnx_export_round_trip(trained_bundle, trained_network, tmp_path):
     (output,) = session.run(None, {session.get_inputs()[0].name: inputs.numpy()})
     with torch.no_grad():
         np.testing.assert_allclose(output, network(inputs).numpy(), atol=1e-4, rtol=1e-4)
+
+
+def test_evaluate_is_an_overlay_of_inference():
+    """evaluate.json copies nothing from inference.json but ``network_def``: every other shared entry is a macro.
+
+    ``network_def`` stays written out because MONAI applies nested command-line overrides (``--network_def#depth``,
+    used by the ablation and the tests) before it resolves macros, and cannot index into a macro string; it must
+    equal inference.json's.
+    """
+    inference = json.loads((CONFIGS / "inference.json").read_text())
+    evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
+    copied = [key for key, value in evaluate.items() if key != "bundle_root" and key in inference and inference[key] == value]
+    assert copied == ["network_def"]
+    reused = [key for key, value in evaluate.items() if value == f"%bundle/configs/inference.json#{key}"]
+    assert {"network", "inferer", "postprocessing", "evaluator", "dataloader", "device"} <= set(reused)
+
+
+def test_another_bundle_s_evaluate_uses_its_own_inference_entries(tmp_path):
+    from monai_pneumonia.bundle import sibling_macros
+
+    macros = sibling_macros(CONFIGS / "evaluate.json", tmp_path)
+    assert macros["inferer"] == f"%{tmp_path / 'configs' / 'inference.json'}#inferer"
+    assert "data" not in macros and "handlers" not in macros

@@ -52,3 +52,25 @@ def test_python_dash_m_runs_the_same_cli():
     version = subprocess.run([sys.executable, "-m", "monai_pneumonia", "--version"], capture_output=True, text=True,
                              timeout=60)
     assert version.stdout.startswith("monai-pneumonia ")
+
+
+def test_predict_json_is_one_document_in_input_order_matching_one_file_runs(tiny, tmp_path, capsys):
+    """``predict A B BAD C --json``: stdout is one JSON document (MONAI's messages go to stderr), every input has
+    its own result, and each probability equals the run on that file alone."""
+    a, b, c = sorted(str(p) for p in tiny["dataset_dir"].rglob("*.png"))[::9][:3]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a picture")
+    result = subprocess.run([sys.executable, "-m", "monai_pneumonia", "predict", a, b, str(bad), c, "--json",
+                             "--bundle", str(tiny["bundle"]), "--device", "cpu", "--output-dir", str(tmp_path / "all")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    printed = json.loads(result.stdout)
+    assert [row["image"] for row in printed["predictions"]] == [a, b, c]
+    assert [row["image"] for row in printed["refused"]] == [str(bad)]
+    for row in printed["predictions"]:
+        assert main(["predict", row["image"], "--json", "--bundle", str(tiny["bundle"]), "--device", "cpu",
+                     "--output-dir", str(tmp_path / "one")]) == 0
+        alone = json.loads(capsys.readouterr().out)["predictions"]
+        assert [r["image"] for r in alone] == [row["image"]]
+        assert alone[0]["prob_pneumonia"] == pytest.approx(row["prob_pneumonia"], abs=1e-4)
+        assert alone[0]["prediction"] == row["prediction"]

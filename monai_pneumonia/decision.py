@@ -1,0 +1,43 @@
+"""The decision rule: class names, the positive (pneumonia) probability and the decision at a threshold.
+
+Every place that turns a model output into an answer — the bundle's writers, the classifier, the evaluation
+report, the DICOM SR builder and the network's own ``predict`` — uses these functions, so the rule has one home.
+NumPy only: no torch import, so the service's report builders and the evaluation code can use it cheaply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CLASS_NAMES", "PNEUMONIA_INDEX", "class_name", "decide", "is_positive", "positive_probability"]
+
+#: Names of the model's output channels, in order (pneumonia is the positive class).
+CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
+#: Output channel of the pneumonia class.
+PNEUMONIA_INDEX = 1
+
+
+def positive_probability(pred: Any) -> float:
+    """The pneumonia probability of one item's softmax output (a 2-vector: a tensor on any device, or NumPy)."""
+    if hasattr(pred, "detach"):  # a torch tensor, on any device: to the CPU without importing torch
+        pred = pred.detach().cpu()
+        if pred.dtype.itemsize < 4:  # bfloat16 / float16 (autocast outputs): NumPy reads float32 exactly
+            pred = pred.float()
+    return float(np.asarray(pred, dtype=np.float64).reshape(-1)[PNEUMONIA_INDEX])
+
+
+def is_positive(prob_pneumonia: Any, threshold: Any) -> Any:
+    """``prob_pneumonia >= threshold``: the decision rule, elementwise for arrays (a NumPy bool or bool array)."""
+    return np.asarray(prob_pneumonia) >= np.asarray(threshold)
+
+
+def decide(prob_pneumonia: float, threshold: float) -> int:
+    """The class index decided at the operating threshold: 1 (pneumonia) when ``prob_pneumonia >= threshold``."""
+    return int(is_positive(float(prob_pneumonia), float(threshold)))
+
+
+def class_name(prob_pneumonia: float, threshold: float) -> str:
+    """The class name decided at the operating threshold (``"PNEUMONIA"`` or ``"NORMAL"``)."""
+    return CLASS_NAMES[decide(prob_pneumonia, threshold)]
