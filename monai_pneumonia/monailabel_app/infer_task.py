@@ -27,10 +27,10 @@ from monailabel.tasks.infer.basic_infer import BasicInferTask
 from monailabel.utils.others.generic import strtobool
 
 from monai_pneumonia.bundle import bundle_file
+from monai_pneumonia.decision import PNEUMONIA_INDEX, decide, positive_probability
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.inference import BundleClassifier
 from monai_pneumonia.visualize import cam_at_size, grad_cam, save_png
-from monai_pneumonia.decision import PNEUMONIA_INDEX, decide, positive_probability
 
 __all__ = ["CAM_PARAM", "ModelNotReadyError", "PneumoniaInferTask", "bundle_labels", "series_file"]
 

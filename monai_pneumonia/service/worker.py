@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Executor
 from pathlib import Path
 
-import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 

@@ -26,6 +26,23 @@ def normalize_per_image(maps: torch.Tensor) -> torch.Tensor:
     return ((maps - low) / span).clamp_(0.0, 1.0)
 
 
+#: Attribute under which a network keeps its ``GradCAM`` objects, one per layer.
+_CAM_ATTRIBUTE = "_monai_pneumonia_grad_cams"
+
+
+def _cam_of(module: torch.nn.Module, layer: str) -> GradCAM:
+    """The network's ``GradCAM`` for ``layer``, built once.
+
+    MONAI's ``GradCAM`` registers forward and backward hooks on the layer when it is built and keeps no handle to
+    remove them, so building one per call would stack another pair of hooks on every call: a long-running service
+    would slow down and grow without bound. The object lives on the network, not in a module-level cache.
+    """
+    cams = module.__dict__.setdefault(_CAM_ATTRIBUTE, {})
+    if layer not in cams:
+        cams[layer] = GradCAM(nn_module=module, target_layers=layer, postprocessing=normalize_per_image)
+    return cams[layer]
+
+
 def grad_cam(network: torch.nn.Module, images: torch.Tensor, class_index: int = 1, layer: str | None = None) -> torch.Tensor:
     """Grad-CAM of ``class_index`` (1 = pneumonia) on the network's ``cam_layer``.
 
@@ -46,7 +63,7 @@ def grad_cam(network: torch.nn.Module, images: torch.Tensor, class_index: int = 
     try:
         parameter = next(module.parameters())
         inputs = torch.as_tensor(images).detach().to(device=parameter.device, dtype=torch.float32)
-        cam = GradCAM(nn_module=module, target_layers=target, postprocessing=normalize_per_image)
+        cam = _cam_of(module, target)
         with torch.enable_grad():
             maps = cam(x=inputs, class_idx=class_index)
     finally:

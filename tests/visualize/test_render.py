@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pydicom
-import pytest
 from PIL import Image
 
 from monai_pneumonia.inference import BundleClassifier, Classification
