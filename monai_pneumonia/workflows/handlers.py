@@ -26,6 +26,7 @@ from monai_pneumonia.errors import NoReadableInputError
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
 
 __all__ = [
+    "CAM_PATHS_KEY",
     "CLASS_NAMES",
     "CamWriter",
     "EvaluationWriter",
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 #: Output channel of the pneumonia class.
 PNEUMONIA_INDEX = 1
+#: ``engine.state`` attribute where :class:`CamWriter` records ``{source path: overlay path}``.
+CAM_PATHS_KEY = "cam_paths"
 
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -70,6 +73,13 @@ def pneumonia_probability(pred: torch.Tensor) -> float:
 def predicted_class(prob_pneumonia: float, threshold: float) -> int:
     """The class index decided at the operating threshold: pneumonia when ``prob_pneumonia >= threshold``."""
     return int(prob_pneumonia >= threshold)
+
+
+def _loader_flags(item: dict, image_key: str = "image") -> str:
+    """The loader's policy flags of an output item (``meta["xray_flags"]``, ``;``-separated), ``""`` when none."""
+    meta = getattr(item[image_key], "meta", None) or item.get(f"{image_key}_meta_dict", {})
+    flags = meta.get("xray_flags", "")
+    return ";".join(map(str, flags)) if isinstance(flags, (list, tuple)) else str(flags or "")
 
 
 def _class_index(label: Any) -> int:
@@ -179,7 +189,8 @@ class _ResultCollector:
 
     def _collect(self, engine: Engine) -> None:
         for item in engine.state.output or []:
-            record = {"image": source_path(item), "prob_pneumonia": pneumonia_probability(item["pred"])}
+            record = {"image": source_path(item), "prob_pneumonia": pneumonia_probability(item["pred"]),
+                      "flags": _loader_flags(item)}
             if self.with_labels:
                 record["label"] = _class_index(item["label"])
             self.records.append(record)
@@ -197,7 +208,12 @@ class _ResultCollector:
 
 
 class PredictionWriter(_ResultCollector):
-    """Write ``predictions.csv`` (``image,prob_pneumonia,prediction``) and ``errors.csv`` (``image,error``).
+    """Write ``predictions.csv`` and ``errors.csv`` (``image,error``).
+
+    ``predictions.csv`` columns: ``image``, ``prob_pneumonia``, ``prediction`` (``NORMAL``/``PNEUMONIA``),
+    then ``threshold`` (the stored operating threshold the prediction was decided at), ``cam`` (the Grad-CAM
+    overlay file written by :class:`CamWriter` in the same run, empty without one) and ``flags`` (the loader's
+    policy flags, ``;``-separated, e.g. ``view:LL;body_part_missing``; empty when none).
 
     Args:
         output_dir: where the files go.
@@ -212,8 +228,11 @@ class PredictionWriter(_ResultCollector):
         super().__init__(output_dir, network, with_labels=False)
 
     def write(self, engine: Engine, threshold: float, refused: list[dict]) -> None:
-        rows = [(r["image"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]]) for r in self.records]
-        _write_csv(self.output_dir / "predictions.csv", ("image", "prob_pneumonia", "prediction"), rows)
+        overlays = getattr(engine.state, CAM_PATHS_KEY, {})
+        rows = [(r["image"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]], f"{threshold:.6f}",
+                 overlays.get(r["image"], ""), r["flags"]) for r in self.records]
+        _write_csv(self.output_dir / "predictions.csv",
+                   ("image", "prob_pneumonia", "prediction", "threshold", "cam", "flags"), rows)
         logger.info("%d predictions (threshold %.4f), %d refused, written to %s",
                     len(rows), threshold, len(refused), self.output_dir)
         if not rows:
@@ -235,6 +254,9 @@ class EvaluationWriter(_ResultCollector):
             negatives); 0 disables the gallery.
         n_bootstrap: bootstrap resamples for the confidence intervals.
         title: the report's heading.
+        checkpoint: the evaluated ``model.pt``; the report names it with its SHA-256 (with the threshold, the
+            package version and the date), so a reader knows exactly which model the figures belong to.
+        data_source: what was evaluated, in words (e.g. ``"'test' list of datalist.json"``), shown in the report.
     """
 
     def __init__(
@@ -245,12 +267,32 @@ class EvaluationWriter(_ResultCollector):
         gallery_size: int = 4,
         n_bootstrap: int = 2000,
         title: str = "Pneumonia classifier: evaluation report",
+        checkpoint: str | os.PathLike | None = None,
+        data_source: str | None = None,
     ) -> None:
         super().__init__(output_dir, network, with_labels=True)
         self.preprocessing = preprocessing
         self.gallery_size = gallery_size
         self.n_bootstrap = n_bootstrap
         self.title = title
+        self.checkpoint = checkpoint
+        self.data_source = data_source
+
+    def model_info(self, threshold: float, refused: int) -> dict[str, Any]:
+        """The facts the report's header states about the model and the data."""
+        from monai_pneumonia import __version__
+        from monai_pneumonia.registry import sha256_file
+
+        info: dict[str, Any] = {"threshold": threshold}
+        if self.checkpoint is not None and Path(self.checkpoint).is_file():
+            info["model"] = f"{os.fspath(self.checkpoint)} (SHA-256 {sha256_file(self.checkpoint)})"
+        else:
+            info["model"] = "checkpoint not recorded"
+        info["software"] = f"monai-pneumonia {__version__}"
+        if self.data_source:
+            info["evaluated"] = self.data_source
+        info["refused inputs"] = refused
+        return info
 
     def write(self, engine: Engine, threshold: float, refused: list[dict]) -> None:
         from monai_pneumonia.evaluation import binary_metrics, write_report
@@ -265,10 +307,16 @@ class EvaluationWriter(_ResultCollector):
             json.dump(metrics, stream, indent=2)
         rows = [(r["image"], r["label"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]]) for r in self.records]
         _write_csv(self.output_dir / "predictions.csv", ("image", "label", "prob_pneumonia", "prediction"), rows)
-        for record in self._gallery_records():
+        gallery = self._gallery_records()
+        if gallery:
+            logger.info("report: Grad-CAM overlays for %d gallery cases", len(gallery))
+        for done, record in enumerate(gallery, start=1):
             record["cam_png"] = self._cam_overlay(record["image"])
+            if done % 8 == 0 or done == len(gallery):
+                logger.info("report: Grad-CAM overlay %d/%d", done, len(gallery))
         write_report(self.records, metrics, self.output_dir / "report.html", title=self.title,
-                     model_info={"threshold": threshold, "refused": len(refused)})
+                     model_info=self.model_info(threshold, len(refused)))
+        logger.info("report written to %s", self.output_dir / "report.html")
         logger.info("evaluation of %d images: %s", len(self.records),
                     ", ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "sensitivity", "specificity", "auc")
                               if metrics.get(k) is not None))
@@ -305,8 +353,10 @@ def _unit_range(image: torch.Tensor) -> np.ndarray:
 class CamWriter:
     """Save a Grad-CAM overlay PNG for every input of an inference run.
 
-    Files are ``<output_dir>/<stem>-<hash>.png`` where the hash of the full source path keeps files of the same
-    name from different folders apart.
+    Files are ``<output_dir>/<name>-<hash>.png``, where ``name`` is the source's file name *with* its extension
+    (``IM-1.dcm-….png`` and ``IM-1.jpeg-….png`` of one film are told apart at a glance) and the hash of the full
+    source path keeps files of the same name from different folders apart. The path of each overlay is kept in
+    ``engine.state.cam_paths`` (source path -> overlay path) for :class:`PredictionWriter`'s ``cam`` column.
 
     Args:
         output_dir: the overlay folder.
@@ -323,14 +373,15 @@ class CamWriter:
     def attach(self, engine: Engine) -> None:
         """Register the handler on ``engine`` (nothing when disabled)."""
         if self.enabled:
+            engine.add_event_handler(Events.STARTED, lambda e: setattr(e.state, CAM_PATHS_KEY, {}))
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._save)
 
     @staticmethod
     def overlay_name(path: str) -> str:
         """The overlay file name for a source path."""
         digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:8]
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(path).stem)
-        return f"{stem}-{digest}.png"
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(path).name)
+        return f"{name}-{digest}.png"
 
     def _save(self, engine: Engine) -> None:
         from monai_pneumonia.visualize import grad_cam, overlay_cam, save_png
@@ -341,5 +392,9 @@ class CamWriter:
         images = torch.stack([torch.as_tensor(item["image"]) for item in items])
         maps = grad_cam(self.network, images)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        written = getattr(engine.state, CAM_PATHS_KEY)
         for item, image, cam in zip(items, images, maps, strict=True):
-            save_png(overlay_cam(_unit_range(image[0]), cam[0].numpy()), self.output_dir / self.overlay_name(source_path(item)))
+            source = source_path(item)
+            target = self.output_dir / self.overlay_name(source)
+            save_png(overlay_cam(_unit_range(image[0]), cam[0].numpy()), target)
+            written[source] = os.fspath(target)
