@@ -24,21 +24,13 @@ from pydicom.uid import (
 
 from monai_pneumonia.service.reports import result_uids
 from tests.factories import gradient_picture, transcode_with_dcmtk, write_dicom
-from tests.service.harness import NetNS, Orthanc, Service, dcmsend, missing_tools, wait_for
+from tests.service.harness import ROUTE_LUA, NetNS, Orthanc, Service, dcmsend, missing_tools, wait_for
 
 _MISSING = missing_tools()
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.skipif(_MISSING is not None, reason=f"PACS integration tests: {_MISSING}")]
 
 DESTINATION = ["--destination", "ORTHANC@127.0.0.1:4242"]
-ROUTE_LUA = """
-function OnStoredInstance(instanceId, tags, metadata, origin)
-  local modality = tags['Modality']
-  if (modality == 'CR' or modality == 'DX') and origin['RequestOrigin'] ~= 'Lua' then
-    SendToModality(instanceId, 'PNEUMO')
-  end
-end
-"""
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +147,20 @@ def test_orthanc_auto_routes_radiographs_to_the_listener(ns, orthanc, service, t
     assert dcmsend(ns, [image], port=4242, aec="ORTHANC").returncode == 0  # to the PACS, which routes (Lua)
     uid = sop_uid(image)
     assert set(wait_for_srs(orthanc, {uid})) == {uid}
+
+
+def test_deployment_routing_sends_chest_films_only_and_never_the_results(ns, orthanc, service, tmp_path):
+    """deploy/orthanc/route-to-pneumo.lua: CR/DX chest (or no body part) go to the listener; a hand and the SR do not."""
+    hand = radiograph(tmp_path, "hand", 12, body_part="HAND")
+    unnamed = radiograph(tmp_path, "unnamed", 13, body_part=None)
+    assert dcmsend(ns, [hand, unnamed], port=4242, aec="ORTHANC").returncode == 0  # the hand first
+    uid = sop_uid(unnamed)
+    srs = wait_for_srs(orthanc, {uid})
+    assert set(srs) == {uid}
+    seen = {r.get("sop_instance_uid") for r in service.results()}
+    assert sop_uid(hand) not in seen, "a hand film was routed to the listener"
+    # an SR routed back would be refused at negotiation (SR is not a chest radiograph SOP Class) and logged
+    assert "association from ORTHANC: refused" not in service.log.read_text(), "a result was routed back"
 
 
 def test_restart_processes_the_spool_and_does_not_report_twice(ns, orthanc, tiny_bundle, tmp_path):
