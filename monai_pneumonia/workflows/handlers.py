@@ -24,6 +24,7 @@ from monai.utils import evenly_divisible_all_gather, str2bool
 
 from monai_pneumonia.errors import NoReadableInputError
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
+from monai_pneumonia.workflows.distributed import gather_results
 
 __all__ = [
     "CAM_PATHS_KEY",
@@ -197,9 +198,14 @@ class _ResultCollector:
 
     def _complete(self, engine: Engine) -> None:
         threshold = operating_threshold(self.network)
+        overlays = getattr(engine.state, CAM_PATHS_KEY, {})
         for record in self.records:
             record["prediction"] = predicted_class(record["prob_pneumonia"], threshold)
+            record["cam"] = overlays.get(record["image"], "")
         refused = list(getattr(engine.state, REFUSED_KEY, []))
+        self.records, refused, is_writer = gather_results(engine, self.records, refused)  # torchrun: one writer
+        if not is_writer:
+            return
         _write_csv(self.output_dir / "errors.csv", ("image", "error"), [(r["image"], r["error"]) for r in refused])
         self.write(engine, threshold, refused)
 
@@ -228,9 +234,8 @@ class PredictionWriter(_ResultCollector):
         super().__init__(output_dir, network, with_labels=False)
 
     def write(self, engine: Engine, threshold: float, refused: list[dict]) -> None:
-        overlays = getattr(engine.state, CAM_PATHS_KEY, {})
         rows = [(r["image"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]], f"{threshold:.6f}",
-                 overlays.get(r["image"], ""), r["flags"]) for r in self.records]
+                 r["cam"], r["flags"]) for r in self.records]
         _write_csv(self.output_dir / "predictions.csv",
                    ("image", "prob_pneumonia", "prediction", "threshold", "cam", "flags"), rows)
         logger.info("%d predictions (threshold %.4f), %d refused, written to %s",
