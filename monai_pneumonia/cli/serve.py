@@ -172,8 +172,12 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
     config = build_config(args)
 
+    from monai_pneumonia.bundle import available_device
     from monai_pneumonia.inference import BundleClassifier
     from monai_pneumonia.service import PneumoniaService
+
+    if args.device is not None:
+        available_device(args.device)  # DeviceUnavailableError: one line from the command line, exit 2
 
     try:
         classifier = BundleClassifier.from_bundle(args.bundle, ckpt_path=args.ckpt, device=args.device,

@@ -310,8 +310,10 @@ class EvaluationWriter(_ResultCollector):
         metrics["n_refused"] = len(refused)
         with _private_open(self.output_dir / "metrics.json") as stream:
             json.dump(metrics, stream, indent=2)
-        rows = [(r["image"], r["label"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]]) for r in self.records]
-        _write_csv(self.output_dir / "predictions.csv", ("image", "label", "prob_pneumonia", "prediction"), rows)
+        rows = [(r["image"], r["label"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]], f"{threshold:.6f}",
+                 r["flags"]) for r in self.records]
+        _write_csv(self.output_dir / "predictions.csv",
+                   ("image", "label", "prob_pneumonia", "prediction", "threshold", "flags"), rows)
         gallery = self._gallery_records()
         if gallery:
             logger.info("report: Grad-CAM overlays for %d gallery cases", len(gallery))

@@ -48,6 +48,8 @@ def test_evaluate_writes_metrics_with_confidence_intervals(evaluation, trained_b
     assert len(rows) == 24
     predicted = [row["prediction"] == "PNEUMONIA" for row in rows]
     assert predicted == [float(row["prob_pneumonia"]) >= metrics["threshold"] for row in rows]
+    assert all(float(row["threshold"]) == pytest.approx(metrics["threshold"], abs=1e-6) for row in rows)
+    assert {row["flags"] for row in rows} == {""}  # PNGs: no DICOM policy flags
 
 
 def test_evaluate_report_has_the_plots(evaluation):

@@ -94,6 +94,14 @@ def test_predict_on_an_empty_folder_is_a_one_line_error(tiny_bundle, tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_serve_with_an_unavailable_device_is_a_one_line_error(tiny_bundle, tmp_path):
+    result = _cli("serve", "--spool", str(tmp_path / "spool"), "--bundle", str(tiny_bundle), "--port", "0",
+                  "--device", "cuda:999")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("monai-pneumonia: error: device 'cuda:999' is not available")
+    assert "Traceback" not in result.stderr
+
+
 def test_unavailable_device_is_a_one_line_error(tiny_bundle, tiny_dataset, tmp_path):
     result = _cli("predict", str(tiny_dataset), "--bundle", str(tiny_bundle), "--device", "cuda:999",
                   "--output-dir", str(tmp_path / "o"))
