@@ -124,7 +124,8 @@ def test_refusal_policy(ns, orthanc, service, tmp_path):
                        if len(service.events("refused")) >= 2 else None, timeout=30)
     assert "view position 'LL'" in refused[sop_uid(lateral)]
     assert "modality 'CT'" in refused[sop_uid(multiframe)]
-    assert "refused CT Image Storage from MODALITY" in service.log.read_text()
+    assert ("association from MODALITY: refused 1 presentation context(s) of 1 SOP Class(es) that are not chest "
+            "radiographs (abstract syntax not supported): CT Image Storage") in service.log.read_text()
     assert not srs_referencing(orthanc, {sop_uid(lateral), sop_uid(multiframe), sop_uid(ct)})
     classified = {r["sop_instance_uid"] for r in service.events("classified")}
     assert not classified & {sop_uid(lateral), sop_uid(multiframe)}
