@@ -199,7 +199,10 @@ class StorageSCP:
         refused = sorted({str(context.abstract_syntax.name) for context in assoc.rejected_contexts})
         if refused:  # one line per association: a store SCU offering every storage class would flood the log
             shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
-            logger.warning("association from %s: refused %d presentation context(s) of %d SOP Class(es) that are "
+            # routine when the sender also offers what we read (Orthanc, storescu offer every class); a warning
+            # when nothing it offered is readable (a misrouted CT)
+            level = logging.INFO if assoc.accepted_contexts else logging.WARNING
+            logger.log(level, "association from %s: refused %d presentation context(s) of %d SOP Class(es) that are "
                            "not chest radiographs (abstract syntax not supported): %s", calling,
                            len(assoc.rejected_contexts), len(refused), shown)
 

@@ -99,6 +99,7 @@ def test_refused_presentation_contexts_are_one_line_per_association(caplog):
     assert len(refused) == 1
     message = refused[0].getMessage()
     assert message.startswith("association from STORESCU: refused ") and " and " in message and "more" in message
+    assert refused[0].levelno == logging.INFO  # routine: the sender also offered a class we read (DX)
 
 
 def test_periodic_counters_line(tmp_path):
