@@ -12,7 +12,7 @@ from types import ModuleType
 __version__ = "0.1.0"
 
 _SUBMODULES = frozenset({
-    "bundle", "cli", "data", "errors", "evaluation", "inferers", "io", "networks", "transforms", "visualize",
+    "bundle", "cli", "data", "errors", "evaluation", "inferers", "io", "networks", "registry", "transforms", "visualize",
     "workflows",
 })
 

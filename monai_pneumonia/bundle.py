@@ -16,10 +16,10 @@ import torch
 from monai.bundle import BundleWorkflow, ConfigParser, create_workflow
 from monai.bundle.utils import MACRO_KEY
 
-from monai_pneumonia.errors import NoReadableInputError, find_cause
+from monai_pneumonia.errors import DeviceUnavailableError, NoInputError, NoReadableInputError, find_cause
 
-__all__ = ["BUNDLE_ENV", "bundle_file", "default_bundle_root", "load_workflow", "monai_logs_to_stderr", "run_workflow",
-           "sibling_macros"]
+__all__ = ["BUNDLE_ENV", "available_device", "bundle_file", "default_bundle_root", "load_workflow",
+           "monai_logs_to_stderr", "run_workflow", "sibling_macros"]
 
 #: Environment variable that points every entry point (CLI, DICOM service, MONAI Label app) at another bundle.
 BUNDLE_ENV = "MONAI_PNEUMONIA_BUNDLE"
@@ -96,6 +96,34 @@ def sibling_macros(config_file: str | os.PathLike, bundle_root: str | os.PathLik
             if isinstance(value, str) and value.startswith(prefix)}
 
 
+def available_device(name: str) -> torch.device:
+    """A ``torch.device`` from its name, checked to exist on this machine.
+
+    Args:
+        name: e.g. ``"cpu"``, ``"cuda"``, ``"cuda:1"``.
+
+    Returns:
+        The ``torch.device``.
+
+    Raises:
+        DeviceUnavailableError: a malformed name, a device type without an available backend, or an index past
+            the number of devices.
+    """
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise DeviceUnavailableError(f"device {name!r}: {str(error).splitlines()[0]}") from None
+    if device.type == "cpu":
+        return device
+    backend = getattr(torch, device.type, None)
+    available = bool(backend is not None and hasattr(backend, "is_available") and backend.is_available())
+    count = backend.device_count() if available and hasattr(backend, "device_count") else (1 if available else 0)
+    if not available or (device.index is not None and device.index >= count):
+        raise DeviceUnavailableError(f"device {name!r} is not available on this machine "
+                                     f"({count} {device.type} device(s)); use --device cpu")
+    return device
+
+
 def load_workflow(
     config_name: str,
     bundle_root: str | os.PathLike | None = None,
@@ -111,16 +139,20 @@ def load_workflow(
         config_name: e.g. ``"inference.json"`` or ``"evaluate.json"``.
         bundle_root: the bundle (default: :func:`default_bundle_root`).
         workflow_type: ``"inference"`` or ``"train"`` to have MONAI check and expose the standard properties.
-        overrides: config overrides (``None`` values are left out); a ``device`` string becomes a ``torch.device``.
+        overrides: config overrides (``None`` values are left out); a ``device`` string becomes a ``torch.device``
+            (checked with :func:`available_device`).
 
     Returns:
         The initialized workflow.
+
+    Raises:
+        DeviceUnavailableError: the ``device`` override names a device this machine does not have.
     """
     root = Path(bundle_root) if bundle_root is not None else default_bundle_root()
     config_file = bundle_file(root, config_name)
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if isinstance(overrides.get("device"), str):
-        overrides["device"] = torch.device(overrides["device"])
+        overrides["device"] = available_device(overrides["device"])
     overrides = {**sibling_macros(config_file, root), **overrides}
     monai_logs_to_stderr()
     with warnings.catch_warnings():
@@ -137,7 +169,7 @@ def load_workflow(
         )
 
 
-def run_workflow(config_name: str, bundle_root: str | os.PathLike | None = None, **overrides: Any) -> None:
+def run_workflow(config_name: str, bundle_root: str | os.PathLike | None = None, **overrides: Any) -> BundleWorkflow:
     """Run one of the bundle's configs as ``python -m monai.bundle run`` would (initialize, run, finalize).
 
     Args:
@@ -145,16 +177,23 @@ def run_workflow(config_name: str, bundle_root: str | os.PathLike | None = None,
         bundle_root: the bundle (default: :func:`default_bundle_root`).
         overrides: config overrides, as for :func:`load_workflow`.
 
+    Returns:
+        The finished workflow (its ``parser`` gives the engines and their final state).
+
     Raises:
         NoReadableInputError: every input was refused (unwrapped from MONAI's ``RuntimeError`` around it).
+        NoInputError: the inputs hold no image file (unwrapped likewise).
+        DeviceUnavailableError: the ``device`` override names a device this machine does not have.
     """
     workflow = load_workflow(config_name, bundle_root=bundle_root, **overrides)
     try:
         workflow.run()
     except Exception as error:
-        nothing_readable = find_cause(error, NoReadableInputError)
-        if nothing_readable is not None:
-            raise nothing_readable from error
+        for error_type in (NoReadableInputError, NoInputError):
+            typed = find_cause(error, error_type)
+            if typed is not None:
+                raise typed from error
         raise
     finally:
         workflow.finalize()
+    return workflow

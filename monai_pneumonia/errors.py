@@ -7,7 +7,7 @@ from typing import TypeVar
 
 _E = TypeVar("_E", bound=BaseException)
 
-__all__ = ["NoReadableInputError", "XrayInputError", "find_cause"]
+__all__ = ["DeviceUnavailableError", "NoInputError", "NoReadableInputError", "XrayInputError", "find_cause"]
 
 
 class XrayInputError(ValueError):
@@ -36,6 +36,14 @@ class XrayInputError(ValueError):
 
 class NoReadableInputError(RuntimeError):
     """An evaluation or inference run in which every input was refused (each one is listed in ``errors.csv``)."""
+
+
+class NoInputError(ValueError):
+    """An evaluation or inference run given nothing to read: no image file in the inputs (message says where)."""
+
+
+class DeviceUnavailableError(ValueError):
+    """A torch device asked for (``--device cuda:0``) that this machine does not have."""
 
 
 def find_cause(error: BaseException, error_type: type[_E]) -> _E | None:

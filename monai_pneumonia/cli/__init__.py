@@ -18,7 +18,7 @@ from monai_pneumonia import __version__
 __all__ = ["add_bundle_argument", "build_parser", "main"]
 
 #: Modules of this package that each contribute one subcommand, in the order ``--help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "datalist", "demo", "stress", "serve")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "train", "evaluate", "promote", "datalist", "demo", "stress", "serve")
 
 
 def add_bundle_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -62,4 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    from monai_pneumonia.errors import DeviceUnavailableError, NoInputError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DeviceUnavailableError, NoInputError) as error:  # the user's input, not a bug: one line, no traceback
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+        return 2

@@ -52,13 +52,27 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
 
     Returns:
         Absolute paths.
+
+    Raises:
+        NoInputError: no file to classify (empty folders, or folders holding no image file); files in folders
+            that are no image by content or name are counted in one warning.
     """
     from monai_pneumonia.data.discovery import find_images
+    from monai_pneumonia.errors import NoInputError
 
     paths: list[str] = []
+    skipped: list[str] = []
+    inputs = list(inputs)
     for item in inputs:
         item = Path(item).absolute()
-        paths.extend(find_images([item]) if item.is_dir() else [os.fspath(item)])
+        paths.extend(find_images([item], skipped=skipped) if item.is_dir() else [os.fspath(item)])
+    if skipped:
+        logging.getLogger(__name__).warning(
+            "%d file(s) in the input folders skipped: not DICOM, PNG, JPEG or NIfTI by content or name (e.g. %s)",
+            len(skipped), skipped[0])
+    if not paths:
+        raise NoInputError(f"no images found in {', '.join(map(os.fspath, inputs)) or '(no input paths)'}"
+                           + (f" ({len(skipped)} other files skipped)" if skipped else ""))
     return paths
 
 
@@ -85,12 +99,13 @@ def run_inference(
         num_workers: DataLoader workers for decoding.
 
     Returns:
-        ``(predictions, refusals)``: one ``{"image", "prob_pneumonia", "prediction"}`` per classified input and
+        ``(predictions, refusals)``: one ``{"image", "prob_pneumonia", "prediction", "threshold", "cam", "flags"}``
+        per classified input and
         one ``{"image", "error"}`` per refused input, each in input order, taken from the results in memory.
 
     """
     from monai_pneumonia.inference import BundleClassifier, Refusal
-    from monai_pneumonia.workflows.handlers import write_predictions
+    from monai_pneumonia.workflows.handlers import format_flags, write_predictions
 
     classifier = BundleClassifier.from_bundle(
         bundle_root, ckpt_path=Path(ckpt_dir) / "model.pt" if ckpt_dir else None, device=device,
@@ -100,10 +115,10 @@ def run_inference(
         if isinstance(result, Refusal):
             refusals.append({"image": result.image, "error": result.error})
             continue
+        cam = os.fspath(classifier.save_cam_overlay(result, Path(output_dir) / "cam")) if save_cam else ""
         predictions.append({"image": result.image, "prob_pneumonia": round(result.prob_pneumonia, 6),
-                            "prediction": result.prediction})
-        if save_cam:
-            classifier.save_cam_overlay(result, Path(output_dir) / "cam")
+                            "prediction": result.prediction, "threshold": result.threshold, "cam": cam,
+                            "flags": format_flags(result.meta)})
     write_predictions(output_dir, predictions, refusals)
     return predictions, refusals
 

@@ -3,8 +3,9 @@
 Point a PACS or a modality at it (C-STORE of CR, DX for presentation or Secondary Capture images, any common
 transfer syntax). Each instance is written to the spool before Success is answered, classified with the bundle,
 and a Comprehensive SR (TID 1500: pneumonia present/absent, probability, threshold, algorithm, a reference to the
-image) is stored back in the same study, new series - by C-STORE to --destination and/or STOW-RS to --stow-url.
-With --cam a Grad-CAM Secondary Capture goes with it.
+image) is stored back in the same study, new series - by C-STORE to --destination and/or STOW-RS to --stow-url,
+and/or kept as files in --keep-results DIR. With --cam a Grad-CAM Secondary Capture goes with it. Without any of
+the three, results are only recorded in the results log (start-up says so).
 
 Policies: instances that are not chest radiographs (other SOP Classes, CT, multi-frame, lateral views, other body
 parts, undecodable) are never classified and are logged with the reason; a SOP Instance UID already received is
@@ -65,6 +66,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="C-STORE results to this AE (repeatable), e.g. ORTHANC@127.0.0.1:4242")
     out.add_argument("--stow-url", action="append", default=[], metavar="URL",
                      help="STOW-RS results to this DICOMweb base URL (repeatable), e.g. http://pacs:8042/dicom-web")
+    out.add_argument("--keep-results", type=Path, default=None, metavar="DIR",
+                     help="keep every result instance as DIR/<UID>.dcm (a trial without a PACS; never cleaned up)")
     out.add_argument("--cam", action="store_true", help="also send a Grad-CAM overlay as a Secondary Capture")
     out.add_argument("--retry-initial", type=float, default=1.0, help="first retry delay after a failed delivery, s (default: %(default)s)")
     out.add_argument("--retry-max", type=float, default=60.0, help="longest retry delay, s (default: %(default)s)")
@@ -80,6 +83,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                        help="processes that build the SR/SC instances, 0 = in the classification thread (default: %(default)s)")
     state.add_argument("--lenient", action="store_true",
                        help="classify lateral views, other body parts and FOR PROCESSING images (flagged) instead of refusing them")
+    state.add_argument("--stats-interval", type=float, default=300.0,
+                       help="seconds between the counters lines in the log, 0 = none (default: %(default)s)")
     state.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="log level on stderr (default: %(default)s)")
     parser.set_defaults(func=run)
@@ -104,7 +109,7 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
             dest = key.lstrip("-").replace("-", "_")
             if dest not in _DEFAULTS:
                 raise SystemExit(f"monai-pneumonia serve: unknown option {key!r} in {args.config}")
-            if dest in ("spool", "bundle", "ckpt", "results_log", "tls_cert", "tls_key", "tls_ca") and value is not None:
+            if dest in ("spool", "bundle", "ckpt", "results_log", "tls_cert", "tls_key", "tls_ca", "keep_results") and value is not None:
                 value = Path(value)
             if dest in ("allow", "destination", "stow_url") and isinstance(value, str):
                 value = [value]
@@ -125,12 +130,17 @@ def build_config(args: argparse.Namespace):
     tls = _tls_config(args)
     destinations = [parse_destination(d, calling_aet=args.aet) for d in args.destination]
     destinations += [StowDestination(url) for url in args.stow_url]
+    if args.keep_results is not None:
+        from monai_pneumonia.service.folder import FolderDestination
+
+        destinations.append(FolderDestination(args.keep_results))
     limits = AssociationLimits(args.max_associations, args.max_pdu, args.acse_timeout, args.dimse_timeout,
                                args.network_timeout)
     return ServiceConfig(aet=args.aet, host=args.host, port=args.port, spool=args.spool, destinations=destinations,
                          allow=args.allow, cam=args.cam, lenient=args.lenient, batch_size=args.batch_size,
                          limits=limits, retry_initial=args.retry_initial, retry_max=args.retry_max,
-                         results_log=args.results_log, report_processes=args.report_processes, tls=tls)
+                         results_log=args.results_log, report_processes=args.report_processes, tls=tls,
+                         stats_interval=args.stats_interval)
 
 
 def _tls_config(args: argparse.Namespace):
@@ -161,11 +171,13 @@ def run(args: argparse.Namespace) -> int:
     for noisy in ("pynetdicom", "highdicom"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
     config = build_config(args)
-    if not config.destinations:
-        logging.getLogger(__name__).warning("no --destination or --stow-url: results are only logged")
 
+    from monai_pneumonia.bundle import available_device
     from monai_pneumonia.inference import BundleClassifier
     from monai_pneumonia.service import PneumoniaService
+
+    if args.device is not None:
+        available_device(args.device)  # DeviceUnavailableError: one line from the command line, exit 2
 
     try:
         classifier = BundleClassifier.from_bundle(args.bundle, ckpt_path=args.ckpt, device=args.device,

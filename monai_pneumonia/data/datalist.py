@@ -820,5 +820,7 @@ def evaluation_items(
     if dataset_dir is None:
         raise ValueError("evaluation_items needs dataset_dir or datalist")
     result, summary = datalist_from_folder(dataset_dir, val_fraction=0.0)
-    logger.info("evaluation set from %s:\n%s", dataset_dir, summary)
-    return result["training"]
+    evaluation = result["training"]  # the whole folder, under the builder's name for an unsplit list
+    logger.info("evaluation set from %s:\n%s", dataset_dir,
+                summarize({"evaluation": evaluation}, summary.warnings, summary.unlabeled))
+    return evaluation

@@ -1,7 +1,9 @@
 """Find radiograph files in folders (PACS exports, class folders, ad-hoc inputs).
 
 Files are recognised by content (:func:`monai_pneumonia.io.formats.sniff_format`), not by name, so
-extensionless DICOM (``IM00001``) is found and a ``.txt`` next to it is skipped. Walking is lazy
+extensionless DICOM (``IM00001``) is found and a ``.txt`` next to it is skipped. A file whose *name* says image
+(:data:`IMAGE_SUFFIXES`) but whose content is none is still returned, so the loader refuses it with a reason
+instead of it vanishing; the files skipped are counted (``skipped``), so callers can say how many. Walking is lazy
 (:func:`iter_images`), so a folder of 100k files starts yielding at once, and it follows symbolic links to
 folders exactly once per real folder, so link loops end.
 """
@@ -11,12 +13,20 @@ from __future__ import annotations
 import os
 from collections.abc import Collection, Iterable, Iterator
 
-from monai_pneumonia.io.formats import RADIOGRAPH_FORMATS, sniff_format
+from monai_pneumonia.io.formats import DICOM, JPEG, NIFTI, PNG, RADIOGRAPH_FORMATS, sniff_format
 
-__all__ = ["find_images", "iter_images", "is_skipped_name"]
+__all__ = ["IMAGE_SUFFIXES", "find_images", "iter_images", "is_skipped_name"]
 
 #: File names never taken from a folder: the DICOM media directory index is DICOM but not an image.
 SKIPPED_FILE_NAMES = frozenset({"DICOMDIR"})
+#: File name endings (lower case) that say "image of this format": such a file is kept even when its content is
+#: not recognised, so that it is refused with a reason (``errors.csv``) rather than skipped.
+IMAGE_SUFFIXES = {".dcm": DICOM, ".png": PNG, ".jpg": JPEG, ".jpeg": JPEG, ".nii": NIFTI, ".nii.gz": NIFTI}
+
+
+def _named_format(name: str) -> str | None:
+    lower = name.lower()
+    return next((fmt for suffix, fmt in IMAGE_SUFFIXES.items() if lower.endswith(suffix)), None)
 
 
 def is_skipped_name(name: str) -> bool:
@@ -31,7 +41,9 @@ def is_skipped_name(name: str) -> bool:
     return name.startswith(".") or name.upper() in SKIPPED_FILE_NAMES
 
 
-def _walk_folder(folder: str, recursive: bool, visited: set[str], formats: Collection[str]) -> Iterator[str]:
+def _walk_folder(
+    folder: str, recursive: bool, visited: set[str], formats: Collection[str], skipped: list[str] | None = None
+) -> Iterator[str]:
     """Yield the radiographs under one folder, each folder's entries in sorted order.
 
     Args:
@@ -40,6 +52,7 @@ def _walk_folder(folder: str, recursive: bool, visited: set[str], formats: Colle
         formats: the formats kept.
         visited: real paths of folders already searched (updated), so that link loops and folders reached
             twice are searched once.
+        skipped: when given, the files not yielded are appended to it.
     """
     for root, dirnames, filenames in os.walk(folder, followlinks=True):
         real_root = os.path.realpath(root)
@@ -55,14 +68,17 @@ def _walk_folder(folder: str, recursive: bool, visited: set[str], formats: Colle
         dirnames[:] = kept  # os.walk descends in this (sorted) order
         for name in sorted(filenames):
             path = os.path.join(root, name)
-            if not is_skipped_name(name) and sniff_format(path) in formats:
+            if not is_skipped_name(name) and (sniff_format(path) or _named_format(name)) in formats:
                 yield path
+            elif skipped is not None:
+                skipped.append(path)
 
 
 def iter_images(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     recursive: bool = True,
     formats: Collection[str] = RADIOGRAPH_FORMATS,
+    skipped: list[str] | None = None,
 ) -> Iterator[str]:
     """Lazily yield the radiograph files among files and folders.
 
@@ -77,7 +93,9 @@ def iter_images(
         paths: one path or several, files or folders, searched in the given order.
         recursive: search sub-folders of the given folders.
         formats: the formats looked for in folders (:data:`~monai_pneumonia.io.formats.RADIOGRAPH_FORMATS`
-            entries), e.g. ``("dicom",)`` for a PACS export; each file is read once.
+            entries), e.g. ``("dicom",)`` for a PACS export; each file is read once. A file whose content is
+            not recognised is kept when its name ends in an :data:`IMAGE_SUFFIXES` entry of these formats.
+        skipped: when given, the files found in folders but not yielded are appended to it.
 
     Yields:
         Paths (the given folder joined with the relative path): each folder's files in sorted order, then its
@@ -89,7 +107,7 @@ def iter_images(
     for path in paths:
         path = os.fspath(path)
         if os.path.isdir(path):
-            yield from _walk_folder(path, recursive, visited, frozenset(formats))
+            yield from _walk_folder(path, recursive, visited, frozenset(formats), skipped)
         else:
             yield path
 
@@ -98,6 +116,7 @@ def find_images(
     paths: str | os.PathLike | Iterable[str | os.PathLike],
     recursive: bool = True,
     formats: Collection[str] = RADIOGRAPH_FORMATS,
+    skipped: list[str] | None = None,
 ) -> list[str]:
     """The radiograph files among files and folders, sorted and without repeats.
 
@@ -108,8 +127,9 @@ def find_images(
         paths: one path or several, files or folders.
         recursive: search sub-folders of the given folders.
         formats: the formats looked for in folders.
+        skipped: when given, the files found in folders but not returned are appended to it.
 
     Returns:
         The paths, sorted, each once.
     """
-    return sorted(set(iter_images(paths, recursive=recursive, formats=formats)))
+    return sorted(set(iter_images(paths, recursive=recursive, formats=formats, skipped=skipped)))

@@ -30,7 +30,7 @@ from monai_pneumonia.decision import CLASS_NAMES, decide
 from monai_pneumonia.evaluation.metrics import calibration_bins, roc_curve
 from monai_pneumonia.visualize.overlay import as_uint8_picture
 
-__all__ = ["CLASS_NAMES", "ROC_COLOR", "write_report"]
+__all__ = ["CLASS_NAMES", "DISCLAIMER", "MIN_FILMS_PER_CLASS", "ROC_COLOR", "small_sample_warning", "write_report"]
 
 ROC_COLOR = "#d62728"
 """Colour of the ROC curve (a test looks for it in a rendering of the report)."""
@@ -255,8 +255,36 @@ def _header(title: str, metrics: Mapping[str, Any], model_info: Mapping[str, Any
     info.update({str(k): v for k, v in (model_info or {}).items() if str(k) != "threshold"})
     items = "".join(f'<div class="kv"><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>' for k, v in info.items())
     created = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
-    return (f"<header><h1>{_e(title)}</h1><p class=\"sub\">{_e(n)} films: {_e(n_pos)} pneumonia, {_e(n_neg)} "
+    return (f"<header><h1>{_e(title)}</h1><div class=\"warn\">{_e(DISCLAIMER)}</div><p class=\"sub\">{_e(n)} films: {_e(n_pos)} pneumonia, {_e(n_neg)} "
             f"normal · pneumonia is the positive class · generated {_e(created)}</p><dl>{items}</dl></header>")
+
+
+#: Below this many films in either class, the report warns that its 95% intervals mean little.
+MIN_FILMS_PER_CLASS = 30
+#: Shown at the top and the bottom of every report.
+DISCLAIMER = ("Research use only. Not a medical device: not cleared or approved for diagnosis, and not to be used "
+              "for clinical decisions.")
+
+
+def small_sample_warning(metrics: Mapping[str, Any]) -> str | None:
+    """A warning when either class has fewer than :data:`MIN_FILMS_PER_CLASS` films, else ``None``.
+
+    Args:
+        metrics: with ``n_positive`` and ``n_negative``.
+
+    Returns:
+        The text, naming the counts.
+    """
+    try:
+        n_pos, n_neg = int(metrics["n_positive"]), int(metrics["n_negative"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if min(n_pos, n_neg) >= MIN_FILMS_PER_CLASS:
+        return None
+    return (f"Too few films for the intervals to mean anything: {n_pos} pneumonia and {n_neg} normal "
+            f"(fewer than {MIN_FILMS_PER_CLASS} in a class). Bootstrap and Wilson intervals are unreliable at this "
+            "size, and a perfect score (e.g. AUC 1.000, 95% CI 1.000 – 1.000) on so few films does not show that the "
+            "model is perfect. Evaluate on a few hundred films of each class before trusting these numbers.")
 
 
 def _headline(metrics: Mapping[str, Any]) -> str:
@@ -287,7 +315,8 @@ def _metrics_table(metrics: Mapping[str, Any], mismatch: str | None) -> str:
         f'<td class="num">{_e(support.get(name, ""))}</td><td class="meaning">{meaning}</td></tr>'
         for name, label, meaning in _METRIC_ROWS
     )
-    notes = [*metrics.get("notes", []), *([mismatch] if mismatch else [])]
+    small = small_sample_warning(metrics)
+    notes = [*([small] if small else []), *metrics.get("notes", []), *([mismatch] if mismatch else [])]
     warnings_html = "".join(f'<div class="warn">{_e(note)}</div>' for note in notes)
     method = metrics.get("ci_method", "")
     return (f"<section><h2>Metrics at the operating threshold</h2>{warnings_html}<table><thead><tr><th>Metric</th>"
@@ -427,7 +456,8 @@ def write_report(
         _plots(labels, probs, metrics, threshold),
         _gallery(records, predictions, cam_gallery),
         '<footer>Pneumonia is the positive class; a film is called pneumonia when P(pneumonia) ≥ the threshold. '
-        "The threshold must be chosen on validation data, never on the test films reported here.</footer>",
+        "The threshold must be chosen on validation data, never on the test films reported here. "
+        f"{_e(DISCLAIMER)}</footer>",
         "</main>",
     ))
     document = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'

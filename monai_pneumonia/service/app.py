@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monai_pneumonia.service.delivery import Deliverer, Destination
+from monai_pneumonia.service.activity import ActivityReporter
+from monai_pneumonia.service.delivery import Deliverer, Destination, describe_destination
 from monai_pneumonia.service.journal import Journal
 from monai_pneumonia.service.reports import AlgorithmInfo
 from monai_pneumonia.service.resultslog import ResultsLog
@@ -56,6 +57,7 @@ class ServiceConfig:
         algorithm: name and version written into the reports.
         report_processes: processes that build the result instances (0: the classification thread does).
         tls: accept only DICOM TLS connections (``None``: plain TCP).
+        stats_interval: seconds between the counters lines in the log (0: none).
     """
 
     aet: str = "PNEUMO"
@@ -74,6 +76,7 @@ class ServiceConfig:
     algorithm: AlgorithmInfo = field(default_factory=AlgorithmInfo)
     report_processes: int = 2
     tls: TLSConfig | None = None
+    stats_interval: float = 300.0
 
 
 class PneumoniaService:
@@ -111,6 +114,7 @@ class PneumoniaService:
         self.scp = StorageSCP(config.aet, self._store, config.allow or None, config.limits, config.tls)
         self._receive_lock = threading.Lock()
         self.stopped = threading.Event()
+        self.activity = ActivityReporter(self.results_log.activity, self.journal.pending_count, config.stats_interval)
 
     # -- event targets ----------------------------------------------------------------------------------------
 
@@ -190,6 +194,7 @@ class PneumoniaService:
         self.warm_up()
         self.worker.start()
         self.deliverer.start()
+        self.activity.start()
         logger.info("ready: classifying and delivering")
         logger.info("listening as AE %s on %s:%d (max %d associations, PDU %d, timeouts ACSE %gs DIMSE %gs "
                     "network %gs)", config.aet, config.host, config.port, config.limits.max_associations,
@@ -202,7 +207,12 @@ class PneumoniaService:
             logger.info("calling AE titles accepted: %s", ", ".join(config.allow))
         else:
             logger.warning("no --allow given: ANY calling AE title is accepted")
-        logger.info("results go to: %s", ", ".join(d.name for d in config.destinations) or "(nowhere: log only)")
+        if config.destinations:
+            logger.info("results go to: %s", "; ".join(describe_destination(d) for d in config.destinations))
+        else:
+            logger.warning("results go nowhere: no --destination, --stow-url or --keep-results; each result is "
+                           "recorded in %s and its SR/SC files are deleted (keep them with --keep-results DIR)",
+                           self.results_log.path)
         logger.info("spool %s: %d instances to process, %d deliveries queued; results log %s",
                     Path(config.spool).resolve(), queued, self.journal.pending_count(), self.results_log.path)
 
@@ -215,6 +225,8 @@ class PneumoniaService:
         self.scp.stop()
         self.worker.stop()
         self.deliverer.stop(drain_timeout)
+        self.activity.stop()
+        self.activity.report(0)
         if self.executor is not None:
             self.executor.shutdown(cancel_futures=True)
         left = self.journal.pending_count() + sum(1 for _ in self.spool.pending())

@@ -24,7 +24,8 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from monai_pneumonia.service.journal import Journal, PendingResult
 
-__all__ = ["CStoreDestination", "Deliverer", "Destination", "StowDestination", "parse_destination"]
+__all__ = ["CStoreDestination", "Deliverer", "Destination", "StowDestination", "describe_destination",
+           "parse_destination"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +126,16 @@ class StowDestination(Destination):
         client = DICOMwebClient(url=self.url)
         client.store_instances(datasets=[pydicom.dcmread(path) for path in files])
         return list(files)
+
+
+def describe_destination(destination: Destination) -> str:
+    """Where a destination puts results, in words for the start-up log (``C-STORE to PACS@10.0.0.5:104``)."""
+    if isinstance(destination, CStoreDestination):
+        return f"C-STORE to {destination.name}"
+    if isinstance(destination, StowDestination):
+        return f"STOW-RS to {destination.url}"
+    folder = getattr(destination, "folder", None)
+    return f"kept in the folder {folder} (never cleaned up)" if folder is not None else destination.name
 
 
 def disable_nagle(assoc) -> None:

@@ -2,7 +2,8 @@
 
 Events: ``classified`` (probability, prediction, threshold, result UIDs), ``refused`` (the reason),
 ``delivered`` (all results acknowledged; with ``latency_s`` from receipt to the last acknowledgement) and
-``duplicate`` (a SOP Instance UID received again, acknowledged and not re-reported).
+``duplicate`` (a SOP Instance UID received again, acknowledged and not re-reported). Every event written is
+also counted (:attr:`ResultsLog.activity`) for the service's periodic counters line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from monai_pneumonia.service.activity import ActivityCounter
+
 __all__ = ["ResultsLog"]
 
 
@@ -21,6 +24,9 @@ class ResultsLog:
 
     Args:
         path: the file.
+
+    Attributes:
+        activity: counts of the events written (:class:`~monai_pneumonia.service.activity.ActivityCounter`).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -29,6 +35,7 @@ class ResultsLog:
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._stream = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
+        self.activity = ActivityCounter()
 
     def write(self, event: str, **fields) -> None:
         """Append one record ``{"time", "event", **fields}``."""
@@ -36,6 +43,7 @@ class ResultsLog:
         with self._lock:
             self._stream.write(line + "\n")
             self._stream.flush()
+        self.activity.count(event, **fields)
 
     def close(self) -> None:
         """Close the file."""

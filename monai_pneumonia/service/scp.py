@@ -196,9 +196,15 @@ class StorageSCP:
         assoc = event.assoc
         disable_nagle(assoc)
         calling = assoc.requestor.ae_title
-        for context in assoc.rejected_contexts:
-            logger.warning("refused %s from %s: not a chest radiograph SOP Class (abstract syntax not supported)",
-                           context.abstract_syntax.name, calling)
+        refused = sorted({str(context.abstract_syntax.name) for context in assoc.rejected_contexts})
+        if refused:  # one line per association: a store SCU offering every storage class would flood the log
+            shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
+            # routine when the sender also offers what we read (Orthanc, storescu offer every class); a warning
+            # when nothing it offered is readable (a misrouted CT)
+            level = logging.INFO if assoc.accepted_contexts else logging.WARNING
+            logger.log(level, "association from %s: refused %d presentation context(s) of %d SOP Class(es) that are "
+                           "not chest radiographs (abstract syntax not supported): %s", calling,
+                           len(assoc.rejected_contexts), len(refused), shown)
 
     def handle_store(self, event: evt.Event) -> int:
         """C-STORE: validate the SOP Instance UID and hand the encoded file to ``store``."""

@@ -22,6 +22,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from monai_pneumonia.inference import Classification, Refusal
+from monai_pneumonia.service.activity import log_classified
 from monai_pneumonia.service.journal import CLASSIFIED, Journal
 from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding, render_results
 from monai_pneumonia.service.resultslog import ResultsLog
@@ -187,5 +188,9 @@ class Worker(threading.Thread):
                   "received": self._received(path), "classified": time.time(), "inference_s": round(seconds, 4)}
         if self.journal.record_classified(sop_uid, detail, files, self.targets):
             self.results_log.write("classified", **detail)
-            if not self.targets:
+            log_classified(sop_uid, result.prediction, result.prob_pneumonia, result.threshold,
+                           detail["classified"] - detail["received"], detail["flags"])
+            if not self.targets:  # no destination: the results are logged, not kept (serve says so at start-up)
                 self.spool.remove(sop_uid)
+                for _, written in files:
+                    Path(written).unlink(missing_ok=True)

@@ -9,6 +9,7 @@ from monai_pneumonia.workflows.datasets import (
 )
 from monai_pneumonia.workflows.evaluator import XrayEvaluator
 from monai_pneumonia.workflows.handlers import (
+    CAM_PATHS_KEY,
     CLASS_NAMES,
     PNEUMONIA_INDEX,
     CamWriter,
@@ -24,6 +25,7 @@ from monai_pneumonia.workflows.progress import ProgressBar
 from monai_pneumonia.workflows.resolution import ProgressiveResize
 
 __all__ = [
+    "CAM_PATHS_KEY",
     "CLASS_NAMES",
     "REFUSED_KEY",
     "CamWriter",

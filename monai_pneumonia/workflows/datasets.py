@@ -10,15 +10,18 @@ should be clean — but evaluation and inference record each refusal with its re
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from monai.data import Dataset, list_data_collate
 
-from monai_pneumonia.errors import XrayInputError, find_cause
+from monai_pneumonia.errors import NoInputError, XrayInputError, find_cause
 
 __all__ = ["REFUSED_KEY", "RefusingDataset", "collate_with_refusals", "find_input_error", "image_items"]
+
+logger = logging.getLogger(__name__)
 
 #: Batch key under which :func:`collate_with_refusals` passes refusal records ``{"image": path, "error": reason,
 #: "index": position in the dataset}``.
@@ -78,13 +81,26 @@ def image_items(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[
 
     Args:
         paths: one path or several; a file given explicitly is kept even if it is no image, so that it is
-            reported as refused rather than silently skipped.
+            reported as refused rather than silently skipped. Files in folders that neither content nor name
+            mark as an image are skipped and counted in one warning.
 
     Returns:
         ``[{"image": path}, ...]`` in a deterministic order.
+
+    Raises:
+        NoInputError: nothing to read (no paths, or folders without image files).
     """
     from monai_pneumonia.data.discovery import find_images
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    return [{"image": path} for path in find_images(list(paths))]
+    paths = [os.fspath(p) for p in paths]
+    skipped: list[str] = []
+    found = find_images(paths, skipped=skipped)
+    if skipped:
+        logger.warning("%d file(s) in the input folders skipped: not DICOM, PNG, JPEG or NIfTI by content or name "
+                       "(e.g. %s)", len(skipped), skipped[0])
+    if not found:
+        where = ", ".join(paths) if paths else "(no input paths)"
+        raise NoInputError(f"no images found in {where}" + (f" ({len(skipped)} other files skipped)" if skipped else ""))
+    return [{"image": path} for path in found]

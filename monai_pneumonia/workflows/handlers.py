@@ -26,11 +26,14 @@ from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, decide, posit
 from monai_pneumonia.errors import NoReadableInputError
 from monai_pneumonia.visualize import explain, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
+from monai_pneumonia.workflows.distributed import gather_results
 
 __all__ = [
+    "CAM_PATHS_KEY",
     "CLASS_NAMES",
     "CamWriter",
     "EvaluationWriter",
+    "format_flags",
     "OperatingThresholdHandler",
     "PNEUMONIA_INDEX",
     "PredictionWriter",
@@ -46,6 +49,8 @@ logger = logging.getLogger(__name__)
 #: The decision rule lives in :mod:`monai_pneumonia.decision`; these names are kept for existing callers.
 pneumonia_probability = positive_probability
 predicted_class = decide
+#: ``engine.state`` attribute where :class:`CamWriter` records ``{source path: overlay path}``.
+CAM_PATHS_KEY = "cam_paths"
 
 
 def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -62,6 +67,17 @@ def source_path(item: dict, image_key: str = "image") -> str:
     image = item[image_key]
     meta = getattr(image, "meta", None) or item.get(f"{image_key}_meta_dict", {})
     return os.fspath(meta.get("filename_or_obj", ""))
+
+
+def format_flags(meta: dict) -> str:
+    """The loader's policy flags in image metadata (``meta["xray_flags"]``) as one ``;``-separated string."""
+    flags = meta.get("xray_flags", "")
+    return ";".join(map(str, flags)) if isinstance(flags, (list, tuple)) else str(flags or "")
+
+
+def _loader_flags(item: dict, image_key: str = "image") -> str:
+    """The loader's policy flags of an output item, ``""`` when none."""
+    return format_flags(getattr(item[image_key], "meta", None) or item.get(f"{image_key}_meta_dict", {}))
 
 
 def _class_index(label: Any) -> int:
@@ -84,17 +100,23 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
 
 
 def write_predictions(output_dir: str | os.PathLike, predictions: Sequence[dict], refused: Sequence[dict]) -> None:
-    """Write ``predictions.csv`` (``image,prob_pneumonia,prediction``) and ``errors.csv`` (``image,error``).
+    """Write ``predictions.csv`` and ``errors.csv`` (``image,error``).
+
+    ``predictions.csv`` columns: ``image``, ``prob_pneumonia``, ``prediction`` (``NORMAL``/``PNEUMONIA``), then
+    ``threshold`` (the stored operating threshold the prediction was decided at), ``cam`` (the Grad-CAM overlay
+    written in the same run, empty without one) and ``flags`` (the loader's policy flags, ``;``-separated).
 
     Args:
         output_dir: the folder (created if needed).
-        predictions: ``{"image", "prob_pneumonia", "prediction"}`` per classified input (``prediction`` a name).
+        predictions: ``{"image", "prob_pneumonia", "prediction", "threshold"[, "cam", "flags"]}`` per classified
+            input (``prediction`` a name).
         refused: ``{"image", "error"}`` per refused input.
     """
     output_dir = Path(output_dir)
     _write_csv(output_dir / "errors.csv", ("image", "error"), [(r["image"], r["error"]) for r in refused])
-    _write_csv(output_dir / "predictions.csv", ("image", "prob_pneumonia", "prediction"),
-               [(r["image"], f"{r['prob_pneumonia']:.6f}", r["prediction"]) for r in predictions])
+    _write_csv(output_dir / "predictions.csv", ("image", "prob_pneumonia", "prediction", "threshold", "cam", "flags"),
+               [(r["image"], f"{r['prob_pneumonia']:.6f}", r["prediction"], f"{r['threshold']:.6f}",
+                 r.get("cam", ""), r.get("flags", "")) for r in predictions])
 
 
 class OperatingThresholdHandler:
@@ -185,16 +207,22 @@ class _ResultCollector:
 
     def _collect(self, engine: Engine) -> None:
         for item in engine.state.output or []:
-            record = {"image": source_path(item), "prob_pneumonia": positive_probability(item["pred"])}
+            record = {"image": source_path(item), "prob_pneumonia": positive_probability(item["pred"]),
+                      "flags": _loader_flags(item)}
             if self.with_labels:
                 record["label"] = _class_index(item["label"])
             self.records.append(record)
 
     def _complete(self, engine: Engine) -> None:
         threshold = operating_threshold(self.network)
+        overlays = getattr(engine.state, CAM_PATHS_KEY, {})
         for record in self.records:
             record["prediction"] = decide(record["prob_pneumonia"], threshold)
+            record["cam"] = overlays.get(record["image"], "")
         refused = list(getattr(engine.state, REFUSED_KEY, []))
+        self.records, refused, is_writer = gather_results(engine, self.records, refused)  # torchrun: one writer
+        if not is_writer:
+            return
         _write_csv(self.output_dir / "errors.csv", ("image", "error"), [(r["image"], r["error"]) for r in refused])
         self.write(engine, threshold, refused)
 
@@ -203,7 +231,7 @@ class _ResultCollector:
 
 
 class PredictionWriter(_ResultCollector):
-    """Write ``predictions.csv`` (``image,prob_pneumonia,prediction``) and ``errors.csv`` (``image,error``).
+    """Write ``predictions.csv`` and ``errors.csv`` with :func:`write_predictions` (columns documented there).
 
     Args:
         output_dir: where the files go.
@@ -218,7 +246,7 @@ class PredictionWriter(_ResultCollector):
         super().__init__(output_dir, network, with_labels=False)
 
     def write(self, engine: Engine, threshold: float, refused: list[dict]) -> None:
-        rows = [{**r, "prediction": CLASS_NAMES[r["prediction"]]} for r in self.records]
+        rows = [{**r, "prediction": CLASS_NAMES[r["prediction"]], "threshold": threshold} for r in self.records]
         write_predictions(self.output_dir, rows, refused)
         logger.info("%d predictions (threshold %.4f), %d refused, written to %s",
                     len(rows), threshold, len(refused), self.output_dir)
@@ -241,6 +269,9 @@ class EvaluationWriter(_ResultCollector):
             negatives); 0 disables the gallery.
         n_bootstrap: bootstrap resamples for the confidence intervals.
         title: the report's heading.
+        checkpoint: the evaluated ``model.pt``; the report names it with its SHA-256 (with the threshold, the
+            package version and the date), so a reader knows exactly which model the figures belong to.
+        data_source: what was evaluated, in words (e.g. ``"'test' list of datalist.json"``), shown in the report.
     """
 
     def __init__(
@@ -251,12 +282,32 @@ class EvaluationWriter(_ResultCollector):
         gallery_size: int = 4,
         n_bootstrap: int = 2000,
         title: str = "Pneumonia classifier: evaluation report",
+        checkpoint: str | os.PathLike | None = None,
+        data_source: str | None = None,
     ) -> None:
         super().__init__(output_dir, network, with_labels=True)
         self.preprocessing = preprocessing
         self.gallery_size = gallery_size
         self.n_bootstrap = n_bootstrap
         self.title = title
+        self.checkpoint = checkpoint
+        self.data_source = data_source
+
+    def model_info(self, threshold: float, refused: int) -> dict[str, Any]:
+        """The facts the report's header states about the model and the data."""
+        from monai_pneumonia import __version__
+        from monai_pneumonia.registry import sha256_file
+
+        info: dict[str, Any] = {"threshold": threshold}
+        if self.checkpoint is not None and Path(self.checkpoint).is_file():
+            info["model"] = f"{os.fspath(self.checkpoint)} (SHA-256 {sha256_file(self.checkpoint)})"
+        else:
+            info["model"] = "checkpoint not recorded"
+        info["software"] = f"monai-pneumonia {__version__}"
+        if self.data_source:
+            info["evaluated"] = self.data_source
+        info["refused inputs"] = refused
+        return info
 
     def write(self, engine: Engine, threshold: float, refused: list[dict]) -> None:
         from monai_pneumonia.evaluation import binary_metrics, write_report
@@ -269,12 +320,20 @@ class EvaluationWriter(_ResultCollector):
         metrics["n_refused"] = len(refused)
         with _private_open(self.output_dir / "metrics.json") as stream:
             json.dump(metrics, stream, indent=2)
-        rows = [(r["image"], r["label"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]]) for r in self.records]
-        _write_csv(self.output_dir / "predictions.csv", ("image", "label", "prob_pneumonia", "prediction"), rows)
-        for record in self._gallery_records():
+        rows = [(r["image"], r["label"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]], f"{threshold:.6f}",
+                 r["flags"]) for r in self.records]
+        _write_csv(self.output_dir / "predictions.csv",
+                   ("image", "label", "prob_pneumonia", "prediction", "threshold", "flags"), rows)
+        gallery = self._gallery_records()
+        if gallery:
+            logger.info("report: Grad-CAM overlays for %d gallery cases", len(gallery))
+        for done, record in enumerate(gallery, start=1):
             record["cam_png"] = self._cam_overlay(record, threshold)
+            if done % 8 == 0 or done == len(gallery):
+                logger.info("report: Grad-CAM overlay %d/%d", done, len(gallery))
         write_report(self.records, metrics, self.output_dir / "report.html", title=self.title,
-                     model_info={"threshold": threshold, "refused": len(refused)})
+                     model_info=self.model_info(threshold, len(refused)))
+        logger.info("report written to %s", self.output_dir / "report.html")
         logger.info("evaluation of %d images: %s", len(self.records),
                     ", ".join(f"{k} {metrics[k]:.4f}" for k in ("accuracy", "sensitivity", "specificity", "auc")
                               if metrics.get(k) is not None))
@@ -305,8 +364,10 @@ class CamWriter:
     Each overlay is drawn by :func:`~monai_pneumonia.visualize.render_cam` on the film's display image (the loader's
     output, at its aspect ratio), with a colour scale and the probability and decision as a caption: the same
     picture as ``predict --save-cam`` and the DICOM listener's Secondary Capture. Files are
-    ``<output_dir>/<stem>-<hash>.png`` where the hash of the full source path keeps files of the same name from
-    different folders apart.
+    ``<output_dir>/<name>-<hash>.png``, where ``name`` is the source's file name *with* its extension
+    (``IM-1.dcm-….png`` and ``IM-1.jpeg-….png`` of one film are told apart at a glance) and the hash of the full
+    source path keeps files of the same name from different folders apart. The path of each overlay is kept in
+    ``engine.state.cam_paths`` (source path -> overlay path) for :class:`PredictionWriter`'s ``cam`` column.
 
     Args:
         output_dir: the overlay folder.
@@ -328,19 +389,23 @@ class CamWriter:
         if self.enabled:
             if self.preprocessing is None:
                 raise ValueError("CamWriter needs the inference preprocessing: it draws on the loader's display image")
+            engine.add_event_handler(Events.STARTED, lambda e: setattr(e.state, CAM_PATHS_KEY, {}))
             engine.add_event_handler(Events.ITERATION_COMPLETED, self._save)
 
     @staticmethod
     def overlay_name(path: str) -> str:
         """The overlay file name for a source path."""
         digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:8]
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(path).stem)
-        return f"{stem}-{digest}.png"
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(path).name)
+        return f"{name}-{digest}.png"
 
     def _save(self, engine: Engine) -> None:
         threshold = operating_threshold(self.network)
+        written = getattr(engine.state, CAM_PATHS_KEY)
         for item in engine.state.output or []:
             path = source_path(item)
             display, cam = explain(self.network, self.preprocessing, path)
             overlay = render_cam(display, cam, positive_probability(item["pred"]), threshold)
-            save_png(overlay, self.output_dir / self.overlay_name(path))
+            target = self.output_dir / self.overlay_name(path)
+            save_png(overlay, target)
+            written[path] = os.fspath(target)

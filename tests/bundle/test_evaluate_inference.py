@@ -48,11 +48,26 @@ def test_evaluate_writes_metrics_with_confidence_intervals(evaluation, trained_b
     assert len(rows) == 24
     predicted = [row["prediction"] == "PNEUMONIA" for row in rows]
     assert predicted == [float(row["prob_pneumonia"]) >= metrics["threshold"] for row in rows]
+    assert all(float(row["threshold"]) == pytest.approx(metrics["threshold"], abs=1e-6) for row in rows)
+    assert {row["flags"] for row in rows} == {""}  # PNGs: no DICOM policy flags
 
 
 def test_evaluate_report_has_the_plots(evaluation):
     html = (evaluation / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4, "ROC, confusion matrix, calibration and CAM images expected"
+
+
+def test_evaluate_report_names_the_model_the_data_and_its_limits(evaluation, trained_bundle):
+    import hashlib
+
+    from monai_pneumonia import __version__
+
+    html = (evaluation / "report.html").read_text()
+    checkpoint = trained_bundle["ckpt_dir"] / "model.pt"
+    assert f"{checkpoint} (SHA-256 {hashlib.sha256(checkpoint.read_bytes()).hexdigest()})" in html
+    assert f"monai-pneumonia {__version__}" in html
+    assert f"every image under {trained_bundle['dataset_dir']}" in html and "training" not in html.lower()
+    assert "Not a medical device" in html and "Too few films for the intervals to mean anything" in html
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +78,23 @@ def inference(trained_bundle, tmp_path_factory):
     (inputs / "notes.txt").write_text("not an image: skipped by the folder scan")
     output_dir = tmp_path_factory.mktemp("inference")
     run_config("inference.json", inputs, trained_bundle["ckpt_dir"], output_dir, "--save_cam", "true")
-    return {"inputs": inputs, "output_dir": output_dir}
+    return {"inputs": inputs, "output_dir": output_dir, "ckpt_dir": trained_bundle["ckpt_dir"]}
 
 
 def test_inference_predicts_readable_files_and_lists_refused_ones(inference, evaluation):
     output_dir = inference["output_dir"]
     with open(output_dir / "predictions.csv", newline="") as stream:
-        assert stream.readline().strip() == "image,prob_pneumonia,prediction"
+        assert stream.readline().strip() == "image,prob_pneumonia,prediction,threshold,cam,flags"
     rows = read_rows(output_dir / "predictions.csv")
     assert len(rows) == 24
     assert {row["prediction"] for row in rows} <= {"NORMAL", "PNEUMONIA"}
+    threshold = float(torch.load(inference["ckpt_dir"] / "model.pt", weights_only=True)["operating_threshold"])
+    for row in rows:  # each row: its threshold, its own overlay (named after its file), the loader's flags
+        assert float(row["threshold"]) == pytest.approx(threshold, abs=1e-6)
+        assert row["prediction"] == ("PNEUMONIA" if float(row["prob_pneumonia"]) >= float(row["threshold"]) else "NORMAL")
+        assert row["cam"].startswith(str(output_dir / "cam" / row["image"].rsplit("/", 1)[-1]))
+        assert (output_dir / "cam" / row["cam"].rsplit("/", 1)[-1]).is_file()
+        assert "secondary_capture" not in row["flags"]  # PNGs carry no DICOM policy flags
     errors = read_rows(output_dir / "errors.csv")
     assert [row["image"].endswith("broken.png") for row in errors] == [True]
     assert errors[0]["error"].strip(), "a refusal needs its reason"

@@ -308,3 +308,17 @@ def test_real_training_split():
     assert_patients_disjoint(datalist)
     assert not summary.warnings  # every public file name yields a patient id
     assert _patients(datalist["training"]).isdisjoint(_patients(datalist["validation"]))
+
+
+def test_evaluation_items_of_a_folder_are_logged_as_the_evaluation_set(tmp_path, caplog):
+    """The summary names what is evaluated: not the builder's 'training' list of an unsplit folder."""
+    import logging
+
+    write_tiny_image(tmp_path / "NORMAL" / "IM-0001-0001.jpeg", "JPEG")
+    write_tiny_image(tmp_path / "PNEUMONIA" / "person1_bacteria_1.jpeg", "JPEG")
+    with caplog.at_level(logging.INFO, logger="monai_pneumonia.data.datalist"):
+        items = dl.evaluation_items(dataset_dir=tmp_path)
+    assert len(items) == 2
+    summary = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluation set from"))
+    rows = [line.split()[0] for line in summary.splitlines()[2:]]
+    assert rows == ["evaluation"]

@@ -63,3 +63,18 @@ def test_is_skipped_name():
 
 def test_formats_filter(tree):
     assert _relative(find_images(tree, formats=("dicom",)), tree) == ["a/deep/x.dcm", "b/IM00002"]
+
+
+def test_files_named_as_images_are_kept_even_when_unreadable_and_the_rest_is_counted(tmp_path):
+    """A broken ``.png``/``.dcm``/``.nii.gz`` reaches the loader (to be refused with a reason); a ``.txt`` is skipped."""
+    write_tiny_image(tmp_path / "good.jpg", "JPEG")
+    for name in ("broken.png", "truncated.DCM", "empty.nii.gz", "bad.jpeg"):
+        (tmp_path / name).write_text("not an image")
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "random.bin").write_bytes(os.urandom(600))
+    skipped: list[str] = []
+    found = find_images([tmp_path], skipped=skipped)
+    assert _relative(found, tmp_path) == ["bad.jpeg", "broken.png", "empty.nii.gz", "good.jpg", "truncated.DCM"]
+    assert sorted(_relative(skipped, tmp_path)) == ["notes.txt", "random.bin"]
+    # a format filter still applies to names: a broken .png is not a DICOM of a PACS export
+    assert _relative(find_images([tmp_path], formats=("dicom",)), tmp_path) == ["truncated.DCM"]

@@ -158,3 +158,17 @@ def test_chromium_renders_the_plots(report):
     # and the plots change a substantial part of the page
     assert (np.abs(shot - blank).max(axis=-1) > 40).mean() > 0.03
 
+
+
+def test_report_carries_the_disclaimer_and_warns_when_a_class_has_too_few_films(report, tmp_path):
+    from monai_pneumonia.evaluation.report import DISCLAIMER, MIN_FILMS_PER_CLASS
+
+    path, _, _ = report
+    text = path.read_text(encoding="utf-8")
+    assert text.count("Not a medical device") == 2  # header and footer
+    assert "Too few films for the intervals to mean anything: 38 pneumonia and 22 normal" in text
+    records = _records(tmp_path, n_pos=MIN_FILMS_PER_CLASS, n_neg=MIN_FILMS_PER_CLASS)
+    metrics = binary_metrics([r["label"] for r in records], [r["prob_pneumonia"] for r in records], THRESHOLD,
+                             n_bootstrap=50)
+    enough = write_report(records, metrics, tmp_path / "enough.html").read_text(encoding="utf-8")
+    assert "Too few films" not in enough and DISCLAIMER.split(".")[0] in enough

@@ -17,11 +17,15 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+#: The deployment's Orthanc configuration and auto-routing script (deploy/, docs/deploy.md): the tests start
+#: Orthanc with these files, changing only paths, authentication (curl without credentials) and timings.
+DEPLOY_ORTHANC = REPO / "deploy" / "orthanc" / "orthanc.json"
+ROUTE_LUA = REPO / "deploy" / "orthanc" / "route-to-pneumo.lua"
 ORTHANC_PLUGINS = Path("/usr/share/orthanc/plugins")
 ORTHANC_PORTS = {"dicom": 4242, "http": 8042}
 SERVICE_PORT = 11112
 
-__all__ = ["NetNS", "Orthanc", "Service", "dcmsend", "missing_tools", "wait_for"]
+__all__ = ["DEPLOY_ORTHANC", "ROUTE_LUA", "NetNS", "Orthanc", "Service", "dcmsend", "missing_tools", "wait_for"]
 
 
 def missing_tools() -> str | None:
@@ -64,24 +68,27 @@ class NetNS:
 
 
 class Orthanc:
-    """Orthanc with DICOMweb and GDCM, ``RemoteAccessAllowed: false``, optionally a Lua script, in ``ns``."""
+    """Orthanc configured with ``deploy/orthanc/orthanc.json`` in ``ns``; with ``lua``, that routing script.
 
-    def __init__(self, ns: NetNS, workdir: Path, lua: str | None = None) -> None:
+    Args:
+        ns: the network namespace.
+        workdir: storage, configuration and log.
+        lua: a Lua script file (normally :data:`ROUTE_LUA`, the deployment's); ``None``: no routing.
+    """
+
+    def __init__(self, ns: NetNS, workdir: Path, lua: Path | None = None) -> None:
         self.ns, self.workdir = ns, workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        config = {
-            "Name": "test-pacs", "DicomAet": "ORTHANC", "DicomPort": ORTHANC_PORTS["dicom"],
-            "HttpPort": ORTHANC_PORTS["http"], "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
+        config = json.loads(DEPLOY_ORTHANC.read_text())
+        assert config["DicomPort"] == ORTHANC_PORTS["dicom"] and config["HttpPort"] == ORTHANC_PORTS["http"]
+        assert config["DicomModalities"]["PNEUMO"] == ["PNEUMO", "127.0.0.1", SERVICE_PORT]
+        config.update({
+            "Name": "test-pacs", "AuthenticationEnabled": False,
             "StorageDirectory": os.fspath(workdir / "db"), "IndexDirectory": os.fspath(workdir / "db"),
-            "Plugins": [os.fspath(ORTHANC_PLUGINS / n) for n in ("libOrthancDicomWeb.so", "libOrthancGdcm.so")],
-            "DicomWeb": {"Enable": True, "Root": "/dicom-web/"},
-            "DicomModalities": {"PNEUMO": ["PNEUMO", "127.0.0.1", SERVICE_PORT]},
-            "DicomAlwaysAllowStore": True, "DicomCheckCalledAet": False, "OverwriteInstances": False,
+            "Plugins": [os.fspath(ORTHANC_PLUGINS / Path(p).name) for p in config["Plugins"]],
+            "LuaScripts": [os.fspath(lua)] if lua is not None else [],
             "StableAge": 1, "ConcurrentJobs": 2, "SyncStorageArea": False, "SaveJobs": False, "HttpThreadsCount": 8, "LogExportedResources": False,
-        }
-        if lua is not None:
-            (workdir / "route.lua").write_text(lua)
-            config["LuaScripts"] = [os.fspath(workdir / "route.lua")]
+        })
         (workdir / "orthanc.json").write_text(json.dumps(config, indent=2))
         self.process: subprocess.Popen | None = None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pydicom
@@ -24,21 +25,13 @@ from pydicom.uid import (
 
 from monai_pneumonia.service.reports import result_uids
 from tests.factories import gradient_picture, transcode_with_dcmtk, write_dicom
-from tests.service.harness import NetNS, Orthanc, Service, dcmsend, missing_tools, wait_for
+from tests.service.harness import ROUTE_LUA, NetNS, Orthanc, Service, dcmsend, missing_tools, wait_for
 
 _MISSING = missing_tools()
 pytestmark = [pytest.mark.integration, pytest.mark.slow,
               pytest.mark.skipif(_MISSING is not None, reason=f"PACS integration tests: {_MISSING}")]
 
 DESTINATION = ["--destination", "ORTHANC@127.0.0.1:4242"]
-ROUTE_LUA = """
-function OnStoredInstance(instanceId, tags, metadata, origin)
-  local modality = tags['Modality']
-  if (modality == 'CR' or modality == 'DX') and origin['RequestOrigin'] ~= 'Lua' then
-    SendToModality(instanceId, 'PNEUMO')
-  end
-end
-"""
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +125,8 @@ def test_refusal_policy(ns, orthanc, service, tmp_path):
                        if len(service.events("refused")) >= 2 else None, timeout=30)
     assert "view position 'LL'" in refused[sop_uid(lateral)]
     assert "modality 'CT'" in refused[sop_uid(multiframe)]
-    assert "refused CT Image Storage from MODALITY" in service.log.read_text()
+    assert ("association from MODALITY: refused 1 presentation context(s) of 1 SOP Class(es) that are not chest "
+            "radiographs (abstract syntax not supported): CT Image Storage") in service.log.read_text()
     assert not srs_referencing(orthanc, {sop_uid(lateral), sop_uid(multiframe), sop_uid(ct)})
     classified = {r["sop_instance_uid"] for r in service.events("classified")}
     assert not classified & {sop_uid(lateral), sop_uid(multiframe)}
@@ -155,6 +149,21 @@ def test_orthanc_auto_routes_radiographs_to_the_listener(ns, orthanc, service, t
     assert dcmsend(ns, [image], port=4242, aec="ORTHANC").returncode == 0  # to the PACS, which routes (Lua)
     uid = sop_uid(image)
     assert set(wait_for_srs(orthanc, {uid})) == {uid}
+
+
+def test_deployment_routing_sends_chest_films_only_and_never_the_results(ns, orthanc, service, tmp_path):
+    """deploy/orthanc/route-to-pneumo.lua: CR/DX chest (or no body part) go to the listener; a hand and the SR do not."""
+    hand = radiograph(tmp_path, "hand", 12, body_part="HAND")
+    unnamed = radiograph(tmp_path, "unnamed", 13, body_part=None)
+    assert dcmsend(ns, [hand, unnamed], port=4242, aec="ORTHANC").returncode == 0  # the hand first
+    uid = sop_uid(unnamed)
+    assert set(wait_for_srs(orthanc, {uid})) == {uid}
+    time.sleep(3)  # a routed-back SR would follow its storage at once
+    seen = {r.get("sop_instance_uid") for r in service.results()}
+    assert sop_uid(hand) not in seen, "a hand film was routed to the listener"
+    # routing an SR back would fail (the listener reads no SR SOP Class) and Orthanc would log an error
+    errors = [line for line in (orthanc.workdir / "orthanc.log").read_text().splitlines() if line.startswith("E")]
+    assert not errors, errors
 
 
 def test_restart_processes_the_spool_and_does_not_report_twice(ns, orthanc, tiny_bundle, tmp_path):

@@ -1,0 +1,98 @@
+"""``monai-pneumonia train``: the bundle's ``train.json``, run in a new run folder, with a final summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from monai_pneumonia.cli import add_bundle_argument
+from monai_pneumonia.cli.overrides import add_common_options, common_overrides, logs_to_stderr
+
+__all__ = ["add_parser", "run"]
+
+_DESCRIPTION = """\
+Train with the bundle's configs/train.json, exactly as
+
+    python -m monai.bundle run --config_file bundle/configs/train.json --dataset_dir D [--KEY VALUE ...]
+
+would (every option below is one override of that command). Checkpoints, TensorBoard events and the last epoch
+go to a new run folder (default: <bundle>/runs/<date>-<time>-<pid>/, best model in models/model.pt); the shipped
+model <bundle>/models/model.pt is never touched. Make a run's model the shipped one deliberately with
+`monai-pneumonia promote RUN/models/model.pt`.
+"""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register the ``train`` subcommand.
+
+    Args:
+        subparsers: the top-level parser's sub-parsers.
+
+    Returns:
+        The sub-parser.
+    """
+    parser = subparsers.add_parser("train", help="train with the bundle's train.json into a new run folder",
+                                   description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--dataset-dir", type=Path, help="folder with NORMAL/ and PNEUMONIA/ sub-folders")
+    data.add_argument("--datalist", type=Path, help="datalist JSON with training and validation lists")
+    parser.add_argument("--output-dir", type=Path, default=None,
+                        help="run folder (default: a new <bundle>/runs/<date>-<time>-<pid>/)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the bundle's max_epochs)")
+    add_bundle_argument(parser)
+    add_common_options(parser)
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the training; print a summary (JSON on stdout) with the promote command to ship the model.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        0.
+    """
+    from monai_pneumonia.bundle import default_bundle_root, run_workflow
+    from monai_pneumonia.registry import sha256_file
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
+    bundle_root = (args.bundle or default_bundle_root()).resolve()
+    overrides = common_overrides(args)
+    overrides.update(
+        dataset_dir=os.fspath(args.dataset_dir.resolve()) if args.dataset_dir else None,
+        datalist=os.fspath(args.datalist.resolve()) if args.datalist else None,
+        output_dir=os.fspath(args.output_dir.resolve()) if args.output_dir else None,
+        max_epochs=args.epochs,
+    )
+    with logs_to_stderr():
+        workflow = run_workflow("train.json", bundle_root=bundle_root, **overrides)
+    parser = workflow.parser
+    validator = parser.get_parsed_content("validate#evaluator").state
+    trainer = parser.get_parsed_content("train#trainer").state
+    checkpoint = Path(parser.get_parsed_content("ckpt_dir")) / "model.pt"
+    summary = {
+        "run_dir": os.fspath(Path(parser.get_parsed_content("output_dir")).resolve()),
+        "epochs": trainer.epoch,
+        "best_val_auc": validator.best_metric if validator.best_metric_epoch > 0 else None,
+        "best_epoch": validator.best_metric_epoch if validator.best_metric_epoch > 0 else None,
+        "checkpoint": os.fspath(checkpoint.resolve()) if checkpoint.is_file() else None,
+    }
+    if checkpoint.is_file():
+        from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
+
+        summary["threshold"] = float(load_checkpoint(checkpoint)[THRESHOLD_KEY])
+        summary["sha256"] = sha256_file(checkpoint)
+    json.dump(summary, sys.stdout, indent=2)
+    print()
+    if checkpoint.is_file():
+        print(f"trained model: {checkpoint.resolve()} (val AUC {summary['best_val_auc']:.4f}, epoch "
+              f"{summary['best_epoch']}); to ship it: monai-pneumonia promote {checkpoint.resolve()}", file=sys.stderr)
+    else:
+        print(f"no checkpoint was saved in {checkpoint.parent} (no validation pass completed)", file=sys.stderr)
+    return 0

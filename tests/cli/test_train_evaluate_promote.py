@@ -1,0 +1,111 @@
+"""``monai-pneumonia train``, ``evaluate`` and ``promote``, and the one-line errors of the command line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from monai_pneumonia.cli import main
+from monai_pneumonia.cli.overrides import parse_set
+from monai_pneumonia.registry import sha256_file
+
+
+@pytest.fixture()
+def bundle_copy(tiny_bundle, tmp_path):
+    """A private copy of the tiny bundle (these tests replace its model)."""
+    return shutil.copytree(tiny_bundle, tmp_path / "bundle")
+
+
+def test_parse_set_reads_json_values_and_keeps_strings():
+    assert parse_set("train#trainer#max_epochs=2") == ("train#trainer#max_epochs", 2)
+    assert parse_set("network_def#attention=se") == ("network_def#attention", "se")
+    assert parse_set("amp=false") == ("amp", False)
+
+
+def test_train_writes_a_run_folder_and_never_the_shipped_model(bundle_copy, tiny_dataset, capsys):
+    shipped = sha256_file(bundle_copy / "models" / "model.pt")
+    status = main(["train", "--bundle", str(bundle_copy), "--dataset-dir", str(tiny_dataset), "--epochs", "1",
+                   "--batch-size", "4", "--num-workers", "0", "--no-progress", "--set", "val_fraction=0.34"])
+    assert status == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    runs = list((bundle_copy / "runs").iterdir())
+    assert [str(run) for run in runs] == [summary["run_dir"]]
+    assert summary["checkpoint"] == str(runs[0] / "models" / "model.pt")
+    assert summary["epochs"] == 1 and summary["best_epoch"] == 1
+    assert 0.0 < summary["threshold"] < 1.0 and summary["sha256"] == sha256_file(summary["checkpoint"])
+    assert f"monai-pneumonia promote {summary['checkpoint']}" in captured.err
+    assert sha256_file(bundle_copy / "models" / "model.pt") == shipped
+
+
+def test_evaluate_prints_the_metrics_it_wrote(tiny_bundle, tiny_dataset, tmp_path, capsys):
+    status = main(["evaluate", "--bundle", str(tiny_bundle), "--dataset-dir", str(tiny_dataset), "--output-dir",
+                   str(tmp_path / "eval"), "--no-progress", "--set", "n_bootstrap=50", "--set", "gallery_size=0"])
+    assert status == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["n"] == 24
+    table = capsys.readouterr().out
+    auc_line = next(line for line in table.splitlines() if line.startswith("auc"))
+    assert f"{metrics['auc']:.3f}" in auc_line and "95% CI" in auc_line
+    assert "n 24" in table
+
+
+def test_promote_swaps_the_model_and_records_what_it_replaced(bundle_copy, tmp_path, capsys):
+    from monai_pneumonia.networks import store_threshold
+
+    shipped = bundle_copy / "models" / "model.pt"
+    old_bytes, old_sha = shipped.read_bytes(), sha256_file(shipped)
+    candidate = store_threshold(shipped, 0.4242, output=tmp_path / "candidate.pt")
+    assert main(["promote", str(candidate), "--bundle", str(bundle_copy), "--note", "test"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert shipped.read_bytes() == candidate.read_bytes()
+    assert record["sha256"] == sha256_file(candidate) and record["replaced_sha256"] == old_sha
+    assert record["threshold"] == pytest.approx(0.4242) and record["note"] == "test"
+    kept = bundle_copy / "models" / "replaced" / f"model-{old_sha[:12]}.pt"
+    assert record["replaced_kept_as"] == str(kept) and kept.read_bytes() == old_bytes
+    logged = [json.loads(line) for line in (bundle_copy / "models" / "promotions.jsonl").read_text().splitlines()]
+    assert logged == [record]
+    # the same file again is refused, and so is a checkpoint of another network; the model stays as it is
+    assert main(["promote", str(candidate), "--bundle", str(bundle_copy)]) == 1
+    state = torch.load(candidate, weights_only=True)
+    state.pop(next(key for key in state if key.endswith("weight")))
+    torch.save(state, tmp_path / "other.pt")
+    assert main(["promote", str(tmp_path / "other.pt"), "--bundle", str(bundle_copy)]) == 1
+    assert "does not fit the network" in capsys.readouterr().err
+    assert shipped.read_bytes() == candidate.read_bytes()
+    assert len((bundle_copy / "models" / "promotions.jsonl").read_text().splitlines()) == 1
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    """The command line in its own process, as a user runs it (stderr is what they see)."""
+    return subprocess.run([sys.executable, "-m", "monai_pneumonia", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_predict_on_an_empty_folder_is_a_one_line_error(tiny_bundle, tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _cli("predict", str(tmp_path / "empty"), "--bundle", str(tiny_bundle), "--output-dir", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == f"monai-pneumonia: error: no images found in {tmp_path / 'empty'}"
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_serve_with_an_unavailable_device_is_a_one_line_error(tiny_bundle, tmp_path):
+    result = _cli("serve", "--spool", str(tmp_path / "spool"), "--bundle", str(tiny_bundle), "--port", "0",
+                  "--device", "cuda:999")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("monai-pneumonia: error: device 'cuda:999' is not available")
+    assert "Traceback" not in result.stderr
+
+
+def test_unavailable_device_is_a_one_line_error(tiny_bundle, tiny_dataset, tmp_path):
+    result = _cli("predict", str(tiny_dataset), "--bundle", str(tiny_bundle), "--device", "cuda:999",
+                  "--output-dir", str(tmp_path / "o"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "monai-pneumonia: error: device 'cuda:999' is not available on this machine "
+        f"({torch.cuda.device_count()} cuda device(s)); use --device cpu"]
