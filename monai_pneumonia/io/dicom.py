@@ -51,6 +51,7 @@ from monai.data import ImageReader
 
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.io.formats import DICOM, sniff_format
+from monai_pneumonia.io.isolation import UNSAFE_PLUGINS, DecoderCrashError, decode_isolated
 from monai_pneumonia.io.policy import DICOM_META_KEYWORDS, XrayPolicy, make_meta
 
 __all__ = [
@@ -88,9 +89,9 @@ _DECODERS = {
     "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",
     "1.2.840.10008.1.2.5": "pydicom itself or pylibjpeg-rle",
 }
-#: Decoder plugin used first per transfer syntax. python-gdcm terminates the whole process (an uncaught C++
-#: exception) on some corrupt JPEG 2000 streams, so it is used only where no other plugin decodes the syntax
-#: (JPEG Lossless SV1, Process 14).
+#: Decoder plugins used first per transfer syntax, in the calling process. python-gdcm terminates the whole process
+#: (an uncaught C++ exception, or a segfault) on some corrupt JPEG Baseline, JPEG Lossless and JPEG 2000 streams, so
+#: it runs only in a helper process (:mod:`monai_pneumonia.io.isolation`), after every other plugin.
 _PREFERRED_PLUGINS = {
     "1.2.840.10008.1.2.4.50": ("pillow", "pylibjpeg"),
     "1.2.840.10008.1.2.4.80": ("pyjpegls", "pylibjpeg"),
@@ -102,19 +103,6 @@ _PREFERRED_PLUGINS = {
     "1.2.840.10008.1.2.4.203": ("pylibjpeg", "pillow"),
     "1.2.840.10008.1.2.5": ("pylibjpeg", "pydicom"),
 }
-
-
-#: JPEG 2000 / HTJ2K: python-gdcm is not tried when another plugin is installed (it can abort the process on a
-#: corrupt stream); when none is, pydicom's default order (gdcm included) is the last resort.
-_NO_GDCM = frozenset(
-    (
-        "1.2.840.10008.1.2.4.90",
-        "1.2.840.10008.1.2.4.91",
-        "1.2.840.10008.1.2.4.201",
-        "1.2.840.10008.1.2.4.202",
-        "1.2.840.10008.1.2.4.203",
-    )
-)
 
 
 #: JPEG 2000 transfer syntaxes decoded at a reduced resolution when a ``target_size`` is given.
@@ -137,7 +125,12 @@ def _lut_functions():
 
 
 def _decoding_plugins(transfer_syntax: str) -> list[str]:
-    """Decoder plugins to try in order; ``""`` lets pydicom try every available plugin itself."""
+    """Decoder plugins to try in order; ``""`` lets pydicom choose (native data, or pydicom < 3).
+
+    The preferred plugins of :data:`_PREFERRED_PLUGINS` come first, then every other installed one; a plugin of
+    :data:`~monai_pneumonia.io.isolation.UNSAFE_PLUGINS` (python-gdcm) is tried last and only ever runs in the
+    helper process of :mod:`monai_pneumonia.io.isolation`.
+    """
     try:
         from pydicom.pixels import get_decoder
     except ImportError:  # pydicom < 3: its pixel data handlers choose
@@ -146,21 +139,33 @@ def _decoding_plugins(transfer_syntax: str) -> list[str]:
         available = get_decoder(transfer_syntax).available_plugins
     except Exception:  # no decoder for this syntax (native) or unknown UID
         return [""]
-    chosen = [p for p in _PREFERRED_PLUGINS.get(str(transfer_syntax), ()) if p in available]
-    if str(transfer_syntax) not in _NO_GDCM or not chosen:
-        chosen.append("")
-    return chosen
+    if not available:
+        return [""]
+    preferred = [p for p in _PREFERRED_PLUGINS.get(str(transfer_syntax), ()) if p in available]
+    others = [p for p in available if p not in preferred]
+    return preferred + [p for p in others if p not in UNSAFE_PLUGINS] + [p for p in others if p in UNSAFE_PLUGINS]
 
 
-def _pixel_array(ds, transfer_syntax: str) -> np.ndarray:
-    """Decode the single frame, trying the plugins of :func:`_decoding_plugins` in turn."""
+def _pixel_array(ds, transfer_syntax: str, path: str | os.PathLike | None = None) -> np.ndarray:
+    """Decode the single frame, trying the plugins of :func:`_decoding_plugins` in turn.
+
+    Raises:
+        DecoderCrashError: an unsafe plugin crashed or timed out in its helper process (refused at once).
+        RuntimeError: every plugin failed (their messages joined).
+    """
     if not hasattr(ds, "pixel_array_options"):  # pydicom < 3: no plugin choice
         return ds.pixel_array
     errors = []
     for plugin in _decoding_plugins(transfer_syntax):
         try:
+            if plugin in UNSAFE_PLUGINS and path is not None:
+                return decode_isolated(path, plugin, transfer_syntax)
             ds.pixel_array_options(decoding_plugin=plugin)
             return ds.pixel_array
+        except DecoderCrashError:
+            raise
+        except XrayInputError as exc:
+            errors.append(f"{plugin}: {exc.reason}")
         except Exception as exc:
             errors.append(f"{plugin or 'any plugin'}: {exc}")
     raise RuntimeError("; ".join(errors))
@@ -649,7 +654,9 @@ def _stored_values(path, ds, syntax: str, target_size: int | None, frame: bytes 
         if reduced is not None:
             return reduced
         try:
-            return _pixel_array(ds, syntax), 0
+            return _pixel_array(ds, syntax, path), 0
+        except XrayInputError:
+            raise
         except Exception as exc:
             raise XrayInputError(
                 path, f"cannot decode the pixel data ({type(exc).__name__}: {exc}); {decoder_hint(syntax)}"

@@ -32,12 +32,24 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, RLELos
 
 from tests.factories import dicom_dataset, gradient_picture, write_dicom, write_png
 
-__all__ = ["HIDDEN_BOMB", "LOAD", "REFUSE", "Case", "build_corpus", "j2k_codestream", "main"]
+__all__ = ["GDCM_POISON", "HIDDEN_BOMB", "LOAD", "REFUSE", "SURVIVE", "Case", "build_corpus", "j2k_codestream", "main"]
 
-REFUSE, LOAD = "refuse", "load"
+#: ``SURVIVE``: a typed refusal or a load are both right (a corrupt stream another decoder tolerates); no crash.
+REFUSE, LOAD, SURVIVE = "refuse", "load", "survive"
 #: A JPEG 2000 frame whose codestream declares 60000 x 60000 inside a DICOM header of 64 x 64 (see test_corpus).
 HIDDEN_BOMB = "j2k_bomb_hidden.dcm"
 PIC = gradient_picture(48, 40, seed=9)
+#: Frames on which python-gdcm 3.2 itself aborts (SIGABRT) or segfaults, found with a mutation loop over the
+#: clean streams of :func:`_poison_frame` (``test_corpus`` checks that gdcm still dies on them in a child).
+GDCM_POISON = {
+    # JPEG Baseline (Pillow, quality 90) with corrupt entropy-coded data (and one APP0 byte): SIGABRT in gdcm
+    "gdcm_poison_baseline.dcm": ("1.2.840.10008.1.2.4.50", ((11, 19), (455, 143), (482, 79), (696, 252),
+                                 (810, 206), (852, 48), (1400, 89), (1442, 57), (1524, 247), (1629, 184), (1680, 174))),
+    # JPEG Lossless SV1 (gdcm's encoder) with two damaged frame/scan header bytes: SIGSEGV in gdcm
+    "gdcm_poison_sv1_segv.dcm": ("1.2.840.10008.1.2.4.70", ((6, 92), (38, 212))),
+    # the same with three damaged bytes: an uncaught gdcm::Exception, SIGABRT
+    "gdcm_poison_sv1_abort.dcm": ("1.2.840.10008.1.2.4.70", ((15, 109), (41, 197), (56, 20))),
+}
 
 
 @dataclass
@@ -128,6 +140,40 @@ def _sof_resized(jpeg: bytes, width: int, height: int) -> bytes:
     sof = data.index(b"\xff\xc0")
     data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
+
+
+def _poison_frame(syntax: str, patches) -> bytes:
+    """The clean 64 x 64 frame of ``syntax`` (Pillow's JPEG Baseline or gdcm's SV1) with bytes overwritten."""
+    picture = gradient_picture(64, 64)
+    if syntax == "1.2.840.10008.1.2.4.50":
+        from PIL import Image
+
+        buffer = io.BytesIO()
+        Image.fromarray(picture).save(buffer, format="JPEG", quality=90)
+        frame = bytearray(buffer.getvalue())
+    else:  # JPEG Lossless SV1: only gdcm encodes it
+        import tempfile
+
+        import gdcm
+
+        with tempfile.TemporaryDirectory() as folder:
+            source, target = os.path.join(folder, "in.dcm"), os.path.join(folder, "out.dcm")
+            write_dicom(source, picture)
+            reader = gdcm.ImageReader()
+            reader.SetFileName(source)
+            change = gdcm.ImageChangeTransferSyntax()
+            change.SetTransferSyntax(gdcm.TransferSyntax(gdcm.TransferSyntax.JPEGLosslessProcess14_1))
+            if not reader.Read() or (change.SetInput(reader.GetImage()) or not change.Change()):
+                raise RuntimeError("gdcm could not encode JPEG Lossless SV1")
+            writer = gdcm.ImageWriter()
+            writer.SetFileName(target)
+            writer.SetFile(reader.GetFile())
+            writer.SetImage(change.GetOutput())
+            writer.Write()
+            frame = bytearray(get_frame(pydicom.dcmread(target).PixelData, 0, number_of_frames=1))
+    for at, value in patches:
+        frame[at] = value
+    return bytes(frame)
 
 
 def _nested_sequences(depth: int) -> bytes:
@@ -230,6 +276,15 @@ def build_corpus(folder: str | os.PathLike) -> list[Case]:
     frame[4:8] = struct.pack("<I", 0x7FFFFFF0)  # first segment offset far past the frame
     ds.PixelData = encapsulate([bytes(frame)])
     ds.save_as(path)
+    for name, (syntax, patches) in GDCM_POISON.items():  # crash python-gdcm: contained, never the process
+        path = dx(name, SURVIVE if syntax.endswith(".50") else REFUSE, *(() if syntax.endswith(".50") else
+                                                                          ("python-gdcm", "crashed")),
+                  picture=gradient_picture(64, 64))
+        ds = pydicom.dcmread(path)
+        ds.PixelData = encapsulate([_poison_frame(syntax, patches)])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(path)
     lossy = _testdata("JPEG-lossy.dcm")
     if lossy is not None:
         shutil.copy(lossy, add("jpeg_lossy_nm.dcm", REFUSE, "modality 'NM'", dicom=True))

@@ -1,0 +1,49 @@
+"""The helper process of :mod:`monai_pneumonia.io.isolation`, run as a script: ``python -I _decode_child.py FD PPID``.
+
+It reads ``(path, plugin)`` requests from the socket ``FD`` and answers ``("ok", stored values)`` or
+``("error", "<exception type>: <message>")``. It exits on end-of-file (the parent closed the socket or died) and
+when its parent process ``PPID`` is gone, so it never outlives the process that started it. It imports neither
+MONAI nor torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import warnings
+from multiprocessing.connection import Connection
+
+
+def _watch_parent(ppid: int) -> None:
+    while True:
+        if os.getppid() != ppid:
+            os._exit(0)
+        time.sleep(0.5)
+
+
+def main() -> None:
+    fd, ppid = int(sys.argv[1]), int(sys.argv[2])
+    threading.Thread(target=_watch_parent, args=(ppid,), daemon=True).start()
+    import pydicom
+
+    conn = Connection(fd)
+    while True:
+        try:
+            path, plugin = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ds = pydicom.dcmread(path, force=True)
+                ds.pixel_array_options(decoding_plugin=plugin)
+                answer = ("ok", ds.pixel_array)
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, which refuses the file
+            answer = ("error", f"{type(exc).__name__}: {str(exc)[:500]}")
+        conn.send(answer)
+
+
+if __name__ == "__main__":
+    main()
