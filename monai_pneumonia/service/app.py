@@ -4,6 +4,7 @@ State folder layout (``spool``)::
 
     incoming/        received instances, <SOP Instance UID>.dcm (0600), deleted once their results are delivered
     outbox/          result instances waiting for delivery, <result SOP Instance UID>.dcm
+    quarantine/      instances the service process died on twice (poison pills, see worker.py), never retried
     journal.sqlite   what became of each SOP Instance UID and the delivery queue (see journal.py)
     results.jsonl    the results log (default location)
 
@@ -98,7 +99,7 @@ class PneumoniaService:
         self.worker = Worker(self.spool, self.outbox.root, self.journal, classifier,
                              [d.name for d in config.destinations], self.results_log,
                              on_results=self.deliverer.wakeup.set, batch_size=config.batch_size, cam=config.cam,
-                             lenient=config.lenient, algorithm=config.algorithm)
+                             lenient=config.lenient, algorithm=config.algorithm, quarantine=root / "quarantine")
         self.executor = None
         if config.report_processes > 0:
             import multiprocessing
