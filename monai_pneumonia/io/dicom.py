@@ -50,6 +50,7 @@ import numpy as np
 from monai.data import ImageReader
 
 from monai_pneumonia.errors import XrayInputError
+from monai_pneumonia.io.content import require_picture
 from monai_pneumonia.io.formats import DICOM, sniff_format
 from monai_pneumonia.io.isolation import UNSAFE_PLUGINS, DecoderCrashError, decode_isolated
 from monai_pneumonia.io.policy import DICOM_META_KEYWORDS, XrayPolicy, make_meta
@@ -417,6 +418,38 @@ def _has_voi(ds) -> bool:
     return ds.get("WindowCenter") not in (None, "") and ds.get("WindowWidth") not in (None, "")
 
 
+def _first_number(ds, keyword: str) -> float | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, bytes)) and isinstance(value, Sequence):
+        value = value[0] if len(value) else None
+    return None if value is None else float(value)
+
+
+def _require_finite_rescale(ds, path) -> None:
+    """Refuse RescaleSlope/RescaleIntercept that are NaN, infinite, or a slope of 0 (every pixel the same).
+
+    Raises:
+        XrayInputError: naming the attribute (never its value).
+    """
+    for keyword, tag in (("RescaleSlope", "(0028,1053)"), ("RescaleIntercept", "(0028,1052)")):
+        try:
+            value = _first_number(ds, keyword)
+        except (TypeError, ValueError):
+            raise XrayInputError(path, f"{keyword} {tag} is not a number: no usable modality LUT") from None
+        if value is not None and (not np.isfinite(value) or (keyword == "RescaleSlope" and value == 0)):
+            raise XrayInputError(path, f"{keyword} {tag} is {'0' if value == 0 else 'NaN or infinite'}: no usable "
+                                       "modality LUT (PS3.3 C.11.1), so no picture")
+
+
+def _require_finite_window(ds) -> None:
+    """Raise ``ValueError`` (falls back to the documented window) for a NaN/infinite center or a bad width."""
+    center, width = _first_number(ds, "WindowCenter"), _first_number(ds, "WindowWidth")
+    if center is None or width is None or not np.isfinite(center) or not np.isfinite(width) or width <= 0:
+        raise ValueError("WindowCenter/WindowWidth are not finite, or the width is not positive")
+
+
 def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = None) -> tuple[np.ndarray, dict]:
     """Apply the display pipeline of the module docstring to stored pixel values.
 
@@ -429,11 +462,16 @@ def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = No
         ``(image, info)``: float32 ``(rows, columns)`` in [0, 1] with 1 = bright, and
         ``{"intensity_rule": ..., "flags": [...]}``.
 
+    A window (VOI) that is NaN, infinite, of width <= 0 or that pydicom cannot apply is not used: the fallback of
+    step 4 applies and ``voi_invalid`` is flagged. A NaN/infinite rescale or a slope of 0 is refused.
+
     Raises:
-        XrayInputError: a LUT that pydicom cannot apply.
+        XrayInputError: a modality LUT that is not finite or that pydicom cannot apply.
     """
     apply_modality_lut, apply_voi_lut = _lut_functions()
     flags: list[str] = []
+    if not ds.get("ModalityLUTSequence"):
+        _require_finite_rescale(ds, path)
     try:
         values = apply_modality_lut(stored, ds)
     except Exception as exc:  # malformed Modality LUT Sequence / rescale values
@@ -442,9 +480,13 @@ def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = No
     rule = ""
     if _has_voi(ds):
         try:
+            if not ds.get("VOILUTSequence"):
+                _require_finite_window(ds)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 windowed = apply_voi_lut(values, ds, index=0, prefer_lut=True)
+            if not np.isfinite(windowed).all():
+                raise ValueError("the VOI LUT gives NaN or infinite values")
             lo, hi = _voi_output_range(ds)
             if hi == lo:
                 raise ValueError("empty VOI output range")
@@ -567,6 +609,7 @@ def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tup
     if stored.shape != expected:
         raise XrayInputError(path, f"decoded pixel data has shape {stored.shape}, header says {(rows, columns)}")
     image, info = dicom_to_display(stored, ds, path)
+    require_picture(path, image, stored)
     spacing, source = _spacing(ds)
     if spacing is not None and level:
         spacing = (spacing[0] * 2**level, spacing[1] * 2**level)

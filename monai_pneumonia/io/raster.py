@@ -22,6 +22,7 @@ import warnings
 import numpy as np
 
 from monai_pneumonia.errors import XrayInputError
+from monai_pneumonia.io.content import require_picture
 from monai_pneumonia.io.policy import XrayPolicy, make_meta
 
 __all__ = ["LUMA_WEIGHTS", "read_raster"]
@@ -68,7 +69,7 @@ def read_raster(path: str | os.PathLike, policy: XrayPolicy | None = None, fmt: 
         :func:`~monai_pneumonia.io.policy.make_meta`.
 
     Raises:
-        XrayInputError: unreadable, truncated, too large.
+        XrayInputError: unreadable, truncated, too large, no picture.
     """
     from PIL import Image, ImageOps
 
@@ -90,6 +91,7 @@ def read_raster(path: str | os.PathLike, policy: XrayPolicy | None = None, fmt: 
         raise XrayInputError(path, f"image too large (Pillow decompression-bomb guard: {exc})") from exc
     except Exception as exc:  # UnidentifiedImageError, truncated data (OSError), bad chunks (SyntaxError)
         raise XrayInputError(path, f"cannot decode {fmt.upper()} ({type(exc).__name__}: {exc})") from exc
+    require_picture(path, image)
     rows, columns = image.shape
     return image, make_meta(
         path, fmt, rows, columns, intensity_rule=f"divide:{2**bits - 1 if bits < 32 else 1}", bits=bits

@@ -192,6 +192,12 @@ def _expect_signed(image: np.ndarray, meta: dict) -> None:
     assert meta["bits_stored"] == 16
 
 
+def _expect_fallback_window(image: np.ndarray, meta: dict) -> None:
+    assert np.isfinite(image).all() and "voi_invalid" in meta["xray_flags"], meta["xray_flags"]
+    assert meta["intensity_rule"] in ("full_range", "percentile")
+    _expect_picture(image, meta)
+
+
 def _expect_picture(image: np.ndarray, meta: dict) -> None:
     assert image.shape == PIC.shape and float(np.abs(image - PIC / 255.0).max()) < 0.02
 
@@ -252,6 +258,24 @@ def build_corpus(folder: str | os.PathLike) -> list[Case]:
     dx("palette.dcm", REFUSE, "PALETTE COLOR", extra={"PhotometricInterpretation": "PALETTE COLOR"})
     dx("multiframe_dx.dcm", REFUSE, "multi-frame", extra={"NumberOfFrames": 2})
 
+    # -- no picture: blank, constant, near-constant, NaN/inf LUT attributes ------------------------------------
+    dx("blank_constant.dcm", REFUSE, "no picture", picture=np.full(PIC.shape, 100, np.uint8))
+    label = np.zeros(PIC.shape, np.uint8)
+    label[2:4, 2:4] = 255  # a burned-in mark on an empty film: under 0.5 % of the pixels
+    dx("blank_with_label.dcm", REFUSE, "no picture", picture=label)
+    noise = (1000 + np.random.default_rng(6).integers(0, 3, PIC.shape)).astype(np.uint16)
+    dx("near_constant_16bit.dcm", REFUSE, "no picture", picture=noise, bits_stored=16)  # no VOI: stretched noise
+    dx("rescale_slope_0.dcm", REFUSE, "RescaleSlope", extra={"RescaleSlope": 0, "RescaleIntercept": 0})
+    path = dx("rescale_slope_nan.dcm", REFUSE, "RescaleSlope", extra={"RescaleSlope": "7777", "RescaleIntercept": 0})
+    _patch(path, b"7777", 0, b"NaN ")
+    path = dx("rescale_intercept_inf.dcm", REFUSE, "RescaleIntercept", extra={"RescaleSlope": 1,
+                                                                              "RescaleIntercept": "7777"})
+    _patch(path, b"7777", 0, b"inf ")
+    for name, find, value in (("window_center_nan.dcm", b"1111", b"NaN "), ("window_width_inf.dcm", b"2222", b"inf "),
+                              ("window_width_zero.dcm", b"2222", b"0   ")):
+        _patch(dx(name, LOAD, window=(1111, 2222)), find, 0, value)  # the documented fallback window applies
+        cases[-1].check = _expect_fallback_window
+
     # -- compressed: bombs and corrupt frames -----------------------------------------------------------------
     for name, declared, words in (("j2k_bomb_declared.dcm", 60000, ("too large",)),
                                   ("j2k_bomb_hidden.dcm", 64, ())):
@@ -310,12 +334,13 @@ def build_corpus(folder: str | os.PathLike) -> list[Case]:
     # -- pictures -----------------------------------------------------------------------------------------------------
     add("png_bomb_header.png", REFUSE, "too large").write_bytes(_png(30000, 30000, zlib.compress(b"\0" * 100)))
     # 4096 x 4096 zeros deflate to 16 KB (1000:1): a bomb under the 40 Mpx limit loads, in bounded memory
-    rows = (b"\0" + b"\0" * 4096) * 4096
-    add("png_inflates_16mpx.png", LOAD).write_bytes(_png(4096, 4096, zlib.compress(rows, 9)))
+    rows = (b"\0" + b"\0" * 4096) * 4096  # decoded (bounded memory), then refused: all black is no picture
+    add("png_inflates_16mpx.png", REFUSE, "no picture").write_bytes(_png(4096, 4096, zlib.compress(rows, 9)))
     path = write_png(add("png_truncated.png", REFUSE, "PNG"), gradient_picture(64, 64))
     path.write_bytes(path.read_bytes()[:-200])
     add("png_bad_crc.png", REFUSE, "PNG").write_bytes(
         _png(40, 48, zlib.compress(b"\0" * 41 * 48))[:-20] + b"\0\0\0\0" + _png(1, 1, b"")[-16:])
+    write_png(add("png_all_zero.png", REFUSE, "no picture"), np.zeros(PIC.shape, np.uint8))
     add("png_16bit_zero_width.png", REFUSE).write_bytes(_png(0, 48, zlib.compress(b"\0" * 48), bit_depth=16))
     jpeg = _jpeg(root, "ok.jpg")
     add("jpeg_bomb.jpg", REFUSE, "too large").write_bytes(_sof_resized(jpeg, 65000, 65000))
@@ -334,6 +359,12 @@ def build_corpus(folder: str | os.PathLike) -> list[Case]:
     header[42:46] = struct.pack("<hh", 30000, 30000)  # dim[1], dim[2]: 900 Mpx declared, 16 bytes present
     huge.write_bytes(bytes(header))
     add("nifti_huge.nii", REFUSE, "too large")
+    nib.save(nib.Nifti1Image(np.full((32, 32), np.nan, np.float32), np.eye(4)), str(add("nifti_all_nan.nii",
+                                                                                        REFUSE, "NaN")))
+    nib.save(nib.Nifti1Image(np.full((32, 32), 7, np.int16), np.eye(4)), str(add("nifti_constant.nii", REFUSE,
+                                                                                 "no picture")))
+    rgb = np.zeros((32, 32), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, np.eye(4)), str(add("nifti_rgb24.nii", REFUSE, "colour")))
     path = add("nifti_truncated.nii", REFUSE)
     nib.save(nib.Nifti1Image(np.zeros((64, 64), np.uint16), np.eye(4)), str(path))
     path.write_bytes(path.read_bytes()[:1000])
