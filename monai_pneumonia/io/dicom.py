@@ -54,6 +54,7 @@ from monai_pneumonia.io.content import require_picture
 from monai_pneumonia.io.formats import DICOM, sniff_format
 from monai_pneumonia.io.isolation import UNSAFE_PLUGINS, DecoderCrashError, decode_isolated
 from monai_pneumonia.io.policy import DICOM_META_KEYWORDS, XrayPolicy, make_meta
+from monai_pneumonia.io.redaction import install as _install_redaction
 
 __all__ = [
     "FULL_RANGE_MIN_SPAN",
@@ -67,6 +68,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_install_redaction()  # pydicom quotes invalid attribute values (PHI) in its log and warnings
 
 #: Fraction of the representable range the data must span for the full-range fallback.
 FULL_RANGE_MIN_SPAN = 0.25
@@ -475,7 +477,7 @@ def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = No
     try:
         values = apply_modality_lut(stored, ds)
     except Exception as exc:  # malformed Modality LUT Sequence / rescale values
-        raise XrayInputError(path, f"cannot apply the modality LUT (PS3.3 C.11.1): {exc}") from exc
+        raise XrayInputError(path, f"cannot apply the modality LUT (PS3.3 C.11.1): {type(exc).__name__}") from exc
     image = None
     rule = ""
     if _has_voi(ds):
@@ -496,7 +498,7 @@ def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = No
                 "voi_lut" if ds.get("VOILUTSequence") else f"window:{str(ds.get('VOILUTFunction', 'LINEAR')).upper()}"
             )
         except Exception as exc:  # invalid width, unknown function, broken LUT: fall back, but say so
-            logger.warning("%s: unusable VOI LUT (%s); using the fallback mapping", path, exc)
+            logger.warning("%s: unusable VOI LUT (%s); using the fallback mapping", path, type(exc).__name__)
             flags.append("voi_invalid")
     if image is None:
         image, rule = fallback_normalise(np.asarray(values), *_modality_range(ds))
@@ -537,7 +539,7 @@ def _read_dataset(path: str | os.PathLike):
             warnings.simplefilter("ignore")
             ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=True)
     except Exception as exc:  # InvalidDicomError, EOFError, struct.error, OSError, bad VR/length values, ...
-        raise XrayInputError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+        raise XrayInputError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc  # no quoted values
     if "TransferSyntaxUID" not in ds.file_meta:  # raw data set without file meta: use the encoding read
         implicit, little = ds.original_encoding
         ds.file_meta.TransferSyntaxUID = (
@@ -577,7 +579,7 @@ def read_dicom(
     except XrayInputError:
         raise
     except Exception as exc:  # lazily converted elements with wrong VR or length, odd headers
-        raise XrayInputError(path, f"invalid DICOM attributes ({type(exc).__name__}: {exc})") from exc
+        raise XrayInputError(path, f"invalid DICOM attributes ({type(exc).__name__})") from exc  # no quoted values
 
 
 def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tuple[np.ndarray, dict]:

@@ -35,14 +35,34 @@ from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding, ren
 from monai_pneumonia.service.resultslog import ResultsLog
 from monai_pneumonia.service.screening import screen
 from monai_pneumonia.service.spool import Spool, atomic_write
+from monai_pneumonia.service.uids import is_valid_uid
+from monai_pneumonia.io.redaction import install as _install_redaction
 
 __all__ = ["Worker"]
 
 logger = logging.getLogger(__name__)
+_install_redaction()  # headers are read here too: pydicom's value warnings never reach the log
+
+
+#: The UIDs a result refers to (PS3.5 9.1 grammar required: an invalid one never reaches a report).
+_REFERENCED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+
+
+def _invalid_uid(header: Dataset, sop_uid: str) -> str:
+    """Why the header's UIDs cannot be referenced by a result (``""`` when they can)."""
+    for keyword in _REFERENCED_UIDS:
+        if not is_valid_uid(str(header.get(keyword, "") or "")):
+            return f"{keyword} is missing or not a valid UID (PS3.5 9.1)"
+    if str(header.SOPInstanceUID) != sop_uid:
+        return "the data set's SOPInstanceUID differs from the SOP Instance UID it was received as"
+    return ""
 
 
 def _uids(header: Dataset | None, sop_uid: str) -> dict:
-    get = (lambda k: str(header.get(k, "") or "")) if header is not None else (lambda k: "")
+    def get(keyword: str) -> str:  # an invalid UID is not written anywhere (it may hold anything, even a name)
+        value = str(header.get(keyword, "") or "") if header is not None else ""
+        return value if keyword == "Modality" or is_valid_uid(value) else ""
+
     return {"sop_instance_uid": sop_uid, "study_instance_uid": get("StudyInstanceUID"),
             "series_instance_uid": get("SeriesInstanceUID"), "sop_class_uid": get("SOPClassUID"),
             "modality": get("Modality")}
@@ -154,7 +174,8 @@ class Worker(threading.Thread):
             return
         sop_uid, path = fresh[0]
         logger.error("processing %s failed (%s)", sop_uid, type(failure).__name__)
-        self._refuse(sop_uid, path, None, f"processing failed ({type(failure).__name__}: {failure})")
+        # third-party messages may quote attribute values (PHI): the exception type only, never its text
+        self._refuse(sop_uid, path, None, f"processing failed ({type(failure).__name__})")
 
     def _quarantine(self, sop_uid: str, path: Path, interrupted: int) -> None:
         """Move an instance the process died on out of the spool, record and report it (never retried)."""
@@ -187,9 +208,9 @@ class Worker(threading.Thread):
             except FileNotFoundError:
                 continue
             except Exception as error:  # noqa: BLE001 - any parse failure is a refusal
-                self._refuse(sop_uid, path, None, f"not a readable DICOM file ({error})")
+                self._refuse(sop_uid, path, None, f"not a readable DICOM file ({type(error).__name__})")
                 continue
-            reason = screen(header, self.lenient)
+            reason = _invalid_uid(header, sop_uid) or screen(header, self.lenient)
             if reason:
                 self._refuse(sop_uid, path, header, reason)
             else:
