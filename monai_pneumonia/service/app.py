@@ -15,7 +15,6 @@ outbox, or were already); outbox files the journal no longer references are dele
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
@@ -105,9 +104,12 @@ class PneumoniaService:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            from monai_pneumonia.service.lifeline import init_child
+
+            # init_child: the report processes end when this process ends, even by SIGKILL (lifeline.py)
             self.executor = ProcessPoolExecutor(config.report_processes, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=importlib.import_module,
-                                                initargs=("monai_pneumonia.service.reports",))
+                                                initializer=init_child,
+                                                initargs=(os.getpid(), "monai_pneumonia.service.reports"))
             self.worker.executor = self.executor
         self.scp = StorageSCP(config.aet, self._store, config.allow or None, config.limits, config.tls)
         self._receive_lock = threading.Lock()
