@@ -51,6 +51,7 @@ from monai.data import ImageReader
 
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.io.content import require_picture
+from monai_pneumonia.io.deflate import dcmread_bounded, inflated_limit
 from monai_pneumonia.io.formats import DICOM, sniff_format
 from monai_pneumonia.io.isolation import UNSAFE_PLUGINS, DecoderCrashError, decode_isolated
 from monai_pneumonia.io.policy import DICOM_META_KEYWORDS, XrayPolicy, make_meta
@@ -531,13 +532,14 @@ def _spacing(ds) -> tuple[tuple[float, float] | None, str]:
     return None, ""
 
 
-def _read_dataset(path: str | os.PathLike):
-    import pydicom
-
+def _read_dataset(path: str | os.PathLike, policy: XrayPolicy | None = None):
+    limit = inflated_limit((policy or XrayPolicy()).max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=True)
+            ds = dcmread_bounded(path, limit, defer_size=_DEFER_SIZE, force=True)  # a deflate bomb stops early
+    except XrayInputError:
+        raise
     except Exception as exc:  # InvalidDicomError, EOFError, struct.error, OSError, bad VR/length values, ...
         raise XrayInputError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc  # no quoted values
     if "TransferSyntaxUID" not in ds.file_meta:  # raw data set without file meta: use the encoding read
@@ -573,7 +575,7 @@ def read_dicom(
         raise XrayInputError(path, "file not found")
     if os.path.getsize(path) == 0:
         raise XrayInputError(path, "empty file (0 bytes)")
-    ds = _read_dataset(path)
+    ds = _read_dataset(path, policy)
     try:
         return _decode(path, ds, policy, target_size)
     except XrayInputError:

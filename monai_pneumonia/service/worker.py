@@ -26,22 +26,25 @@ from concurrent.futures import BrokenExecutor, Executor
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from monai_pneumonia.inference import Classification, Refusal
+from monai_pneumonia.io.deflate import dcmread_bounded, inflated_limit
+from monai_pneumonia.io.policy import DEFAULT_MAX_PIXELS
+from monai_pneumonia.io.redaction import install as _install_redaction
 from monai_pneumonia.service.journal import CLASSIFIED, Journal
 from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding, render_results
 from monai_pneumonia.service.resultslog import ResultsLog
 from monai_pneumonia.service.screening import screen
 from monai_pneumonia.service.spool import Spool, atomic_write
 from monai_pneumonia.service.uids import is_valid_uid
-from monai_pneumonia.io.redaction import install as _install_redaction
 
 __all__ = ["Worker"]
 
 logger = logging.getLogger(__name__)
 _install_redaction()  # headers are read here too: pydicom's value warnings never reach the log
+#: Most bytes a spooled deflated data set may inflate to while its header is read (the loader's own limit).
+_INFLATED_LIMIT = inflated_limit(DEFAULT_MAX_PIXELS)
 
 
 #: The UIDs a result refers to (PS3.5 9.1 grammar required: an invalid one never reaches a report).
@@ -204,7 +207,7 @@ class Worker(threading.Thread):
                     self.spool.remove(sop_uid)
                 continue
             try:
-                header = pydicom.dcmread(path, stop_before_pixels=True)
+                header = dcmread_bounded(path, _INFLATED_LIMIT, stop_before_pixels=True)  # no deflate bomb
             except FileNotFoundError:
                 continue
             except Exception as error:  # noqa: BLE001 - any parse failure is a refusal

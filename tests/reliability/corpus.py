@@ -176,6 +176,26 @@ def _poison_frame(syntax: str, patches) -> bytes:
     return bytes(frame)
 
 
+def _deflate_bomb(path: Path, zeros: int) -> Path:
+    """Rewrite a deflated DICOM file with a private OB element of ``zeros`` zero bytes inside its deflate stream.
+
+    The file stays a few hundred KB (deflate packs zeros about 1000:1); pydicom alone would inflate all of it.
+    """
+    data = path.read_bytes()
+    body = 144 + struct.unpack("<I", data[140:144])[0]  # after the file meta (its group length)
+    raw = zlib.decompress(data[body:], -zlib.MAX_WBITS)
+    at = raw.index(b"\x10\x00\x10\x00PN")  # (0010,0010): private group 0009 goes just before it
+    private = b"\x09\x00\x10\x00LO\x04\x00TEST" + b"\x09\x00\x00\x10OB\x00\x00" + struct.pack("<I", zeros)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    out = [packer.compress(raw[:at] + private)]
+    block = b"\0" * (1 << 20)
+    for _ in range(zeros >> 20):
+        out.append(packer.compress(block))
+    out += [packer.compress(b"\0" * (zeros & ((1 << 20) - 1)) + raw[at:]), packer.flush()]
+    path.write_bytes(data[:body] + b"".join(out))
+    return path
+
+
 def _nested_sequences(depth: int) -> bytes:
     """Explicit VR LE bytes of ``depth`` nested undefined-length sequences (a recursion bomb)."""
     body = b""
@@ -246,6 +266,11 @@ def build_corpus(folder: str | os.PathLike) -> list[Case]:
     body = 144 + struct.unpack("<I", data[140:144])[0]  # after the file meta (its group length) comes the data set
     path.write_bytes(data[:body] + np.random.default_rng(3).bytes(len(data) - body))
     cases[-1].dicom = False  # not a data set any sender could encode
+    # 250 MB of zeros in 250 KB: inflated in bounded chunks and refused past the limit (4 bytes x 40 Mpx + 16 MiB)
+    _deflate_bomb(dx("deflate_bomb_250mb.dcm", REFUSE, "deflate", transfer_syntax=DeflatedExplicitVRLittleEndian),
+                  250 << 20)
+    _deflate_bomb(dx("deflate_padded_ok.dcm", LOAD, transfer_syntax=DeflatedExplicitVRLittleEndian), 1 << 20)
+    cases[-1].check = _expect_picture
 
     # -- missing pixel data, sizes, depths, colour ---------------------------------------------------------------
     dx("no_pixel_data.dcm", REFUSE, "no pixel data", picture=None)
