@@ -133,7 +133,8 @@ def _decoding_plugins(transfer_syntax: str) -> list[str]:
 
     The preferred plugins of :data:`_PREFERRED_PLUGINS` come first, then every other installed one; a plugin of
     :data:`~monai_pneumonia.io.isolation.UNSAFE_PLUGINS` (python-gdcm) is tried last and only ever runs in the
-    helper process of :mod:`monai_pneumonia.io.isolation`.
+    helper process of :mod:`monai_pneumonia.io.isolation` (and not at all for JPEG 2000 when another plugin is
+    installed: gdcm would decode it with the same OpenJPEG library that already failed).
     """
     try:
         from pydicom.pixels import get_decoder
@@ -147,7 +148,10 @@ def _decoding_plugins(transfer_syntax: str) -> list[str]:
         return [""]
     preferred = [p for p in _PREFERRED_PLUGINS.get(str(transfer_syntax), ()) if p in available]
     others = [p for p in available if p not in preferred]
-    return preferred + [p for p in others if p not in UNSAFE_PLUGINS] + [p for p in others if p in UNSAFE_PLUGINS]
+    safe = preferred + [p for p in others if p not in UNSAFE_PLUGINS]
+    if safe and str(transfer_syntax) in _J2K_SYNTAXES:  # gdcm decodes JPEG 2000 with OpenJPEG too: no second try
+        return safe
+    return safe + [p for p in others if p in UNSAFE_PLUGINS]
 
 
 def _pixel_array(ds, transfer_syntax: str, path: str | os.PathLike | None = None) -> np.ndarray:
@@ -166,8 +170,8 @@ def _pixel_array(ds, transfer_syntax: str, path: str | os.PathLike | None = None
                 return decode_isolated(path, plugin, transfer_syntax)
             ds.pixel_array_options(decoding_plugin=plugin)
             return ds.pixel_array
-        except DecoderCrashError:
-            raise
+        except DecoderCrashError as exc:
+            raise DecoderCrashError(exc.path, f"{exc.reason}; {decoder_hint(transfer_syntax)}") from None
         except XrayInputError as exc:
             errors.append(f"{plugin}: {exc.reason}")
         except Exception as exc:
@@ -638,30 +642,78 @@ def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tup
 #: Start-of-frame markers whose segment gives the frame's size (ITU-T T.81 B.2.2, T.87 5.2.2): every SOFn except
 #: DHT (C4), JPG (C8) and DAC (CC), plus JPEG-LS SOF55 (F7).
 _JPEG_SOF = frozenset([*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7])
-#: How far into a frame the codestream header is looked for (past a JP2 wrapper, should one be there).
+#: How far into a frame a bare codestream header is looked for when pylibjpeg-openjpeg is not installed.
 _HEADER_SEARCH = 4096
+#: JPEG 2000 and HTJ2K transfer syntaxes; JPEG-LS ones.
+_J2K_SYNTAXES = frozenset(("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                           "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"))
+_JPEG_LS_SYNTAXES = frozenset(("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"))
 
 
-def _frame_size(frame: bytes) -> tuple[str, int, int] | None:
+def _scan_jpeg_sof(frame: bytes) -> tuple[str, int, int] | None:
+    """``(codec, rows, columns)`` of the first start-of-frame segment, walking the marker segments.
+
+    Used for JPEG-LS (no installed library reads its header without decoding) and when Pillow cannot read a JPEG
+    header. Any marker may be preceded by 0xFF fill bytes (ITU-T T.81 B.1.1.2); RSTn and TEM have no length.
+    """
+    pos, end = 2, len(frame)
+    while pos + 4 <= end:
+        if frame[pos] != 0xFF:
+            return None
+        while pos + 2 < end and frame[pos + 1] == 0xFF:  # fill bytes
+            pos += 1
+        marker = frame[pos + 1]
+        if marker in _JPEG_SOF:
+            if pos + 9 > end:
+                return None
+            height, width = struct.unpack(">HH", frame[pos + 5 : pos + 9])
+            return ("JPEG-LS" if marker == 0xF7 else "JPEG"), height, width
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or a scan before any frame header
+            return None
+        pos += 2 + struct.unpack(">H", frame[pos + 2 : pos + 4])[0]
+    return None
+
+
+def _frame_size(frame: bytes, syntax: str = "") -> tuple[str, int, int] | None:
     """``(codec, rows, columns)`` declared by a compressed frame's own header, ``None`` when it has no known header.
 
-    JPEG 2000: the SIZ segment (ISO 15444-1 A.5.1), image area minus offset. JPEG / JPEG-LS: the first
-    start-of-frame segment (Y lines, X samples per line).
+    Read by the codec libraries' own header parsers where they have one, without decoding: OpenJPEG's
+    (``openjpeg.get_parameters``, which walks JP2 boxes to the codestream and reads SIZ, ISO 15444-1 A.5.1) for
+    JPEG 2000, and Pillow's JPEG header parser (lazy ``Image.open``, fill bytes included) for JPEG. JPEG-LS, or a
+    header those cannot read, is walked by :func:`_scan_jpeg_sof`.
     """
-    head = frame[: _HEADER_SEARCH + 64]
-    at = head.find(_J2K_SOC_SIZ, 0, _HEADER_SEARCH)
-    if at >= 0 and len(head) >= at + 24:
-        rows, columns, _, _ = _j2k_image_area(head, at)
-        return "JPEG 2000", rows, columns
-    if head[:2] == b"\xff\xd8":
-        pos = 2
-        while pos + 9 <= len(frame) and frame[pos] == 0xFF:
-            marker = frame[pos + 1]
-            if marker in _JPEG_SOF:
-                height, width = struct.unpack(">HH", frame[pos + 5 : pos + 9])
-                return ("JPEG-LS" if marker == 0xF7 else "JPEG"), height, width
-            pos += 2 + struct.unpack(">H", frame[pos + 2 : pos + 4])[0]
-    return None
+    if frame[:4] == _J2K_SOC_SIZ or frame[4:8] == b"jP  " or str(syntax) in _J2K_SYNTAXES:
+        try:
+            import openjpeg
+
+            params = openjpeg.get_parameters(frame)
+            return "JPEG 2000", int(params["rows"]), int(params["columns"])
+        except ImportError:  # pylibjpeg-openjpeg not installed: the bare codestream's SIZ
+            head = frame[: _HEADER_SEARCH + 64]
+            at = head.find(_J2K_SOC_SIZ, 0, _HEADER_SEARCH)
+            if at >= 0 and len(head) >= at + 24:
+                rows, columns, _, _ = _j2k_image_area(head, at)
+                return "JPEG 2000", rows, columns
+            return None
+        except Exception:  # noqa: BLE001 - no readable header: the decoder refuses the frame
+            return None
+    if frame[:2] != b"\xff\xd8":
+        return None
+    if str(syntax) not in _JPEG_LS_SYNTAXES:
+        from PIL import Image
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(frame), formats=("JPEG",)) as image:
+                    columns, rows = image.size
+            return "JPEG", rows, columns
+        except Exception:  # noqa: BLE001 - e.g. Pillow's bomb guard or an odd header: walk the markers
+            pass
+    return _scan_jpeg_sof(frame)
 
 
 def _check_frame_header(path, frame: bytes, syntax: str, rows: int, columns: int) -> None:
@@ -673,7 +725,7 @@ def _check_frame_header(path, frame: bytes, syntax: str, rows: int, columns: int
     Raises:
         XrayInputError: the frame's own header declares a different size.
     """
-    declared = _frame_size(frame)
+    declared = _frame_size(frame, syntax)
     if declared is None:
         return
     codec, frame_rows, frame_columns = declared

@@ -196,6 +196,25 @@ def _deflate_bomb(path: Path, zeros: int) -> Path:
     return path
 
 
+def _fill_before_sof(jpeg: bytes, width: int, height: int) -> bytes:
+    """The JPEG declaring ``width`` x ``height``, with 0xFF fill bytes before its SOF0 marker (T.81 B.1.1.2)."""
+    data = _sof_resized(jpeg, width, height)
+    sof = data.index(b"\xff\xc0")
+    return data[:sof] + b"\xff\xff\xff" + data[sof:]
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def _jp2(codestream: bytes, rows: int, columns: int, padding: int) -> bytes:
+    """A JP2 file (ISO 15444-1 I.5) around ``codestream`` with a ``padding``-byte XML box before the header box."""
+    ihdr = _box(b"ihdr", struct.pack(">IIHBBBB", rows, columns, 1, 7, 7, 0, 0))
+    colr = _box(b"colr", struct.pack(">BBBI", 1, 0, 0, 17))
+    return (_box(b"jP  ", b"\r\n\x87\n") + _box(b"ftyp", b"jp2 \0\0\0\0jp2 ") + _box(b"xml ", b" " * padding)
+            + _box(b"jp2h", ihdr + colr) + _box(b"jp2c", codestream))
+
+
 def _nested_sequences(depth: int) -> bytes:
     """Explicit VR LE bytes of ``depth`` nested undefined-length sequences (a recursion bomb)."""
     body = b""
@@ -311,6 +330,17 @@ def build_corpus(folder: str | os.PathLike) -> list[Case]:
         ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
         ds.save_as(root / name)
         add(name, REFUSE, *words, dicom=True)
+    # the frame header check reads headers with the codec libraries: fill bytes before SOF, boxes before a JP2 header
+    for name, syntax, frame in (
+            ("jpeg_fill_bytes_bomb.dcm", "1.2.840.10008.1.2.4.50", _fill_before_sof(_jpeg(root, ""), 12000, 12000)),
+            ("jp2_boxed_bomb.dcm", JPEG2000Lossless, _jp2(j2k_codestream(60000, 60000), 60000, 60000, 8192))):
+        ds = pydicom.dcmread(write_dicom(root / name, gradient_picture(64, 64)))
+        ds.PixelData = encapsulate([frame + b"\0" * (len(frame) % 2)])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(root / name)
+        add(name, REFUSE, "refused before decoding", "12000" if "jpeg" in name else "60000", dicom=True)
+    add("jpeg_fill_bytes_bomb.jpg", REFUSE, "too large").write_bytes(_fill_before_sof(_jpeg(root, ""), 12000, 12000))
     for damage in ("noise", "truncate"):
         path = dx(f"j2k_{damage}.dcm", REFUSE, "JPEG 2000", picture=gradient_picture(64, 64), bits_stored=12,
                   transfer_syntax=JPEG2000Lossless)
@@ -366,6 +396,10 @@ def build_corpus(folder: str | os.PathLike) -> list[Case]:
     add("png_bad_crc.png", REFUSE, "PNG").write_bytes(
         _png(40, 48, zlib.compress(b"\0" * 41 * 48))[:-20] + b"\0\0\0\0" + _png(1, 1, b"")[-16:])
     write_png(add("png_all_zero.png", REFUSE, "no picture"), np.zeros(PIC.shape, np.uint8))
+    from PIL import Image
+
+    frames = [Image.fromarray(gradient_picture(48, 40, seed=k)) for k in range(3)]
+    frames[0].save(add("apng_animated.png", REFUSE, "animated"), format="PNG", save_all=True, append_images=frames[1:])
     add("png_16bit_zero_width.png", REFUSE).write_bytes(_png(0, 48, zlib.compress(b"\0" * 48), bit_depth=16))
     jpeg = _jpeg(root, "ok.jpg")
     add("jpeg_bomb.jpg", REFUSE, "too large").write_bytes(_sof_resized(jpeg, 65000, 65000))
