@@ -20,7 +20,10 @@ and then, would hold an association slot as long as it likes (pynetdicom reads a
 each allowed ``network_timeout``). Every connection must therefore have its association accepted or rejected
 within :attr:`AssociationLimits.establish_timeout` seconds of connecting, else the listener shuts the socket down;
 and one peer address may hold at most :attr:`AssociationLimits.max_per_peer` connections, so a single host
-cannot take every slot of ``max_associations``.
+cannot take every slot of ``max_associations``. pynetdicom keeps a data set being received in memory, without a
+limit: the bytes an association sends are counted (``EVT_DATA_RECV``) and past
+:attr:`AssociationLimits.max_dataset_bytes` before its C-STORE completes the connection is cut, so no peer can
+make the listener allocate more than that per association.
 
 DICOM TLS (PS3.15 B.1, the Basic TLS Secure Transport Connection Profile): with a :class:`TLSConfig` the listener
 accepts only TLS connections (TLS 1.2 or newer) presenting its certificate, and with a CA file it also requires
@@ -35,6 +38,7 @@ import os
 import socket
 import ssl
 import threading
+import weakref
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,6 +98,8 @@ class AssociationLimits:
         establish_timeout: seconds from connection to an accepted or rejected association; a peer still
             negotiating (silent, or trickling bytes) is disconnected then.
         max_per_peer: concurrent connections from one peer address.
+        max_dataset_bytes: most bytes received for one data set (4 bytes per pixel of the loader's 40-Mpx limit,
+            plus 16 MiB of header); the connection is cut beyond it.
     """
 
     max_associations: int = 10
@@ -103,6 +109,7 @@ class AssociationLimits:
     network_timeout: float = 60.0
     establish_timeout: float = 10.0
     max_per_peer: int = 4
+    max_dataset_bytes: int = 4 * 40_000_000 + 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -144,22 +151,48 @@ class TLSConfig:
 class GuardedAssociationServer(ThreadedAssociationServer):
     """pynetdicom's threaded server with a per-peer-address connection cap (see the module docstring).
 
-    The deadline for establishing the association is kept by :meth:`StorageSCP.handle_conn_open`.
+    A peer's connections are its live associations plus those accepted and not yet started (the accept loop runs
+    ahead of the threads that start associations). The deadline for establishing the association is kept by
+    :meth:`StorageSCP.handle_conn_open`.
     """
 
     #: Most concurrent connections from one peer address.
     max_per_peer: int = 4
 
+    def __init__(self, *args, **kwargs) -> None:
+        self._starting: dict[str, int] = {}
+        self._starting_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
     def verify_request(self, request, client_address) -> bool:
-        """Refuse a connection from an address that already holds :attr:`max_per_peer` associations."""
+        """Refuse a connection from an address that already holds :attr:`max_per_peer` connections."""
         address = client_address[0]
-        held = sum(1 for assoc in self.ae.active_associations
-                   if assoc.is_acceptor and getattr(assoc.requestor, "address", None) == address)
-        if held >= self.max_per_peer:
-            logger.warning("refused a connection from %s: it already holds %d associations (limit per peer %d)",
-                           address, held, self.max_per_peer)
-            return False
+        with self._starting_lock:
+            held = self._starting.get(address, 0) + sum(
+                1 for assoc in self.ae.active_associations
+                if assoc.is_acceptor and getattr(assoc.requestor, "address", None) == address)
+            if held >= self.max_per_peer:
+                logger.warning("refused a connection from %s: it already holds %d connections (limit per peer %d)",
+                               address, held, self.max_per_peer)
+                return False
+            self._starting[address] = self._starting.get(address, 0) + 1
         return True
+
+    def process_request_thread(self, request, client_address) -> None:
+        """Start the association (:meth:`serve_connection`); from then on it counts as a live association."""
+        try:
+            self.serve_connection(request, client_address)
+        finally:
+            with self._starting_lock:
+                left = self._starting.get(client_address[0], 1) - 1
+                if left > 0:
+                    self._starting[client_address[0]] = left
+                else:
+                    self._starting.pop(client_address[0], None)
+
+    def serve_connection(self, request, client_address) -> None:
+        """What pynetdicom does with an accepted connection: start its association thread."""
+        super().process_request_thread(request, client_address)
 
 
 class TLSAssociationServer(GuardedAssociationServer):
@@ -178,7 +211,7 @@ class TLSAssociationServer(GuardedAssociationServer):
         """Accept a connection without touching TLS (see the class docstring)."""
         return self.socket.accept()
 
-    def process_request_thread(self, request, client_address) -> None:
+    def serve_connection(self, request, client_address) -> None:
         """Complete the TLS handshake (bounded in time), then run the association."""
         timeout = request.gettimeout()
         try:
@@ -189,7 +222,7 @@ class TLSAssociationServer(GuardedAssociationServer):
             logger.warning("TLS handshake with %s failed (%s): connection closed", client_address[0], error)
             self.shutdown_request(request)
             return
-        super().process_request_thread(request, client_address)
+        super().serve_connection(request, client_address)
 
 
 class StorageSCP:
@@ -227,6 +260,8 @@ class StorageSCP:
             self.ae.require_calling_aet = list(allowed)
         self.limits = limits
         self.server = None
+        self._received: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # association -> bytes this message
+        self._received_lock = threading.Lock()
 
     def handle_echo(self, event: evt.Event) -> int:
         """C-ECHO: always Success (PS3.7 9.3.5)."""
@@ -250,18 +285,24 @@ class StorageSCP:
     def _cut_if_not_established(self, assoc) -> None:
         if assoc.is_established or assoc.is_rejected or assoc.is_aborted or assoc.is_released:
             return
-        sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
-        if sock is None:
-            return
         logger.warning("peer %s did not complete the association within %g s: disconnected",
                        getattr(assoc.requestor, "address", "?"), self.limits.establish_timeout)
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # the blocked recv returns; pynetdicom closes the association
-        except OSError:
-            pass
+        _disconnect(assoc)
+
+    def handle_data_recv(self, event: evt.Event) -> None:
+        """Count the bytes received since the last C-STORE; cut the connection past ``max_dataset_bytes``."""
+        with self._received_lock:
+            received = self._received.get(event.assoc, 0) + len(event.data)
+            self._received[event.assoc] = received
+        if received > self.limits.max_dataset_bytes:
+            logger.error("peer %s sent more than %d bytes for one data set: disconnected",
+                         getattr(event.assoc.requestor, "address", "?"), self.limits.max_dataset_bytes)
+            _disconnect(event.assoc)
 
     def handle_store(self, event: evt.Event) -> int:
         """C-STORE: validate the SOP Instance UID and hand the encoded file to ``store``."""
+        with self._received_lock:  # the data set is complete: the next one is counted from zero
+            self._received[event.assoc] = 0
         sop_uid = str(event.request.AffectedSOPInstanceUID or "")
         calling = event.assoc.requestor.ae_title
         if not is_valid_uid(sop_uid):
@@ -293,7 +334,8 @@ class StorageSCP:
     def start(self, host: str, port: int) -> None:
         """Listen on ``host:port`` in background threads."""
         handlers = [(evt.EVT_C_ECHO, self.handle_echo), (evt.EVT_C_STORE, self.handle_store),
-                    (evt.EVT_ACCEPTED, self.handle_accepted), (evt.EVT_CONN_OPEN, self.handle_conn_open)]
+                    (evt.EVT_ACCEPTED, self.handle_accepted), (evt.EVT_CONN_OPEN, self.handle_conn_open),
+                    (evt.EVT_DATA_RECV, self.handle_data_recv)]
         server_class = GuardedAssociationServer if self.ssl_context is None else TLSAssociationServer
         server = self.ae.make_server((host, port), ssl_context=self.ssl_context, evt_handlers=handlers,
                                      server_class=server_class)
@@ -307,6 +349,17 @@ class StorageSCP:
         if self.server is not None:
             self.server.shutdown()
             self.server = None
+
+
+def _disconnect(assoc) -> None:
+    """Shut an association's socket down: a blocked ``recv`` returns and pynetdicom ends the association."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _data_set_uids(event: evt.Event) -> tuple[str, str]:

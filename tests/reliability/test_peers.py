@@ -394,3 +394,27 @@ def test_a_data_set_whose_uid_differs_from_the_affected_sop_instance_uid_is_refu
     assert status.Status == DATA_SET_MISMATCH
     assert not list(receiving_service.spool.pending())
     assert _store(receiving_service.config.port, image) == SUCCESS  # the consistent one is stored
+
+
+def test_a_data_set_larger_than_the_limit_cuts_the_connection_and_the_listener_goes_on(tmp_path):
+    limits = AssociationLimits(max_dataset_bytes=40_000)
+    stored = []
+    scp = StorageSCP("PNEUMO", store=lambda uid, data, calling: stored.append(uid) or SUCCESS, limits=limits)
+    port = free_port()
+    scp.start("127.0.0.1", port)
+    try:
+        big = write_dicom(tmp_path / "big.dcm", gradient_picture(200, 200), bits_stored=16)  # 80 KB of pixels
+        peer = AE(ae_title="MODALITY")
+        peer.add_requested_context(DigitalXRayImageStorageForPresentation, pydicom.uid.ExplicitVRLittleEndian)
+        peer.acse_timeout = peer.dimse_timeout = peer.network_timeout = 10
+        assoc = peer.associate("127.0.0.1", port, ae_title="PNEUMO")
+        assert assoc.is_established
+        status = assoc.send_c_store(pydicom.dcmread(big))
+        assert not getattr(status, "Status", None) == SUCCESS  # no response: the connection was cut
+        assert wait_for(lambda: not assoc.is_alive(), timeout=10)
+        assert not stored
+        for seed in range(3):  # small ones, several on one association, still pass
+            assert _store(port, _radiograph(tmp_path, seed)) == SUCCESS
+        assert len(stored) == 3
+    finally:
+        scp.stop()
