@@ -443,6 +443,14 @@ def build_corpus(folder: str | os.PathLike) -> list[Case]:
     (loop / "back").symlink_to("..", target_is_directory=True)  # a folder that contains its parent
     (root / "self.dcm").symlink_to("self.dcm")  # a link to itself: ELOOP on open
     cases.append(Case("self.dcm", root / "self.dcm", REFUSE, ("not found",), sniffed=False))
+
+    # -- what a folder scan meets besides files: a FIFO, an undecodable file name, a folder named like a file ------
+    os.mkfifo(root / "fifo.dcm")  # open() would block forever
+    cases.append(Case("fifo.dcm", root / "fifo.dcm", REFUSE, ("not a regular file",), sniffed=False))
+    undecodable = os.fsdecode(b"caf\xe9_\xff.dcm")  # not UTF-8: held as surrogates by Python
+    shutil.copy(root / "ok_dx.dcm", add(undecodable, LOAD, check=_expect_picture))
+    (root / "x.dcm").mkdir()
+    write_png(add("x.dcm/inner.png", LOAD, check=_expect_picture), PIC)
     return cases
 
 
