@@ -9,14 +9,21 @@ For the JPEG 2000 encodings also ``LoadXray(target_size=224)`` + ``Resize((224, 
 reduced wavelet resolution level the bundle's preprocessing uses (1/8 for RG1) — side by side with the full
 decode, with the speed-up and the mean/max absolute difference of the two 224 x 224 results ([0, 1] scale).
 
+``first_load_s`` is the first load of each file in the process (imports, plugin discovery, and for the
+python-gdcm syntaxes the start of the isolated decoding helper of ``io/isolation.py``).
+
+Baseline and candidate side by side: run the benchmark on the baseline tree, then on the candidate with
+``--compare BASELINE.json``; the report then holds both medians and their ratio per encoding.
+
 Usage::
 
-    python benchmarks/bench_loading.py [--repeats 5] [--output benchmarks/results/loading.json]
+    python benchmarks/bench_loading.py [--repeats 5] [--output benchmarks/results/loading.json] [--compare OLD.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -94,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (median reported)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON report path")
+    parser.add_argument("--compare", type=Path, default=None, help="a baseline report to put side by side")
     args = parser.parse_args(argv)
 
     from monai.transforms import Resize
@@ -106,13 +114,16 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in make_encodings(Path(tmp)).items():
-            load(path)  # warm-up (imports, plugin discovery)
+            start = time.perf_counter()
+            load(path)  # warm-up (imports, plugin discovery, the gdcm helper process)
+            first = round(time.perf_counter() - start, 4)
             import pydicom
 
             syntax = str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
             results[name] = {
                 "transfer_syntax": syntax,
                 "file_bytes": path.stat().st_size,
+                "first_load_s": first,
                 "load": _time(lambda p=path: load(p), args.repeats),
                 "load_resize_224": _time(lambda p=path: resize(load(p)), args.repeats),
             }
@@ -138,8 +149,25 @@ def main(argv: list[str] | None = None) -> dict:
         "versions": versions(PACKAGES),
         "results": results,
     }
+    if args.compare is not None:
+        report["side_by_side"] = _side_by_side(json.loads(args.compare.read_text()), report, args.compare)
+        for name, row in report["side_by_side"]["encodings"].items():
+            print(f"{name:28s} load baseline {row['baseline_s']:.3f} s  candidate {row['candidate_s']:.3f} s  "
+                  f"x{row['ratio']:.2f}", flush=True)
     write_report(args.output, report)
     return report
+
+
+def _side_by_side(baseline: dict, candidate: dict, source: Path) -> dict:
+    """Median ``load`` time per encoding of a baseline report next to this run's, with candidate/baseline."""
+    rows = {}
+    for name, result in candidate["results"].items():
+        old = baseline.get("results", {}).get(name)
+        if old is None:
+            continue
+        rows[name] = {"baseline_s": old["load"]["median_s"], "candidate_s": result["load"]["median_s"],
+                      "ratio": round(result["load"]["median_s"] / old["load"]["median_s"], 3)}
+    return {"baseline_report": str(source), "measure": "load median_s", "encodings": rows}
 
 
 if __name__ == "__main__":

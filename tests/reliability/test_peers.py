@@ -176,6 +176,8 @@ def test_serve_defaults_are_safe():
     limits = config.limits
     assert limits.max_associations == 10 and limits.max_pdu == 65536
     assert 0 < limits.acse_timeout <= 60 and 0 < limits.dimse_timeout <= 120 and 0 < limits.network_timeout <= 120
+    assert 0 < limits.establish_timeout <= 30 and 0 < limits.max_per_peer < limits.max_associations
+    assert limits.max_dataset_bytes <= 256 * 1024 * 1024
 
 
 def test_limits_reach_pynetdicom():
