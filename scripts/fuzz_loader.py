@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import sys
 import tempfile
 import warnings
@@ -48,6 +49,8 @@ SYNTAXES = (
     "1.2.840.10008.1.2.1.99",  # Deflated Explicit VR Little Endian
 )
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+#: The reason :func:`~monai_pneumonia.io.load_xray` gives when a reader raised something other than a refusal.
+_UNFORESEEN = re.compile(r"cannot read the \w+ file \(unexpected \w+\)$")
 
 
 def _header(syntax: str):
@@ -148,7 +151,7 @@ def main() -> None:
             try:
                 image, _ = load_xray(path, policy)
             except XrayInputError as refusal:
-                if "unexpected" in refusal.reason:  # a reader failed in a way nobody foresaw: a finding
+                if _UNFORESEEN.match(refusal.reason):  # load_xray's catch-all for a reader's failure: a finding
                     raise
                 return
         if not np.isfinite(image).all() or float(image.min()) < 0 or float(image.max()) > 1:

@@ -4,7 +4,10 @@ Display pipeline (PS3.4 N.2 grayscale pipeline), all steps done by pydicom's own
 
 1. Stored values: ``Dataset.pixel_array`` decodes (pydicom pixel handlers; pylibjpeg-openjpeg, pyjpegls,
    pylibjpeg-rle and python-gdcm plugins for compressed transfer syntaxes), keeps only BitsStored bits and
-   sign-extends when PixelRepresentation is 1 (PS3.5 8.1.1).
+   sign-extends when PixelRepresentation is 1 (PS3.5 8.1.1). python-gdcm, which can abort the process on a
+   corrupt stream, decodes only in a helper process (:mod:`monai_pneumonia.io.isolation`). Before decoding, the
+   compressed frame's own header must declare Rows x Columns (:func:`_check_frame_header`), and a deflated data
+   set is inflated only up to a limit (:mod:`monai_pneumonia.io.deflate`).
 2. Modality LUT (PS3.3 C.11.1): :func:`pydicom.pixels.apply_modality_lut`, i.e. Rescale Slope/Intercept or
    the Modality LUT Sequence.
 3. VOI LUT (PS3.3 C.11.2): :func:`pydicom.pixels.apply_voi_lut` with the first view (``index=0``) when several
@@ -20,6 +23,9 @@ Display pipeline (PS3.4 N.2 grayscale pipeline), all steps done by pydicom's own
    12-bit data declared as 16 bits) and a percentile window, 0.5 % to 99.5 %, clipped, avoids a black image.
    Both are deterministic; ``meta["intensity_rule"]`` says which one applied.
 5. MONOCHROME1 (PS3.3 C.7.6.3.1.2: minimum value is white) is inverted *after* windowing: ``1 - v``.
+6. No picture, no image (:mod:`monai_pneumonia.io.content`): a blank, constant, near-constant or non-finite result
+   is refused. A NaN/infinite RescaleSlope/Intercept (or a slope of 0) is refused; a NaN/infinite or non-positive
+   window is not used (step 4's fallback, flag ``voi_invalid``).
 
 **Reduced-resolution decoding** (opt-in, ``target_size``): a JPEG 2000 codestream holds the image at every
 wavelet resolution level, each half the size of the one above. When the caller will shrink the image to
@@ -166,7 +172,9 @@ def _pixel_array(ds, transfer_syntax: str, path: str | os.PathLike | None = None
     errors = []
     for plugin in _decoding_plugins(transfer_syntax):
         try:
-            if plugin in UNSAFE_PLUGINS and path is not None:
+            if plugin in UNSAFE_PLUGINS:  # never in this process; the helper reads the file itself
+                if path is None:
+                    continue
                 return decode_isolated(path, plugin, transfer_syntax)
             ds.pixel_array_options(decoding_plugin=plugin)
             return ds.pixel_array

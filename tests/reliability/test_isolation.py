@@ -30,6 +30,21 @@ def poison(tmp_path_factory):
     return {c.name: c.path for c in build_corpus(folder)}
 
 
+@pytest.fixture(scope="module")
+def clean_sv1(poison, tmp_path_factory):
+    """The SV1 poison file with its frame undamaged: JPEG Lossless SV1 has no decoder but gdcm."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    from tests.reliability.corpus import _poison_frame
+
+    ds = pydicom.dcmread(poison["gdcm_poison_sv1_abort.dcm"])
+    ds.PixelData = encapsulate([_poison_frame("1.2.840.10008.1.2.4.70", ())])
+    path = tmp_path_factory.mktemp("clean") / "clean_sv1.dcm"
+    ds.save_as(path)
+    return path
+
+
 _GDCM_DIRECTLY = """
 import sys, pydicom
 ds = pydicom.dcmread(sys.argv[1])
@@ -59,20 +74,10 @@ def test_gdcm_crash_is_a_typed_refusal_naming_the_file_and_the_decoder(poison, n
     assert isinstance(caught.value, ValueError)
 
 
-def test_loader_survives_sv1_poison_and_decodes_the_next_file(poison, tmp_path):
-    bad = poison["gdcm_poison_sv1_abort.dcm"]
+def test_loader_survives_sv1_poison_and_decodes_the_next_file(poison, clean_sv1):
     with pytest.raises(XrayInputError, match="python-gdcm.*crashed"):
-        load_xray(bad)
-    # the same frame undamaged decodes through the same (restarted) helper: SV1 has no other decoder
-    from tests.reliability.corpus import _poison_frame
-
-    import pydicom
-    from pydicom.encaps import encapsulate
-
-    ds = pydicom.dcmread(bad)
-    ds.PixelData = encapsulate([_poison_frame("1.2.840.10008.1.2.4.70", ())])
-    ds.save_as(tmp_path / "clean_sv1.dcm")
-    image, meta = load_xray(tmp_path / "clean_sv1.dcm")
+        load_xray(poison["gdcm_poison_sv1_abort.dcm"])
+    image, meta = load_xray(clean_sv1)  # through a fresh helper
     assert image.shape == (64, 64) and meta["TransferSyntaxUID"] == "1.2.840.10008.1.2.4.70"
     assert float(image.std()) > 0.05
 
@@ -120,17 +125,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_the_decoder_helper_dies_with_its_parent_even_on_sigkill(poison, tmp_path):
-    from tests.reliability.corpus import _poison_frame
-
-    import pydicom
-    from pydicom.encaps import encapsulate
-
-    ds = pydicom.dcmread(poison["gdcm_poison_sv1_abort.dcm"])
-    ds.PixelData = encapsulate([_poison_frame("1.2.840.10008.1.2.4.70", ())])
-    ds.save_as(tmp_path / "clean_sv1.dcm")
+@pytest.mark.slow
+def test_the_decoder_helper_dies_with_its_parent_even_on_sigkill(clean_sv1):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    parent = subprocess.Popen([sys.executable, "-c", _KEEP_HELPER, str(tmp_path / "clean_sv1.dcm")], cwd=REPO,
+    parent = subprocess.Popen([sys.executable, "-c", _KEEP_HELPER, str(clean_sv1)], cwd=REPO,
                               env=env, stdout=subprocess.PIPE, text=True)
     try:
         helper = int(parent.stdout.readline())

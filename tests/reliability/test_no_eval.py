@@ -27,6 +27,7 @@ def test_config_literal_keeps_the_text(value, capsys):
     assert "42" not in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_predict_output_dir_with_an_expression_is_a_folder_name(tiny_bundle, tmp_path):
     image = write_png(tmp_path / "x.png", gradient_picture(64, 64))
     result = subprocess.run([sys.executable, "-m", "monai_pneumonia", "predict", str(image), "--bundle",

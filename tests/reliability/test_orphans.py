@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 _PARENT = """
@@ -51,6 +53,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_report_processes_and_the_resource_tracker_end_with_a_sigkilled_parent(tmp_path):
     script = tmp_path / "parent.py"
     script.write_text(_PARENT)

@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from monai_pneumonia.service.journal import DELIVERED, QUARANTINED, Journal
 from monai_pneumonia.service.spool import Spool
@@ -49,6 +50,7 @@ _SERVICE_RUN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_an_instance_that_kills_the_process_is_quarantined_and_the_others_are_classified(tmp_path):
     spool = Spool(tmp_path / "incoming")
     uids = []
