@@ -3,12 +3,15 @@
 Files are recognised by content (:func:`monai_pneumonia.io.formats.sniff_format`), not by name, so
 extensionless DICOM (``IM00001``) is found and a ``.txt`` next to it is skipped. Walking is lazy
 (:func:`iter_images`), so a folder of 100k files starts yielding at once, and it follows symbolic links to
-folders exactly once per real folder, so link loops end.
+folders exactly once per real folder, so link loops end. Every entry is ``stat``-ed before it is opened: FIFOs
+(whose ``open`` would block forever), sockets, devices and file links that loop are skipped with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Collection, Iterable, Iterator
 
 from monai_pneumonia.io.formats import RADIOGRAPH_FORMATS, sniff_format
@@ -17,6 +20,8 @@ __all__ = ["find_images", "iter_images", "is_skipped_name"]
 
 #: File names never taken from a folder: the DICOM media directory index is DICOM but not an image.
 SKIPPED_FILE_NAMES = frozenset({"DICOMDIR"})
+
+logger = logging.getLogger(__name__)
 
 
 def is_skipped_name(name: str) -> bool:
@@ -55,8 +60,23 @@ def _walk_folder(folder: str, recursive: bool, visited: set[str], formats: Colle
         dirnames[:] = kept  # os.walk descends in this (sorted) order
         for name in sorted(filenames):
             path = os.path.join(root, name)
-            if not is_skipped_name(name) and sniff_format(path) in formats:
+            if is_skipped_name(name) or not _regular_file(path):
+                continue
+            if sniff_format(path) in formats:
                 yield path
+
+
+def _regular_file(path: str) -> bool:
+    """Whether ``path`` is a regular file (``stat`` before any ``open``); logs why a file found in a folder is not."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:  # a dangling link, a link loop (ELOOP), no permission
+        logger.warning("%s: skipped (%s)", path, os.strerror(error.errno) if error.errno else type(error).__name__)
+        return False
+    if not stat.S_ISREG(mode):
+        logger.warning("%s: skipped, not a regular file (a FIFO, socket or device)", path)
+        return False
+    return True
 
 
 def iter_images(

@@ -142,3 +142,15 @@ def test_bundle_inference_on_the_whole_corpus_folder(corpus, tiny_bundle, tmp_pa
             assert (name in errors) != (name in predicted), name
         else:
             assert name in predicted, f"{name} was not classified: {errors.get(name)}"
+
+
+def test_folder_scan_skips_and_reports_what_is_not_a_regular_file(corpus, caplog):
+    from monai_pneumonia.data.discovery import find_images
+
+    folder, cases = corpus
+    with caplog.at_level("WARNING", logger="monai_pneumonia.data.discovery"):
+        found = {os.path.relpath(p, folder) for p in find_images(folder)}  # ends: no FIFO opened, no loop followed
+    assert "fifo.dcm" not in found and "self.dcm" not in found
+    assert os.path.join("x.dcm", "inner.png") in found  # a folder named like a file is searched as a folder
+    assert "fifo.dcm: skipped, not a regular file" in caplog.text
+    assert "self.dcm: skipped" in caplog.text
