@@ -9,6 +9,10 @@ For the JPEG 2000 encodings also ``LoadXray(target_size=224)`` + ``Resize((224, 
 reduced wavelet resolution level the bundle's preprocessing uses (1/8 for RG1) — side by side with the full
 decode, with the speed-up and the mean/max absolute difference of the two 224 x 224 results ([0, 1] scale).
 
+For the syntaxes only python-gdcm decodes (JPEG Lossless, SV1) also the cost of decoding in the isolated helper
+process (``io/isolation.py``): the same frame decoded by gdcm in process and through the helper, interleaved
+run by run so that a busy machine weighs on both alike (``isolation``: medians and their difference).
+
 ``first_load_s`` is the first load of each file in the process (imports, plugin discovery, and for the
 python-gdcm syntaxes the start of the isolated decoding helper of ``io/isolation.py``).
 
@@ -96,6 +100,33 @@ def _reduced(path: Path, load, load_reduced, resize, repeats: int) -> dict:
     }
 
 
+#: Transfer syntaxes decoded by python-gdcm only, in the isolated helper process.
+GDCM_ONLY_SYNTAXES = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")
+
+
+def _isolation_cost(path: Path, repeats: int) -> dict:
+    """gdcm decoding in this process versus in the helper process, interleaved (see the module docstring)."""
+    import pydicom
+
+    from monai_pneumonia.io.isolation import decode_isolated
+
+    def in_process():
+        ds = pydicom.dcmread(path)
+        ds.pixel_array_options(decoding_plugin="gdcm")
+        return ds.pixel_array
+
+    decode_isolated(path, "gdcm")  # the helper is started once per process (in first_load_s)
+    local, isolated = [], []
+    for _ in range(repeats):
+        for fn, times in ((in_process, local), (lambda: decode_isolated(path, "gdcm"), isolated)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    a, b = statistics.median(local), statistics.median(isolated)
+    return {"in_process_median_s": round(a, 4), "isolated_median_s": round(b, 4), "overhead_s": round(b - a, 4),
+            "ratio": round(b / a, 3)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark and write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -131,6 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{name:28s} {syntax:24s} load {results[name]['load']['median_s']:.3f} s   "
                 f"+resize {results[name]['load_resize_224']['median_s']:.3f} s"
             )
+            if syntax in GDCM_ONLY_SYNTAXES:
+                results[name]["isolation"] = _isolation_cost(path, args.repeats)
+                line += f"   gdcm isolated/in-process x{results[name]['isolation']['ratio']:.2f}"
             if syntax in J2K_SYNTAXES:
                 results[name]["reduced_resolution"] = _reduced(path, load, load_reduced, resize, args.repeats)
                 results[name]["reduced_resolution"]["speedup_vs_load_resize_224"] = round(
