@@ -139,8 +139,10 @@ def _decoding_plugins(transfer_syntax: str) -> list[str]:
 
     The preferred plugins of :data:`_PREFERRED_PLUGINS` come first, then every other installed one; a plugin of
     :data:`~monai_pneumonia.io.isolation.UNSAFE_PLUGINS` (python-gdcm) is tried last and only ever runs in the
-    helper process of :mod:`monai_pneumonia.io.isolation` (and not at all for JPEG 2000 when another plugin is
-    installed: gdcm would decode it with the same OpenJPEG library that already failed).
+    helper process of :mod:`monai_pneumonia.io.isolation`; it is not tried at all for JPEG Baseline and JPEG 2000
+    when another plugin is installed: Pillow's libjpeg-turbo decodes every valid 8-bit Baseline stream (gdcm loops
+    forever on some it refuses, e.g. ``FFD8 FFE3 36D9``, found by ``scripts/fuzz_loader.py``), and gdcm decodes
+    JPEG 2000 with the same OpenJPEG library that already failed.
     """
     try:
         from pydicom.pixels import get_decoder
@@ -155,7 +157,7 @@ def _decoding_plugins(transfer_syntax: str) -> list[str]:
     preferred = [p for p in _PREFERRED_PLUGINS.get(str(transfer_syntax), ()) if p in available]
     others = [p for p in available if p not in preferred]
     safe = preferred + [p for p in others if p not in UNSAFE_PLUGINS]
-    if safe and str(transfer_syntax) in _J2K_SYNTAXES:  # gdcm decodes JPEG 2000 with OpenJPEG too: no second try
+    if safe and str(transfer_syntax) in _NO_UNSAFE_FALLBACK:
         return safe
     return safe + [p for p in others if p in UNSAFE_PLUGINS]
 
@@ -656,6 +658,8 @@ _HEADER_SEARCH = 4096
 _J2K_SYNTAXES = frozenset(("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
                            "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"))
 _JPEG_LS_SYNTAXES = frozenset(("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"))
+#: Syntaxes whose corrupt streams never go on to python-gdcm once the in-process plugins refused them.
+_NO_UNSAFE_FALLBACK = _J2K_SYNTAXES | {"1.2.840.10008.1.2.4.50"}
 
 
 def _scan_jpeg_sof(frame: bytes) -> tuple[str, int, int] | None:

@@ -37,8 +37,9 @@ logger = logging.getLogger(__name__)
 
 #: pydicom decoding plugins that are run only in the helper process (they can terminate the process).
 UNSAFE_PLUGINS = frozenset({"gdcm"})
-#: Seconds one decode may take in the helper before it is killed and the file refused.
-DECODE_TIMEOUT = 120.0
+#: Seconds one decode may take in the helper before it is killed and the file refused (gdcm loops forever on some
+#: corrupt streams; a 40-Mpx JPEG Lossless film decodes in about 4 s).
+DECODE_TIMEOUT = 60.0
 
 _PLUGIN_NAMES = {"gdcm": "python-gdcm"}
 _CHILD = Path(__file__).with_name("_decode_child.py")

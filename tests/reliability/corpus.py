@@ -32,13 +32,16 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, RLELos
 
 from tests.factories import dicom_dataset, gradient_picture, write_dicom, write_png
 
-__all__ = ["GDCM_POISON", "HIDDEN_BOMB", "LOAD", "REFUSE", "SURVIVE", "Case", "build_corpus", "j2k_codestream", "main"]
+__all__ = ["GDCM_HANG_FRAME", "GDCM_POISON", "HIDDEN_BOMB", "LOAD", "REFUSE", "SURVIVE", "Case", "build_corpus", "j2k_codestream", "main"]
 
 #: ``SURVIVE``: a typed refusal or a load are both right (a corrupt stream another decoder tolerates); no crash.
 REFUSE, LOAD, SURVIVE = "refuse", "load", "survive"
 #: A JPEG 2000 frame whose codestream declares 60000 x 60000 inside a DICOM header of 64 x 64 (see test_corpus).
 HIDDEN_BOMB = "j2k_bomb_hidden.dcm"
 PIC = gradient_picture(48, 40, seed=9)
+#: A JPEG Baseline frame on which python-gdcm 3.2 never returns (SOI, then an APP3 marker whose length runs past
+#: the end); found by ``scripts/fuzz_loader.py``.
+GDCM_HANG_FRAME = bytes.fromhex("ffd8ffe336d9")
 #: Frames on which python-gdcm 3.2 itself aborts (SIGABRT) or segfaults, found with a mutation loop over the
 #: clean streams of :func:`_poison_frame` (``test_corpus`` checks that gdcm still dies on them in a child).
 GDCM_POISON = {
@@ -364,6 +367,13 @@ def build_corpus(folder: str | os.PathLike) -> list[Case]:
         ds["PixelData"].VR = "OB"
         ds.file_meta.TransferSyntaxUID = syntax
         ds.save_as(path)
+    # found by scripts/fuzz_loader.py: python-gdcm loops forever on this 6-byte JPEG Baseline frame; Pillow refuses it
+    path = dx("gdcm_hang_baseline.dcm", REFUSE, "cannot decode", picture=gradient_picture(64, 64))
+    ds = pydicom.dcmread(path)
+    ds.PixelData = encapsulate([GDCM_HANG_FRAME])
+    ds["PixelData"].VR = "OB"
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.50"
+    ds.save_as(path)
     lossy = _testdata("JPEG-lossy.dcm")
     if lossy is not None:
         shutil.copy(lossy, add("jpeg_lossy_nm.dcm", REFUSE, "modality 'NM'", dicom=True))

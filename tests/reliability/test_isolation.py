@@ -107,6 +107,22 @@ def test_a_hung_decoder_is_killed_and_the_file_refused(poison, monkeypatch):
         decoder.close()
 
 
+def test_gdcm_looping_forever_is_killed_at_the_timeout_and_the_file_refused(poison):
+    """A real gdcm hang (the fuzzer's find): the helper is killed after the timeout, the next decode works."""
+    decoder = IsolatedDecoder(timeout=3)
+    try:
+        with pytest.raises(DecoderCrashError, match="did not finish within 3 s"):
+            decoder.decode(poison["gdcm_hang_baseline.dcm"], "gdcm")
+        with pytest.raises(DecoderCrashError, match="crashed"):  # a fresh helper: this one aborts, as it should
+            decoder.decode(poison["gdcm_poison_sv1_abort.dcm"], "gdcm")
+    finally:
+        decoder.close()
+    started = time.monotonic()
+    with pytest.raises(XrayInputError, match="cannot decode"):  # through the loader Pillow refuses it at once
+        load_xray(poison["gdcm_hang_baseline.dcm"])
+    assert time.monotonic() - started < 30
+
+
 _KEEP_HELPER = """
 import os, sys, time
 from monai_pneumonia.io import load_xray
