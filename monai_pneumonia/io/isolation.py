@@ -12,7 +12,8 @@ call starts a fresh helper.
 The helper runs ``_decode_child.py`` as a script (``python -I``), so it imports pydicom, numpy and the plugin but
 not MONAI or torch: it starts in well under a second, once per process. It ends when its parent ends however the
 parent ends (SIGKILL included): it exits on end-of-file of the socket to its parent and also polls its parent's
-PID, so it is never left behind as an orphan.
+PID, and on Linux the kernel kills it when the parent goes (``PR_SET_PDEATHSIG``), which also covers a decoder
+looping forever with the GIL held; so it is never left behind as an orphan.
 """
 
 from __future__ import annotations

@@ -123,6 +123,38 @@ def test_gdcm_looping_forever_is_killed_at_the_timeout_and_the_file_refused(pois
     assert time.monotonic() - started < 30
 
 
+_HANG_HELPER = """
+import sys, time
+from monai_pneumonia.io.isolation import IsolatedDecoder
+decoder = IsolatedDecoder(timeout=600)
+decoder._start()
+print(decoder._process.pid, flush=True)
+decoder._conn.send((sys.argv[1], "gdcm"))  # gdcm loops forever on it, holding the GIL
+time.sleep(600)
+"""
+
+
+@pytest.mark.slow
+def test_a_helper_stuck_in_gdcm_dies_with_its_sigkilled_parent(poison):
+    """The parent watch thread cannot run while gdcm loops with the GIL held: the kernel's death signal must act."""
+    parent = subprocess.Popen([sys.executable, "-c", _HANG_HELPER, str(poison["gdcm_hang_baseline.dcm"])], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+    try:
+        helper = int(parent.stdout.readline())
+        time.sleep(2)  # decoding, i.e. looping
+        assert _alive(helper)
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    while _alive(helper) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    alive = _alive(helper)
+    if alive:
+        os.kill(helper, signal.SIGKILL)
+    assert not alive, "a helper stuck in gdcm outlived its SIGKILLed parent"
+
+
 _KEEP_HELPER = """
 import os, sys, time
 from monai_pneumonia.io import load_xray
