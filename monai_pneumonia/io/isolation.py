@@ -13,7 +13,9 @@ The helper runs ``_decode_child.py`` as a script (``python -I``), so it imports 
 not MONAI or torch: it starts in well under a second, once per process. It ends when its parent ends however the
 parent ends (SIGKILL included): it exits on end-of-file of the socket to its parent and also polls its parent's
 PID, and on Linux the kernel kills it when the parent goes (``PR_SET_PDEATHSIG``), which also covers a decoder
-looping forever with the GIL held; so it is never left behind as an orphan.
+looping forever with the GIL held; so it is never left behind as an orphan. (The death signal follows the *thread*
+that started the helper: if that thread ends first, the helper goes with it and the next call, which checks that
+the helper is alive before using it, starts a new one.)
 """
 
 from __future__ import annotations
