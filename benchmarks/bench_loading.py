@@ -9,14 +9,25 @@ For the JPEG 2000 encodings also ``LoadXray(target_size=224)`` + ``Resize((224, 
 reduced wavelet resolution level the bundle's preprocessing uses (1/8 for RG1) — side by side with the full
 decode, with the speed-up and the mean/max absolute difference of the two 224 x 224 results ([0, 1] scale).
 
+For the syntaxes only python-gdcm decodes (JPEG Lossless, SV1) also the cost of decoding in the isolated helper
+process (``io/isolation.py``): the same frame decoded by gdcm in process and through the helper, interleaved
+run by run so that a busy machine weighs on both alike (``isolation``: medians and their difference).
+
+``first_load_s`` is the first load of each file in the process (imports, plugin discovery, and for the
+python-gdcm syntaxes the start of the isolated decoding helper of ``io/isolation.py``).
+
+Baseline and candidate side by side: run the benchmark on the baseline tree, then on the candidate with
+``--compare BASELINE.json``; the report then holds both medians and their ratio per encoding.
+
 Usage::
 
-    python benchmarks/bench_loading.py [--repeats 5] [--output benchmarks/results/loading.json]
+    python benchmarks/bench_loading.py [--repeats 5] [--output benchmarks/results/loading.json] [--compare OLD.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -89,11 +100,39 @@ def _reduced(path: Path, load, load_reduced, resize, repeats: int) -> dict:
     }
 
 
+#: Transfer syntaxes decoded by python-gdcm only, in the isolated helper process.
+GDCM_ONLY_SYNTAXES = ("1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70")
+
+
+def _isolation_cost(path: Path, repeats: int) -> dict:
+    """gdcm decoding in this process versus in the helper process, interleaved (see the module docstring)."""
+    import pydicom
+
+    from monai_pneumonia.io.isolation import decode_isolated
+
+    def in_process():
+        ds = pydicom.dcmread(path)
+        ds.pixel_array_options(decoding_plugin="gdcm")
+        return ds.pixel_array
+
+    decode_isolated(path, "gdcm")  # the helper is started once per process (in first_load_s)
+    local, isolated = [], []
+    for _ in range(repeats):
+        for fn, times in ((in_process, local), (lambda: decode_isolated(path, "gdcm"), isolated)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    a, b = statistics.median(local), statistics.median(isolated)
+    return {"in_process_median_s": round(a, 4), "isolated_median_s": round(b, 4), "overhead_s": round(b - a, 4),
+            "ratio": round(b / a, 3)}
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark and write the JSON report."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (median reported)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="JSON report path")
+    parser.add_argument("--compare", type=Path, default=None, help="a baseline report to put side by side")
     args = parser.parse_args(argv)
 
     from monai.transforms import Resize
@@ -106,13 +145,16 @@ def main(argv: list[str] | None = None) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, path in make_encodings(Path(tmp)).items():
-            load(path)  # warm-up (imports, plugin discovery)
+            start = time.perf_counter()
+            load(path)  # warm-up (imports, plugin discovery, the gdcm helper process)
+            first = round(time.perf_counter() - start, 4)
             import pydicom
 
             syntax = str(pydicom.dcmread(path, stop_before_pixels=True).file_meta.TransferSyntaxUID)
             results[name] = {
                 "transfer_syntax": syntax,
                 "file_bytes": path.stat().st_size,
+                "first_load_s": first,
                 "load": _time(lambda p=path: load(p), args.repeats),
                 "load_resize_224": _time(lambda p=path: resize(load(p)), args.repeats),
             }
@@ -120,6 +162,9 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{name:28s} {syntax:24s} load {results[name]['load']['median_s']:.3f} s   "
                 f"+resize {results[name]['load_resize_224']['median_s']:.3f} s"
             )
+            if syntax in GDCM_ONLY_SYNTAXES:
+                results[name]["isolation"] = _isolation_cost(path, args.repeats)
+                line += f"   gdcm isolated/in-process x{results[name]['isolation']['ratio']:.2f}"
             if syntax in J2K_SYNTAXES:
                 results[name]["reduced_resolution"] = _reduced(path, load, load_reduced, resize, args.repeats)
                 results[name]["reduced_resolution"]["speedup_vs_load_resize_224"] = round(
@@ -138,8 +183,25 @@ def main(argv: list[str] | None = None) -> dict:
         "versions": versions(PACKAGES),
         "results": results,
     }
+    if args.compare is not None:
+        report["side_by_side"] = _side_by_side(json.loads(args.compare.read_text()), report, args.compare)
+        for name, row in report["side_by_side"]["encodings"].items():
+            print(f"{name:28s} load baseline {row['baseline_s']:.3f} s  candidate {row['candidate_s']:.3f} s  "
+                  f"x{row['ratio']:.2f}", flush=True)
     write_report(args.output, report)
     return report
+
+
+def _side_by_side(baseline: dict, candidate: dict, source: Path) -> dict:
+    """Median ``load`` time per encoding of a baseline report next to this run's, with candidate/baseline."""
+    rows = {}
+    for name, result in candidate["results"].items():
+        old = baseline.get("results", {}).get(name)
+        if old is None:
+            continue
+        rows[name] = {"baseline_s": old["load"]["median_s"], "candidate_s": result["load"]["median_s"],
+                      "ratio": round(result["load"]["median_s"] / old["load"]["median_s"], 3)}
+    return {"baseline_report": str(source), "measure": "load median_s", "encodings": rows}
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from monai.bundle.utils import MACRO_KEY
 
 from monai_pneumonia.errors import DeviceUnavailableError, NoInputError, NoReadableInputError, find_cause
 
-__all__ = ["BUNDLE_ENV", "available_device", "bundle_file", "default_bundle_root", "load_workflow",
+__all__ = ["BUNDLE_ENV", "available_device", "bundle_file", "config_literal", "default_bundle_root", "load_workflow",
            "monai_logs_to_stderr", "run_workflow", "sibling_macros"]
 
 #: Environment variable that points every entry point (CLI, DICOM service, MONAI Label app) at another bundle.
@@ -55,6 +55,38 @@ def bundle_file(bundle_root: str | os.PathLike, name: str) -> Path:
 #: write their data.
 _MONAI_BUNDLE_LOGGERS = ("monai.bundle.scripts", "monai.bundle.workflows", "monai.bundle.config_parser",
                          "monai.bundle.reference_resolver", "monai.bundle.utils")
+
+#: Prefixes that make a string in a MONAI bundle config something other than data: ``$`` an expression passed to
+#: ``eval``, ``@`` a reference to another config item, ``%`` a macro that reads another config file.
+_CONFIG_SYNTAX_PREFIXES = ("$", "@", "%")
+
+
+def config_literal(value: Any) -> Any:
+    """``value`` as a config override that MONAI's ``ConfigParser`` keeps as data, never evaluates.
+
+    Strings from the command line (an output folder, an input file) are data, but the parser evaluates a string
+    starting with ``$`` (``--output-dir '$print(42) or "/tmp/o"'`` would run ``print``), resolves ``@`` as a
+    reference and ``%`` as a macro. Such a string becomes an expression whose only effect is to return the
+    original text: ``$bytes.fromhex('<hex of its UTF-8>').decode(...)`` (hex, so no ``@`` inside the expression is
+    taken for a reference). Other strings, and non-strings, are returned unchanged; lists, tuples and dicts are
+    converted element by element.
+
+    Args:
+        value: an override value.
+
+    Returns:
+        The value to pass to the parser.
+    """
+    if isinstance(value, str):
+        if not value.startswith(_CONFIG_SYNTAX_PREFIXES):
+            return value
+        data = value.encode("utf-8", "surrogateescape").hex()
+        return f"$bytes.fromhex('{data}').decode('utf-8', 'surrogateescape')"
+    if isinstance(value, (list, tuple)):
+        return type(value)(config_literal(v) for v in value)
+    if isinstance(value, dict):
+        return {k: config_literal(v) for k, v in value.items()}
+    return value
 
 
 def monai_logs_to_stderr() -> None:
@@ -140,7 +172,8 @@ def load_workflow(
         bundle_root: the bundle (default: :func:`default_bundle_root`).
         workflow_type: ``"inference"`` or ``"train"`` to have MONAI check and expose the standard properties.
         overrides: config overrides (``None`` values are left out); a ``device`` string becomes a ``torch.device``
-            (checked with :func:`available_device`).
+            (checked with :func:`available_device`). Values are data (:func:`config_literal`): a string starting
+            with ``$``, ``@`` or ``%`` is not evaluated.
 
     Returns:
         The initialized workflow.
@@ -150,10 +183,10 @@ def load_workflow(
     """
     root = Path(bundle_root) if bundle_root is not None else default_bundle_root()
     config_file = bundle_file(root, config_name)
-    overrides = {key: value for key, value in overrides.items() if value is not None}
+    overrides = {key: config_literal(value) for key, value in overrides.items() if value is not None}
     if isinstance(overrides.get("device"), str):
         overrides["device"] = available_device(overrides["device"])
-    overrides = {**sibling_macros(config_file, root), **overrides}
+    overrides = {**sibling_macros(config_file, root), **overrides}  # our own macros, after the literal quoting
     monai_logs_to_stderr()
     with warnings.catch_warnings():
         # create_workflow's notice that configs run code: the bundle's own configs are the trusted input here
@@ -163,7 +196,7 @@ def load_workflow(
             meta_file=str(bundle_file(root, "metadata.json")),
             logging_file=False,
             workflow_type=workflow_type,
-            bundle_root=str(root),
+            bundle_root=config_literal(str(root)),
             save_execute_config=False,
             **overrides,
         )

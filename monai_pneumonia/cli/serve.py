@@ -54,6 +54,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     net.add_argument("--acse-timeout", type=float, default=30.0, help="association set-up/release timeout, s (default: %(default)s)")
     net.add_argument("--dimse-timeout", type=float, default=60.0, help="wait for a DIMSE message, s (default: %(default)s)")
     net.add_argument("--network-timeout", type=float, default=60.0, help="idle connection timeout, s (default: %(default)s)")
+    net.add_argument("--establish-timeout", type=float, default=10.0,
+                     help="a connection must be associated within this many s, else it is cut (default: %(default)s)")
+    net.add_argument("--max-per-peer", type=int, default=4,
+                     help="concurrent connections from one peer address (default: %(default)s)")
     tls = parser.add_argument_group("DICOM TLS (PS3.15 B.1; without these options the listener speaks plain TCP)")
     tls.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
                      help="certificate (chain) the listener presents; turns TLS on, plain associations then fail")
@@ -135,7 +139,8 @@ def build_config(args: argparse.Namespace):
 
         destinations.append(FolderDestination(args.keep_results))
     limits = AssociationLimits(args.max_associations, args.max_pdu, args.acse_timeout, args.dimse_timeout,
-                               args.network_timeout)
+                               args.network_timeout, establish_timeout=args.establish_timeout,
+                               max_per_peer=args.max_per_peer)
     return ServiceConfig(aet=args.aet, host=args.host, port=args.port, spool=args.spool, destinations=destinations,
                          allow=args.allow, cam=args.cam, lenient=args.lenient, batch_size=args.batch_size,
                          limits=limits, retry_initial=args.retry_initial, retry_max=args.retry_max,

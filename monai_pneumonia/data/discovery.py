@@ -5,12 +5,15 @@ extensionless DICOM (``IM00001``) is found and a ``.txt`` next to it is skipped.
 (:data:`IMAGE_SUFFIXES`) but whose content is none is still returned, so the loader refuses it with a reason
 instead of it vanishing; the files skipped are counted (``skipped``), so callers can say how many. Walking is lazy
 (:func:`iter_images`), so a folder of 100k files starts yielding at once, and it follows symbolic links to
-folders exactly once per real folder, so link loops end.
+folders exactly once per real folder, so link loops end. Every entry is ``stat``-ed before it is opened: FIFOs
+(whose ``open`` would block forever), sockets, devices and file links that loop are skipped with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from collections.abc import Collection, Iterable, Iterator
 
 from monai_pneumonia.io.formats import DICOM, JPEG, NIFTI, PNG, RADIOGRAPH_FORMATS, sniff_format
@@ -27,6 +30,8 @@ IMAGE_SUFFIXES = {".dcm": DICOM, ".png": PNG, ".jpg": JPEG, ".jpeg": JPEG, ".nii
 def _named_format(name: str) -> str | None:
     lower = name.lower()
     return next((fmt for suffix, fmt in IMAGE_SUFFIXES.items() if lower.endswith(suffix)), None)
+
+logger = logging.getLogger(__name__)
 
 
 def is_skipped_name(name: str) -> bool:
@@ -68,10 +73,25 @@ def _walk_folder(
         dirnames[:] = kept  # os.walk descends in this (sorted) order
         for name in sorted(filenames):
             path = os.path.join(root, name)
-            if not is_skipped_name(name) and (sniff_format(path) or _named_format(name)) in formats:
+            if is_skipped_name(name) or not _regular_file(path):
+                continue
+            if (sniff_format(path) or _named_format(name)) in formats:
                 yield path
             elif skipped is not None:
                 skipped.append(path)
+
+
+def _regular_file(path: str) -> bool:
+    """Whether ``path`` is a regular file (``stat`` before any ``open``); logs why a file found in a folder is not."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:  # a dangling link, a link loop (ELOOP), no permission
+        logger.warning("%s: skipped (%s)", path, os.strerror(error.errno) if error.errno else type(error).__name__)
+        return False
+    if not stat.S_ISREG(mode):
+        logger.warning("%s: skipped, not a regular file (a FIFO, socket or device)", path)
+        return False
+    return True
 
 
 def iter_images(

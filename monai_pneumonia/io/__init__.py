@@ -8,7 +8,10 @@ the transforms of :mod:`monai_pneumonia.transforms.io` turn it into MONAI's ``(1
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
+import stat
 
 import numpy as np
 
@@ -34,6 +37,8 @@ __all__ = [
     "sniff_format",
 ]
 
+logger = logging.getLogger(__name__)
+
 
 def load_xray(
     path: str | os.PathLike, policy: XrayPolicy | None = None, target_size: int | None = None
@@ -50,20 +55,33 @@ def load_xray(
         ``(image, meta)``: float32 ``(rows, columns)`` in [0, 1], 1 = bright, and its metadata.
 
     Raises:
-        XrayInputError: missing, empty, unrecognised or refused input; the message names the file.
+        XrayInputError: missing, empty, not a regular file, unrecognised or refused input, or any failure of a
+            reader on it (hostile input never escapes as another exception); the message names the file.
     """
     policy = policy or XrayPolicy()
-    if not os.path.exists(path):
-        raise XrayInputError(path, "file not found")
-    if os.path.isdir(path):
+    try:
+        info = os.stat(path)  # follows links; a link loop is ELOOP
+    except OSError as error:
+        reason = {errno.ENOENT: "file not found", errno.ELOOP: "file not found: a symbolic link loop"}.get(
+            error.errno, f"cannot read the file ({errno.errorcode.get(error.errno, 'OSError')})")
+        raise XrayInputError(path, reason) from None
+    if stat.S_ISDIR(info.st_mode):
         raise XrayInputError(path, "a directory, not an image file")
-    if os.path.getsize(path) == 0:
+    if not stat.S_ISREG(info.st_mode):  # a FIFO would block open() forever; sockets and devices are no images
+        raise XrayInputError(path, "not a regular file (a FIFO, socket or device)")
+    if info.st_size == 0:
         raise XrayInputError(path, "empty file (0 bytes)")
     fmt = sniff_format(path)
-    if fmt == DICOM:
-        return read_dicom(path, policy, target_size)
-    if fmt in (PNG, JPEG):
-        return read_raster(path, policy, fmt)
-    if fmt == NIFTI:
-        return read_nifti(path, policy)
+    try:
+        if fmt == DICOM:
+            return read_dicom(path, policy, target_size)
+        if fmt in (PNG, JPEG):
+            return read_raster(path, policy, fmt)
+        if fmt == NIFTI:
+            return read_nifti(path, policy)
+    except XrayInputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - hostile input: a reader's unforeseen failure refuses this file only
+        logger.warning("%s: unexpected %s while reading %s content", os.fspath(path), type(error).__name__, fmt)
+        raise XrayInputError(path, f"cannot read the {fmt} file (unexpected {type(error).__name__})") from error
     raise XrayInputError(path, "not a recognised image (expected DICOM, PNG, JPEG or NIfTI content)")

@@ -4,7 +4,10 @@ Display pipeline (PS3.4 N.2 grayscale pipeline), all steps done by pydicom's own
 
 1. Stored values: ``Dataset.pixel_array`` decodes (pydicom pixel handlers; pylibjpeg-openjpeg, pyjpegls,
    pylibjpeg-rle and python-gdcm plugins for compressed transfer syntaxes), keeps only BitsStored bits and
-   sign-extends when PixelRepresentation is 1 (PS3.5 8.1.1).
+   sign-extends when PixelRepresentation is 1 (PS3.5 8.1.1). python-gdcm, which can abort the process on a
+   corrupt stream, decodes only in a helper process (:mod:`monai_pneumonia.io.isolation`). Before decoding, the
+   compressed frame's own header must declare Rows x Columns (:func:`_check_frame_header`), and a deflated data
+   set is inflated only up to a limit (:mod:`monai_pneumonia.io.deflate`).
 2. Modality LUT (PS3.3 C.11.1): :func:`pydicom.pixels.apply_modality_lut`, i.e. Rescale Slope/Intercept or
    the Modality LUT Sequence.
 3. VOI LUT (PS3.3 C.11.2): :func:`pydicom.pixels.apply_voi_lut` with the first view (``index=0``) when several
@@ -20,6 +23,9 @@ Display pipeline (PS3.4 N.2 grayscale pipeline), all steps done by pydicom's own
    12-bit data declared as 16 bits) and a percentile window, 0.5 % to 99.5 %, clipped, avoids a black image.
    Both are deterministic; ``meta["intensity_rule"]`` says which one applied.
 5. MONOCHROME1 (PS3.3 C.7.6.3.1.2: minimum value is white) is inverted *after* windowing: ``1 - v``.
+6. No picture, no image (:mod:`monai_pneumonia.io.content`): a blank, constant, near-constant or non-finite result
+   is refused. A NaN/infinite RescaleSlope/Intercept (or a slope of 0) is refused; a NaN/infinite or non-positive
+   window is not used (step 4's fallback, flag ``voi_invalid``).
 
 **Reduced-resolution decoding** (opt-in, ``target_size``): a JPEG 2000 codestream holds the image at every
 wavelet resolution level, each half the size of the one above. When the caller will shrink the image to
@@ -50,8 +56,12 @@ import numpy as np
 from monai.data import ImageReader
 
 from monai_pneumonia.errors import XrayInputError
+from monai_pneumonia.io.content import require_picture
+from monai_pneumonia.io.deflate import dcmread_bounded, inflated_limit
 from monai_pneumonia.io.formats import DICOM, sniff_format
+from monai_pneumonia.io.isolation import UNSAFE_PLUGINS, DecoderCrashError, decode_isolated
 from monai_pneumonia.io.policy import DICOM_META_KEYWORDS, XrayPolicy, make_meta
+from monai_pneumonia.io.redaction import install as _install_redaction
 
 __all__ = [
     "FULL_RANGE_MIN_SPAN",
@@ -65,6 +75,7 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+_install_redaction()  # pydicom quotes invalid attribute values (PHI) in its log and warnings
 
 #: Fraction of the representable range the data must span for the full-range fallback.
 FULL_RANGE_MIN_SPAN = 0.25
@@ -88,9 +99,9 @@ _DECODERS = {
     "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",
     "1.2.840.10008.1.2.5": "pydicom itself or pylibjpeg-rle",
 }
-#: Decoder plugin used first per transfer syntax. python-gdcm terminates the whole process (an uncaught C++
-#: exception) on some corrupt JPEG 2000 streams, so it is used only where no other plugin decodes the syntax
-#: (JPEG Lossless SV1, Process 14).
+#: Decoder plugins used first per transfer syntax, in the calling process. python-gdcm terminates the whole process
+#: (an uncaught C++ exception, or a segfault) on some corrupt JPEG Baseline, JPEG Lossless and JPEG 2000 streams, so
+#: it runs only in a helper process (:mod:`monai_pneumonia.io.isolation`), after every other plugin.
 _PREFERRED_PLUGINS = {
     "1.2.840.10008.1.2.4.50": ("pillow", "pylibjpeg"),
     "1.2.840.10008.1.2.4.80": ("pyjpegls", "pylibjpeg"),
@@ -102,19 +113,6 @@ _PREFERRED_PLUGINS = {
     "1.2.840.10008.1.2.4.203": ("pylibjpeg", "pillow"),
     "1.2.840.10008.1.2.5": ("pylibjpeg", "pydicom"),
 }
-
-
-#: JPEG 2000 / HTJ2K: python-gdcm is not tried when another plugin is installed (it can abort the process on a
-#: corrupt stream); when none is, pydicom's default order (gdcm included) is the last resort.
-_NO_GDCM = frozenset(
-    (
-        "1.2.840.10008.1.2.4.90",
-        "1.2.840.10008.1.2.4.91",
-        "1.2.840.10008.1.2.4.201",
-        "1.2.840.10008.1.2.4.202",
-        "1.2.840.10008.1.2.4.203",
-    )
-)
 
 
 #: JPEG 2000 transfer syntaxes decoded at a reduced resolution when a ``target_size`` is given.
@@ -137,7 +135,15 @@ def _lut_functions():
 
 
 def _decoding_plugins(transfer_syntax: str) -> list[str]:
-    """Decoder plugins to try in order; ``""`` lets pydicom try every available plugin itself."""
+    """Decoder plugins to try in order; ``""`` lets pydicom choose (native data, or pydicom < 3).
+
+    The preferred plugins of :data:`_PREFERRED_PLUGINS` come first, then every other installed one; a plugin of
+    :data:`~monai_pneumonia.io.isolation.UNSAFE_PLUGINS` (python-gdcm) is tried last and only ever runs in the
+    helper process of :mod:`monai_pneumonia.io.isolation`; it is not tried at all for JPEG Baseline and JPEG 2000
+    when another plugin is installed: Pillow's libjpeg-turbo decodes every valid 8-bit Baseline stream (gdcm loops
+    forever on some it refuses, e.g. ``FFD8 FFE3 36D9``, found by ``scripts/fuzz_loader.py``), and gdcm decodes
+    JPEG 2000 with the same OpenJPEG library that already failed.
+    """
     try:
         from pydicom.pixels import get_decoder
     except ImportError:  # pydicom < 3: its pixel data handlers choose
@@ -146,21 +152,38 @@ def _decoding_plugins(transfer_syntax: str) -> list[str]:
         available = get_decoder(transfer_syntax).available_plugins
     except Exception:  # no decoder for this syntax (native) or unknown UID
         return [""]
-    chosen = [p for p in _PREFERRED_PLUGINS.get(str(transfer_syntax), ()) if p in available]
-    if str(transfer_syntax) not in _NO_GDCM or not chosen:
-        chosen.append("")
-    return chosen
+    if not available:
+        return [""]
+    preferred = [p for p in _PREFERRED_PLUGINS.get(str(transfer_syntax), ()) if p in available]
+    others = [p for p in available if p not in preferred]
+    safe = preferred + [p for p in others if p not in UNSAFE_PLUGINS]
+    if safe and str(transfer_syntax) in _NO_UNSAFE_FALLBACK:
+        return safe
+    return safe + [p for p in others if p in UNSAFE_PLUGINS]
 
 
-def _pixel_array(ds, transfer_syntax: str) -> np.ndarray:
-    """Decode the single frame, trying the plugins of :func:`_decoding_plugins` in turn."""
+def _pixel_array(ds, transfer_syntax: str, path: str | os.PathLike | None = None) -> np.ndarray:
+    """Decode the single frame, trying the plugins of :func:`_decoding_plugins` in turn.
+
+    Raises:
+        DecoderCrashError: an unsafe plugin crashed or timed out in its helper process (refused at once).
+        RuntimeError: every plugin failed (their messages joined).
+    """
     if not hasattr(ds, "pixel_array_options"):  # pydicom < 3: no plugin choice
         return ds.pixel_array
     errors = []
     for plugin in _decoding_plugins(transfer_syntax):
         try:
+            if plugin in UNSAFE_PLUGINS:  # never in this process; the helper reads the file itself
+                if path is None:
+                    continue
+                return decode_isolated(path, plugin, transfer_syntax)
             ds.pixel_array_options(decoding_plugin=plugin)
             return ds.pixel_array
+        except DecoderCrashError as exc:
+            raise DecoderCrashError(exc.path, f"{exc.reason}; {decoder_hint(transfer_syntax)}") from None
+        except XrayInputError as exc:
+            errors.append(f"{plugin}: {exc.reason}")
         except Exception as exc:
             errors.append(f"{plugin or 'any plugin'}: {exc}")
     raise RuntimeError("; ".join(errors))
@@ -412,6 +435,38 @@ def _has_voi(ds) -> bool:
     return ds.get("WindowCenter") not in (None, "") and ds.get("WindowWidth") not in (None, "")
 
 
+def _first_number(ds, keyword: str) -> float | None:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, (str, bytes)) and isinstance(value, Sequence):
+        value = value[0] if len(value) else None
+    return None if value is None else float(value)
+
+
+def _require_finite_rescale(ds, path) -> None:
+    """Refuse RescaleSlope/RescaleIntercept that are NaN, infinite, or a slope of 0 (every pixel the same).
+
+    Raises:
+        XrayInputError: naming the attribute (never its value).
+    """
+    for keyword, tag in (("RescaleSlope", "(0028,1053)"), ("RescaleIntercept", "(0028,1052)")):
+        try:
+            value = _first_number(ds, keyword)
+        except (TypeError, ValueError):
+            raise XrayInputError(path, f"{keyword} {tag} is not a number: no usable modality LUT") from None
+        if value is not None and (not np.isfinite(value) or (keyword == "RescaleSlope" and value == 0)):
+            raise XrayInputError(path, f"{keyword} {tag} is {'0' if value == 0 else 'NaN or infinite'}: no usable "
+                                       "modality LUT (PS3.3 C.11.1), so no picture")
+
+
+def _require_finite_window(ds) -> None:
+    """Raise ``ValueError`` (falls back to the documented window) for a NaN/infinite center or a bad width."""
+    center, width = _first_number(ds, "WindowCenter"), _first_number(ds, "WindowWidth")
+    if center is None or width is None or not np.isfinite(center) or not np.isfinite(width) or width <= 0:
+        raise ValueError("WindowCenter/WindowWidth are not finite, or the width is not positive")
+
+
 def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = None) -> tuple[np.ndarray, dict]:
     """Apply the display pipeline of the module docstring to stored pixel values.
 
@@ -424,22 +479,31 @@ def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = No
         ``(image, info)``: float32 ``(rows, columns)`` in [0, 1] with 1 = bright, and
         ``{"intensity_rule": ..., "flags": [...]}``.
 
+    A window (VOI) that is NaN, infinite, of width <= 0 or that pydicom cannot apply is not used: the fallback of
+    step 4 applies and ``voi_invalid`` is flagged. A NaN/infinite rescale or a slope of 0 is refused.
+
     Raises:
-        XrayInputError: a LUT that pydicom cannot apply.
+        XrayInputError: a modality LUT that is not finite or that pydicom cannot apply.
     """
     apply_modality_lut, apply_voi_lut = _lut_functions()
     flags: list[str] = []
+    if not ds.get("ModalityLUTSequence"):
+        _require_finite_rescale(ds, path)
     try:
         values = apply_modality_lut(stored, ds)
     except Exception as exc:  # malformed Modality LUT Sequence / rescale values
-        raise XrayInputError(path, f"cannot apply the modality LUT (PS3.3 C.11.1): {exc}") from exc
+        raise XrayInputError(path, f"cannot apply the modality LUT (PS3.3 C.11.1): {type(exc).__name__}") from exc
     image = None
     rule = ""
     if _has_voi(ds):
         try:
+            if not ds.get("VOILUTSequence"):
+                _require_finite_window(ds)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 windowed = apply_voi_lut(values, ds, index=0, prefer_lut=True)
+            if not np.isfinite(windowed).all():
+                raise ValueError("the VOI LUT gives NaN or infinite values")
             lo, hi = _voi_output_range(ds)
             if hi == lo:
                 raise ValueError("empty VOI output range")
@@ -449,7 +513,7 @@ def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = No
                 "voi_lut" if ds.get("VOILUTSequence") else f"window:{str(ds.get('VOILUTFunction', 'LINEAR')).upper()}"
             )
         except Exception as exc:  # invalid width, unknown function, broken LUT: fall back, but say so
-            logger.warning("%s: unusable VOI LUT (%s); using the fallback mapping", path, exc)
+            logger.warning("%s: unusable VOI LUT (%s); using the fallback mapping", path, type(exc).__name__)
             flags.append("voi_invalid")
     if image is None:
         image, rule = fallback_normalise(np.asarray(values), *_modality_range(ds))
@@ -482,15 +546,16 @@ def _spacing(ds) -> tuple[tuple[float, float] | None, str]:
     return None, ""
 
 
-def _read_dataset(path: str | os.PathLike):
-    import pydicom
-
+def _read_dataset(path: str | os.PathLike, policy: XrayPolicy | None = None):
+    limit = inflated_limit((policy or XrayPolicy()).max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(path, defer_size=_DEFER_SIZE, force=True)
+            ds = dcmread_bounded(path, limit, defer_size=_DEFER_SIZE, force=True)  # a deflate bomb stops early
+    except XrayInputError:
+        raise
     except Exception as exc:  # InvalidDicomError, EOFError, struct.error, OSError, bad VR/length values, ...
-        raise XrayInputError(path, f"not a readable DICOM file ({type(exc).__name__}: {exc})") from exc
+        raise XrayInputError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc  # no quoted values
     if "TransferSyntaxUID" not in ds.file_meta:  # raw data set without file meta: use the encoding read
         implicit, little = ds.original_encoding
         ds.file_meta.TransferSyntaxUID = (
@@ -524,13 +589,13 @@ def read_dicom(
         raise XrayInputError(path, "file not found")
     if os.path.getsize(path) == 0:
         raise XrayInputError(path, "empty file (0 bytes)")
-    ds = _read_dataset(path)
+    ds = _read_dataset(path, policy)
     try:
         return _decode(path, ds, policy, target_size)
     except XrayInputError:
         raise
     except Exception as exc:  # lazily converted elements with wrong VR or length, odd headers
-        raise XrayInputError(path, f"invalid DICOM attributes ({type(exc).__name__}: {exc})") from exc
+        raise XrayInputError(path, f"invalid DICOM attributes ({type(exc).__name__})") from exc  # no quoted values
 
 
 def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tuple[np.ndarray, dict]:
@@ -562,6 +627,7 @@ def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tup
     if stored.shape != expected:
         raise XrayInputError(path, f"decoded pixel data has shape {stored.shape}, header says {(rows, columns)}")
     image, info = dicom_to_display(stored, ds, path)
+    require_picture(path, image, stored)
     spacing, source = _spacing(ds)
     if spacing is not None and level:
         spacing = (spacing[0] * 2**level, spacing[1] * 2**level)
@@ -586,30 +652,80 @@ def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tup
 #: Start-of-frame markers whose segment gives the frame's size (ITU-T T.81 B.2.2, T.87 5.2.2): every SOFn except
 #: DHT (C4), JPG (C8) and DAC (CC), plus JPEG-LS SOF55 (F7).
 _JPEG_SOF = frozenset([*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7])
-#: How far into a frame the codestream header is looked for (past a JP2 wrapper, should one be there).
+#: How far into a frame a bare codestream header is looked for when pylibjpeg-openjpeg is not installed.
 _HEADER_SEARCH = 4096
+#: JPEG 2000 and HTJ2K transfer syntaxes; JPEG-LS ones.
+_J2K_SYNTAXES = frozenset(("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
+                           "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"))
+_JPEG_LS_SYNTAXES = frozenset(("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"))
+#: Syntaxes whose corrupt streams never go on to python-gdcm once the in-process plugins refused them.
+_NO_UNSAFE_FALLBACK = _J2K_SYNTAXES | {"1.2.840.10008.1.2.4.50"}
 
 
-def _frame_size(frame: bytes) -> tuple[str, int, int] | None:
+def _scan_jpeg_sof(frame: bytes) -> tuple[str, int, int] | None:
+    """``(codec, rows, columns)`` of the first start-of-frame segment, walking the marker segments.
+
+    Used for JPEG-LS (no installed library reads its header without decoding) and when Pillow cannot read a JPEG
+    header. Any marker may be preceded by 0xFF fill bytes (ITU-T T.81 B.1.1.2); RSTn and TEM have no length.
+    """
+    pos, end = 2, len(frame)
+    while pos + 4 <= end:
+        if frame[pos] != 0xFF:
+            return None
+        while pos + 2 < end and frame[pos + 1] == 0xFF:  # fill bytes
+            pos += 1
+        marker = frame[pos + 1]
+        if marker in _JPEG_SOF:
+            if pos + 9 > end:
+                return None
+            height, width = struct.unpack(">HH", frame[pos + 5 : pos + 9])
+            return ("JPEG-LS" if marker == 0xF7 else "JPEG"), height, width
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
+            pos += 2
+            continue
+        if marker in (0xD9, 0xDA):  # end of image, or a scan before any frame header
+            return None
+        pos += 2 + struct.unpack(">H", frame[pos + 2 : pos + 4])[0]
+    return None
+
+
+def _frame_size(frame: bytes, syntax: str = "") -> tuple[str, int, int] | None:
     """``(codec, rows, columns)`` declared by a compressed frame's own header, ``None`` when it has no known header.
 
-    JPEG 2000: the SIZ segment (ISO 15444-1 A.5.1), image area minus offset. JPEG / JPEG-LS: the first
-    start-of-frame segment (Y lines, X samples per line).
+    Read by the codec libraries' own header parsers where they have one, without decoding: OpenJPEG's
+    (``openjpeg.get_parameters``, which walks JP2 boxes to the codestream and reads SIZ, ISO 15444-1 A.5.1) for
+    JPEG 2000, and Pillow's JPEG header parser (lazy ``Image.open``, fill bytes included) for JPEG. JPEG-LS, or a
+    header those cannot read, is walked by :func:`_scan_jpeg_sof`.
     """
-    head = frame[: _HEADER_SEARCH + 64]
-    at = head.find(_J2K_SOC_SIZ, 0, _HEADER_SEARCH)
-    if at >= 0 and len(head) >= at + 24:
-        rows, columns, _, _ = _j2k_image_area(head, at)
-        return "JPEG 2000", rows, columns
-    if head[:2] == b"\xff\xd8":
-        pos = 2
-        while pos + 9 <= len(frame) and frame[pos] == 0xFF:
-            marker = frame[pos + 1]
-            if marker in _JPEG_SOF:
-                height, width = struct.unpack(">HH", frame[pos + 5 : pos + 9])
-                return ("JPEG-LS" if marker == 0xF7 else "JPEG"), height, width
-            pos += 2 + struct.unpack(">H", frame[pos + 2 : pos + 4])[0]
-    return None
+    if frame[:4] == _J2K_SOC_SIZ or frame[4:8] == b"jP  " or str(syntax) in _J2K_SYNTAXES:
+        try:
+            import openjpeg
+
+            params = openjpeg.get_parameters(frame)
+            return "JPEG 2000", int(params["rows"]), int(params["columns"])
+        except ImportError:  # pylibjpeg-openjpeg not installed: the bare codestream's SIZ
+            head = frame[: _HEADER_SEARCH + 64]
+            at = head.find(_J2K_SOC_SIZ, 0, _HEADER_SEARCH)
+            if at >= 0 and len(head) >= at + 24:
+                rows, columns, _, _ = _j2k_image_area(head, at)
+                return "JPEG 2000", rows, columns
+            return None
+        except Exception:  # noqa: BLE001 - no readable header: the decoder refuses the frame
+            return None
+    if frame[:2] != b"\xff\xd8":
+        return None
+    if str(syntax) not in _JPEG_LS_SYNTAXES:
+        from PIL import Image
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(frame), formats=("JPEG",)) as image:
+                    columns, rows = image.size
+            return "JPEG", rows, columns
+        except Exception:  # noqa: BLE001 - e.g. Pillow's bomb guard or an odd header: walk the markers
+            pass
+    return _scan_jpeg_sof(frame)
 
 
 def _check_frame_header(path, frame: bytes, syntax: str, rows: int, columns: int) -> None:
@@ -621,7 +737,7 @@ def _check_frame_header(path, frame: bytes, syntax: str, rows: int, columns: int
     Raises:
         XrayInputError: the frame's own header declares a different size.
     """
-    declared = _frame_size(frame)
+    declared = _frame_size(frame, syntax)
     if declared is None:
         return
     codec, frame_rows, frame_columns = declared
@@ -649,7 +765,9 @@ def _stored_values(path, ds, syntax: str, target_size: int | None, frame: bytes 
         if reduced is not None:
             return reduced
         try:
-            return _pixel_array(ds, syntax), 0
+            return _pixel_array(ds, syntax, path), 0
+        except XrayInputError:
+            raise
         except Exception as exc:
             raise XrayInputError(
                 path, f"cannot decode the pixel data ({type(exc).__name__}: {exc}); {decoder_hint(syntax)}"

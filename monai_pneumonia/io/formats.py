@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 import zlib
 from typing import Final
 
@@ -61,13 +62,16 @@ def sniff_format(path: str | os.PathLike) -> str | None:
         path: a file.
 
     Returns:
-        One of :data:`RADIOGRAPH_FORMATS`, or ``None`` when the content is none of them (or cannot be read).
+        One of :data:`RADIOGRAPH_FORMATS`, or ``None`` when the content is none of them, cannot be read, or the
+        path is not a regular file (checked with ``stat`` before opening: a FIFO would block ``open`` forever).
         DICOM files without the Part 10 preamble (raw data sets, written by some older systems although
         PS3.10 requires it for files on media) are recognised only by a strict test of the first element:
         a little-endian tag of group 0002 or 0008 followed by a valid explicit VR, or by a short even
         implicit-VR length (:func:`_is_raw_dicom`), so random bytes are not taken for DICOM.
     """
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would block open(); sockets and devices are no images
+            return None
         with open(path, "rb") as stream:
             head = stream.read(540)
             if head[:2] == _GZIP_MAGIC:  # .nii.gz: look inside the first block only

@@ -10,6 +10,7 @@
   already within [0, 1] is kept as is. Integer data uses the DICOM fallback of
   :func:`~monai_pneumonia.io.dicom.fallback_normalise` on the range of its on-disk type (so an 8-bit picture
   saved as uint8 loads as ``v / 255``); other float data gets the percentile window of that rule.
+* No picture (:mod:`monai_pneumonia.io.content`): NaN or infinite voxels, or a blank / constant image, are refused.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import os
 import numpy as np
 
 from monai_pneumonia.errors import XrayInputError
+from monai_pneumonia.io.content import require_picture
 from monai_pneumonia.io.dicom import fallback_normalise
 from monai_pneumonia.io.formats import NIFTI
 from monai_pneumonia.io.policy import XrayPolicy, make_meta
@@ -38,7 +40,7 @@ def read_nifti(path: str | os.PathLike, policy: XrayPolicy | None = None) -> tup
         transforms transpose back to ``(X, Y)``) and the metadata, whose affine is the file's.
 
     Raises:
-        XrayInputError: unreadable, 3D, too large.
+        XrayInputError: unreadable, 3D, too large, no picture.
     """
     import nibabel as nib
 
@@ -62,17 +64,22 @@ def read_nifti(path: str | os.PathLike, policy: XrayPolicy | None = None) -> tup
         affine = img.affine
     except Exception as exc:
         raise XrayInputError(path, f"cannot read NIfTI voxel data ({type(exc).__name__}: {exc})") from exc
+    if raw_dtype.fields is not None or not (np.issubdtype(raw_dtype, np.integer) or np.issubdtype(raw_dtype, np.floating)):
+        raise XrayInputError(path, f"NIfTI data type {'RGB/RGBA colour' if raw_dtype.fields else raw_dtype.name} is not "
+                                   "a grey radiograph (integer or real voxels required)")
     slope = 1.0 if slope is None or not np.isfinite(slope) or slope == 0 else float(slope)
     inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
     values = data.astype(np.float64) * slope + inter
+    if not np.isfinite(values).all():  # a radiograph has no undefined pixels
+        raise XrayInputError(path, "no picture: the image holds NaN or infinite values")
     if np.issubdtype(raw_dtype, np.integer):
         info = np.iinfo(raw_dtype)
         image, rule = fallback_normalise(values, info.min * slope + inter, info.max * slope + inter)
     elif np.isfinite(values).all() and values.min() >= 0.0 and values.max() <= 1.0:
         image, rule = values.astype(np.float32), "unit"
     else:
-        values = np.nan_to_num(values)
         image, rule = fallback_normalise(values, 0.0, 0.0)  # empty range: always the percentile window
+    require_picture(path, image, data if np.issubdtype(raw_dtype, np.integer) else None)  # raw stored levels
     unit = img.header.get_xyzt_units()[0]
     known = unit in ("mm", "unknown") and all(float(z) > 0 for z in zooms)
     spacing_rc = (float(zooms[1]), float(zooms[0])) if known else None

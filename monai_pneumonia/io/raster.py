@@ -2,6 +2,8 @@
 
 * The size is checked from the header (``Image.open`` is lazy) before any decoding, against the policy's
   pixel limit; Pillow's own ``DecompressionBombError`` is wrapped too.
+* Animated or multi-frame pictures (APNG, multi-frame JPEG/MPO) are refused, checked on the opened file before
+  anything is decoded.
 * EXIF orientation is applied (``ImageOps.exif_transpose``): the image is loaded as a viewer shows it.
 * Intensity: values are divided by the maximum of the bit depth (8-bit: 255, 16-bit: 65535, 1-bit: 1).
   Pictures carry no VOI information and were exported to be viewed as they are, so no window is applied
@@ -22,6 +24,7 @@ import warnings
 import numpy as np
 
 from monai_pneumonia.errors import XrayInputError
+from monai_pneumonia.io.content import require_picture
 from monai_pneumonia.io.policy import XrayPolicy, make_meta
 
 __all__ = ["LUMA_WEIGHTS", "read_raster"]
@@ -68,7 +71,7 @@ def read_raster(path: str | os.PathLike, policy: XrayPolicy | None = None, fmt: 
         :func:`~monai_pneumonia.io.policy.make_meta`.
 
     Raises:
-        XrayInputError: unreadable, truncated, too large.
+        XrayInputError: unreadable, truncated, too large, no picture.
     """
     from PIL import Image, ImageOps
 
@@ -79,10 +82,12 @@ def read_raster(path: str | os.PathLike, policy: XrayPolicy | None = None, fmt: 
             with Image.open(path) as img:
                 width, height = img.size
                 policy.check_size(path, height, width)
+                # before exif_transpose, whose copy has no n_frames: an animated PNG (APNG) or multi-frame file
+                frames = getattr(img, "n_frames", 1)
+                if frames > 1 or getattr(img, "is_animated", False):
+                    raise XrayInputError(path, f"animated/multi-frame picture ({frames} frames)")
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                if getattr(img, "n_frames", 1) > 1:
-                    raise XrayInputError(path, f"animated/multi-frame picture ({img.n_frames} frames)")
                 image, bits = _to_grey(img)
     except XrayInputError:
         raise
@@ -90,6 +95,7 @@ def read_raster(path: str | os.PathLike, policy: XrayPolicy | None = None, fmt: 
         raise XrayInputError(path, f"image too large (Pillow decompression-bomb guard: {exc})") from exc
     except Exception as exc:  # UnidentifiedImageError, truncated data (OSError), bad chunks (SyntaxError)
         raise XrayInputError(path, f"cannot decode {fmt.upper()} ({type(exc).__name__}: {exc})") from exc
+    require_picture(path, image)
     rows, columns = image.shape
     return image, make_meta(
         path, fmt, rows, columns, intensity_rule=f"divide:{2**bits - 1 if bits < 32 else 1}", bits=bits

@@ -4,6 +4,7 @@ State folder layout (``spool``)::
 
     incoming/        received instances, <SOP Instance UID>.dcm (0600), deleted once their results are delivered
     outbox/          result instances waiting for delivery, <result SOP Instance UID>.dcm
+    quarantine/      instances the service process died on twice (poison pills, see worker.py), never retried
     journal.sqlite   what became of each SOP Instance UID and the delivery queue (see journal.py)
     results.jsonl    the results log (default location)
 
@@ -14,7 +15,6 @@ outbox, or were already); outbox files the journal no longer references are dele
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import threading
@@ -101,15 +101,18 @@ class PneumoniaService:
         self.worker = Worker(self.spool, self.outbox.root, self.journal, classifier,
                              [d.name for d in config.destinations], self.results_log,
                              on_results=self.deliverer.wakeup.set, batch_size=config.batch_size, cam=config.cam,
-                             lenient=config.lenient, algorithm=config.algorithm)
+                             lenient=config.lenient, algorithm=config.algorithm, quarantine=root / "quarantine")
         self.executor = None
         if config.report_processes > 0:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
+            from monai_pneumonia.service.lifeline import init_child
+
+            # init_child: the report processes end when this process ends, even by SIGKILL (lifeline.py)
             self.executor = ProcessPoolExecutor(config.report_processes, mp_context=multiprocessing.get_context("spawn"),
-                                                initializer=importlib.import_module,
-                                                initargs=("monai_pneumonia.service.reports",))
+                                                initializer=init_child,
+                                                initargs=(os.getpid(), "monai_pneumonia.service.reports"))
             self.worker.executor = self.executor
         self.scp = StorageSCP(config.aet, self._store, config.allow or None, config.limits, config.tls)
         self._receive_lock = threading.Lock()

@@ -1,14 +1,22 @@
 """The durable state of the service: what became of each SOP Instance UID, and the results still to deliver.
 
-An SQLite database (WAL, ``synchronous=FULL``) with two tables:
+An SQLite database (WAL, ``synchronous=FULL``) with three tables:
 
 ``instances``
     one row per source SOP Instance UID once it has been decided: ``classified`` (results written to the
     outbox, not all delivered yet), ``delivered`` (every result acknowledged by every destination) or
-    ``refused`` (not a chest radiograph; never classified). ``detail`` holds the JSON of the results-log line.
+    ``refused`` (not a chest radiograph; never classified), ``quarantined`` (the process died on it, see
+    ``attempts``; never classified). ``detail`` holds the JSON of the results-log line.
 ``outbox``
     one row per (result instance, destination) still to deliver, with the attempt count and the time of the
     next attempt (exponential backoff).
+``attempts``
+    the poison-pill counter: per undecided SOP Instance UID, how many times the process ended while it was
+    being processed. :meth:`Journal.begin_attempt` adds one (durably) before the worker touches the instance
+    and :meth:`Journal.end_attempt` takes it back when the attempt returns, whatever its outcome, so only an
+    attempt the process did not survive (SIGKILL, SIGABRT, SIGSEGV, the OOM killer) stays counted. The worker
+    moves an instance whose count reaches its limit to a quarantine folder and records it ``quarantined``:
+    decided, never retried, so no input can put the service in a crash loop.
 
 The journal is what makes the service idempotent by SOP Instance UID: an instance whose UID has a row is never
 classified or reported again, whether it comes back from the spool after a restart or from a sender.
@@ -25,9 +33,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CLASSIFIED", "DELIVERED", "REFUSED", "Journal", "PendingResult"]
+__all__ = ["CLASSIFIED", "DELIVERED", "QUARANTINED", "REFUSED", "Journal", "PendingResult"]
 
-CLASSIFIED, DELIVERED, REFUSED = "classified", "delivered", "refused"
+CLASSIFIED, DELIVERED, REFUSED, QUARANTINED = "classified", "delivered", "refused", "quarantined"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -36,6 +44,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     result_uid TEXT NOT NULL, target TEXT NOT NULL, source_uid TEXT NOT NULL, path TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0, PRIMARY KEY (result_uid, target));
 CREATE INDEX IF NOT EXISTS outbox_source ON outbox (source_uid);
+CREATE TABLE IF NOT EXISTS attempts (sop_uid TEXT PRIMARY KEY, interrupted INTEGER NOT NULL DEFAULT 0);
 """
 
 
@@ -74,7 +83,7 @@ class Journal:
     # -- instances --------------------------------------------------------------------------------------------
 
     def state(self, sop_uid: str) -> str | None:
-        """``classified``, ``delivered``, ``refused`` or ``None`` (never decided)."""
+        """``classified``, ``delivered``, ``refused``, ``quarantined`` or ``None`` (never decided)."""
         with self._lock:
             row = self._db.execute("SELECT state FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
         return row[0] if row else None
@@ -91,6 +100,39 @@ class Journal:
             cursor = self._db.execute("INSERT OR IGNORE INTO instances VALUES (?, ?, ?, ?)",
                                       (sop_uid, REFUSED, time.time(), json.dumps(detail)))
         return cursor.rowcount == 1
+
+    def record_quarantined(self, sop_uid: str, detail: dict) -> bool:
+        """Record a quarantined instance (decided, never retried); False if the UID was already decided."""
+        with self._lock, self._db:
+            cursor = self._db.execute("INSERT OR IGNORE INTO instances VALUES (?, ?, ?, ?)",
+                                      (sop_uid, QUARANTINED, time.time(), json.dumps(detail)))
+            self._db.execute("DELETE FROM attempts WHERE sop_uid = ?", (sop_uid,))
+        return cursor.rowcount == 1
+
+    # -- poison-pill counter ----------------------------------------------------------------------------------
+
+    def interrupted(self, sop_uids: Iterable[str]) -> dict[str, int]:
+        """How many attempts at each instance the process did not survive (0 when never)."""
+        sop_uids = list(sop_uids)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT sop_uid, interrupted FROM attempts WHERE sop_uid IN ({','.join('?' * len(sop_uids))})",
+                sop_uids).fetchall()
+        found = dict(rows)
+        return {uid: int(found.get(uid, 0)) for uid in sop_uids}
+
+    def begin_attempt(self, sop_uids: Iterable[str]) -> None:
+        """Count an attempt at each instance as interrupted until :meth:`end_attempt` (durable at return)."""
+        with self._lock, self._db:
+            self._db.executemany("INSERT INTO attempts VALUES (?, 1) ON CONFLICT(sop_uid) DO UPDATE SET "
+                                 "interrupted = interrupted + 1", [(uid,) for uid in sop_uids])
+
+    def end_attempt(self, sop_uids: Iterable[str]) -> None:
+        """The attempts at these instances returned (the process survived them): take the count back."""
+        with self._lock, self._db:
+            self._db.executemany("UPDATE attempts SET interrupted = interrupted - 1 WHERE sop_uid = ?",
+                                 [(uid,) for uid in sop_uids])
+            self._db.execute("DELETE FROM attempts WHERE interrupted <= 0")
 
     def record_classified(self, sop_uid: str, detail: dict, results: Iterable[tuple[str, str]],
                           targets: Iterable[str]) -> bool:

@@ -87,13 +87,42 @@ _COPIED_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "
                  "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
+#: Patient's Sex values of PS3.3 C.7.1.1 (``U`` and the like are common out of specification).
+_PATIENT_SEX = ("M", "F", "O")
+
+
+def _conformant(element) -> bool:
+    """Whether a date, time or date-time element holds a value its VR allows (highdicom refuses others)."""
+    from pydicom.valuerep import DA, DT, TM
+
+    convert = {"DA": DA, "TM": TM, "DT": DT}.get(element.VR)
+    if convert is None or element.value in (None, ""):
+        return True
+    try:
+        for value in (element.value if element.VM > 1 else [element.value]):
+            convert(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def _reference_header(source: Dataset) -> Dataset:
-    """A copy of the source header without pixel data, with absent type 2 attributes present and empty."""
+    """A copy of the source header without pixel data, with absent type 2 attributes present and empty.
+
+    Out-of-specification values highdicom would refuse (Patient's Sex ``U``, a birth date ``01/02/1970``, any
+    non-conformant DA/TM/DT) are emptied, as type 2 allows: a result about the lungs does not depend on them, and
+    the film is not refused for them.
+    """
     header = Dataset()
     header.update({tag: element for tag, element in source.items() if tag < 0x7FE00000})
     for keyword in _COPIED_TYPE2:
         if keyword not in header:
             setattr(header, keyword, None)
+    sex = str(header.PatientSex or "").strip().upper()
+    header.PatientSex = sex if sex in _PATIENT_SEX else None
+    for element in list(header):
+        if not _conformant(element):
+            header[element.tag].value = None
     return header
 
 

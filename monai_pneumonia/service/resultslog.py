@@ -1,9 +1,10 @@
 """The local results log: one JSON object per line, without patient names or IDs.
 
 Events: ``classified`` (probability, prediction, threshold, result UIDs), ``refused`` (the reason),
-``delivered`` (all results acknowledged; with ``latency_s`` from receipt to the last acknowledgement) and
-``duplicate`` (a SOP Instance UID received again, acknowledged and not re-reported). Every event written is
-also counted (:attr:`ResultsLog.activity`) for the service's periodic counters line.
+``delivered`` (all results acknowledged; with ``latency_s`` from receipt to the last acknowledgement),
+``duplicate`` (a SOP Instance UID received again, acknowledged and not re-reported) and ``quarantined`` (the
+service process died on it twice; moved out of the spool, never retried). Every event written is also counted
+(:attr:`ResultsLog.activity`) for the service's periodic counters line.
 """
 
 from __future__ import annotations

@@ -11,7 +11,19 @@ so a JPEG 2000 or RLE image arrives as it was sent rather than decompressed by t
 C-STORE statuses (PS3.4 B.2.3): ``0x0000`` Success only after the instance is on disk
 (:meth:`~monai_pneumonia.service.spool.Spool.write`) or is a duplicate of one already received;
 ``0xA700`` Out of Resources when it could not be written; ``0xC000`` Cannot Understand for a SOP Instance UID that
-violates the UID grammar.
+violates the UID grammar (in the request or in the data set); ``0xA900`` Data Set Does Not Match SOP Class when
+the data set's SOP Instance UID or SOP Class UID differs from the request's Affected SOP Instance/Class UID (as
+DCMTK's storescp answers), so two data sets can never share one spool file and result.
+
+Hostile peers (:class:`GuardedAssociationServer`): a peer that connects and stays silent, or trickles a byte now
+and then, would hold an association slot as long as it likes (pynetdicom reads a PDU with blocking ``recv`` calls,
+each allowed ``network_timeout``). Every connection must therefore have its association accepted or rejected
+within :attr:`AssociationLimits.establish_timeout` seconds of connecting, else the listener shuts the socket down;
+and one peer address may hold at most :attr:`AssociationLimits.max_per_peer` connections, so a single host
+cannot take every slot of ``max_associations``. pynetdicom keeps a data set being received in memory, without a
+limit: the bytes an association sends are counted (``EVT_DATA_RECV``) and past
+:attr:`AssociationLimits.max_dataset_bytes` before its C-STORE completes the connection is cut, so no peer can
+make the listener allocate more than that per association.
 
 DICOM TLS (PS3.15 B.1, the Basic TLS Secure Transport Connection Profile): with a :class:`TLSConfig` the listener
 accepts only TLS connections (TLS 1.2 or newer) presenting its certificate, and with a CA file it also requires
@@ -20,10 +32,14 @@ and verifies a client certificate (mutual TLS), which is how a PACS proves who i
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import socket
 import ssl
 import threading
+import weakref
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -35,15 +51,17 @@ from pynetdicom.transport import ThreadedAssociationServer
 from monai_pneumonia.service.delivery import disable_nagle
 from monai_pneumonia.service.uids import is_valid_uid
 
-__all__ = ["ACCEPTED_SOP_CLASSES", "AssociationLimits", "StorageSCP", "TLSAssociationServer", "TLSConfig",
-           "transfer_syntaxes"]
+__all__ = ["ACCEPTED_SOP_CLASSES", "AssociationLimits", "GuardedAssociationServer", "StorageSCP",
+           "TLSAssociationServer", "TLSConfig", "transfer_syntaxes"]
 
 logger = logging.getLogger(__name__)
 
 #: CR Image Storage, Digital X-Ray Image Storage - For Presentation, Secondary Capture Image Storage (PS3.4 B.5).
 ACCEPTED_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.7")
 
-SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
+SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND, DATA_SET_MISMATCH = 0x0000, 0xA700, 0xC000, 0xA900
+#: How many bytes of a deflated data set are inflated to read its SOP Class/Instance UIDs.
+_HEADER_INFLATE_LIMIT = 1 << 20
 
 _COMPRESSED = (
     uids.JPEG2000Lossless, uids.JPEG2000, uids.HTJ2KLossless, uids.HTJ2KLosslessRPCL, uids.HTJ2K,
@@ -77,6 +95,11 @@ class AssociationLimits:
         acse_timeout: association request/release timeout.
         dimse_timeout: wait for a DIMSE message.
         network_timeout: idle connection timeout.
+        establish_timeout: seconds from connection to an accepted or rejected association; a peer still
+            negotiating (silent, or trickling bytes) is disconnected then.
+        max_per_peer: concurrent connections from one peer address.
+        max_dataset_bytes: most bytes received for one data set (4 bytes per pixel of the loader's 40-Mpx limit,
+            plus 16 MiB of header); the connection is cut beyond it.
     """
 
     max_associations: int = 10
@@ -84,6 +107,9 @@ class AssociationLimits:
     acse_timeout: float = 30.0
     dimse_timeout: float = 60.0
     network_timeout: float = 60.0
+    establish_timeout: float = 10.0
+    max_per_peer: int = 4
+    max_dataset_bytes: int = 4 * 40_000_000 + 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -122,7 +148,54 @@ class TLSConfig:
         return context
 
 
-class TLSAssociationServer(ThreadedAssociationServer):
+class GuardedAssociationServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with a per-peer-address connection cap (see the module docstring).
+
+    A peer's connections are its live associations plus those accepted and not yet started (the accept loop runs
+    ahead of the threads that start associations). The deadline for establishing the association is kept by
+    :meth:`StorageSCP.handle_conn_open`.
+    """
+
+    #: Most concurrent connections from one peer address.
+    max_per_peer: int = 4
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._starting: dict[str, int] = {}
+        self._starting_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def verify_request(self, request, client_address) -> bool:
+        """Refuse a connection from an address that already holds :attr:`max_per_peer` connections."""
+        address = client_address[0]
+        with self._starting_lock:
+            held = self._starting.get(address, 0) + sum(
+                1 for assoc in self.ae.active_associations
+                if assoc.is_acceptor and getattr(assoc.requestor, "address", None) == address)
+            if held >= self.max_per_peer:
+                logger.warning("refused a connection from %s: it already holds %d connections (limit per peer %d)",
+                               address, held, self.max_per_peer)
+                return False
+            self._starting[address] = self._starting.get(address, 0) + 1
+        return True
+
+    def process_request_thread(self, request, client_address) -> None:
+        """Start the association (:meth:`serve_connection`); from then on it counts as a live association."""
+        try:
+            self.serve_connection(request, client_address)
+        finally:
+            with self._starting_lock:
+                left = self._starting.get(client_address[0], 1) - 1
+                if left > 0:
+                    self._starting[client_address[0]] = left
+                else:
+                    self._starting.pop(client_address[0], None)
+
+    def serve_connection(self, request, client_address) -> None:
+        """What pynetdicom does with an accepted connection: start its association thread."""
+        super().process_request_thread(request, client_address)
+
+
+class TLSAssociationServer(GuardedAssociationServer):
     """pynetdicom's threaded server, with the TLS handshake moved out of the accept loop.
 
     pynetdicom wraps each accepted socket in ``get_request``, i.e. in the one thread that accepts connections, and
@@ -138,7 +211,7 @@ class TLSAssociationServer(ThreadedAssociationServer):
         """Accept a connection without touching TLS (see the class docstring)."""
         return self.socket.accept()
 
-    def process_request_thread(self, request, client_address) -> None:
+    def serve_connection(self, request, client_address) -> None:
         """Complete the TLS handshake (bounded in time), then run the association."""
         timeout = request.gettimeout()
         try:
@@ -149,7 +222,7 @@ class TLSAssociationServer(ThreadedAssociationServer):
             logger.warning("TLS handshake with %s failed (%s): connection closed", client_address[0], error)
             self.shutdown_request(request)
             return
-        super().process_request_thread(request, client_address)
+        super().serve_connection(request, client_address)
 
 
 class StorageSCP:
@@ -185,7 +258,10 @@ class StorageSCP:
         self.ae.require_called_aet = True  # associations addressed to another AE title are rejected
         if allowed:
             self.ae.require_calling_aet = list(allowed)
+        self.limits = limits
         self.server = None
+        self._received: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # association -> bytes this message
+        self._received_lock = threading.Lock()
 
     def handle_echo(self, event: evt.Event) -> int:
         """C-ECHO: always Success (PS3.7 9.3.5)."""
@@ -206,13 +282,54 @@ class StorageSCP:
                            "not chest radiographs (abstract syntax not supported): %s", calling,
                            len(assoc.rejected_contexts), len(refused), shown)
 
+    def handle_conn_open(self, event: evt.Event) -> None:
+        """Start the establishment deadline of a new connection (:attr:`AssociationLimits.establish_timeout`)."""
+        timer = threading.Timer(self.limits.establish_timeout, self._cut_if_not_established, (event.assoc,))
+        timer.daemon = True
+        timer.start()
+
+    def _cut_if_not_established(self, assoc) -> None:
+        if assoc.is_established or assoc.is_rejected or assoc.is_aborted or assoc.is_released:
+            return
+        logger.warning("peer %s did not complete the association within %g s: disconnected",
+                       getattr(assoc.requestor, "address", "?"), self.limits.establish_timeout)
+        _disconnect(assoc)
+
+    def handle_data_recv(self, event: evt.Event) -> None:
+        """Count the bytes received since the last C-STORE; cut the connection past ``max_dataset_bytes``."""
+        with self._received_lock:
+            received = self._received.get(event.assoc, 0) + len(event.data)
+            self._received[event.assoc] = received
+        if received > self.limits.max_dataset_bytes:
+            logger.error("peer %s sent more than %d bytes for one data set: disconnected",
+                         getattr(event.assoc.requestor, "address", "?"), self.limits.max_dataset_bytes)
+            _disconnect(event.assoc)
+
     def handle_store(self, event: evt.Event) -> int:
         """C-STORE: validate the SOP Instance UID and hand the encoded file to ``store``."""
+        with self._received_lock:  # the data set is complete: the next one is counted from zero
+            self._received[event.assoc] = 0
         sop_uid = str(event.request.AffectedSOPInstanceUID or "")
         calling = event.assoc.requestor.ae_title
         if not is_valid_uid(sop_uid):
-            logger.error("C-STORE from %s with invalid SOP Instance UID %r: refused", calling, sop_uid[:80])
+            logger.error("C-STORE from %s with an invalid Affected SOP Instance UID: refused (0xC000)", calling)
             return CANNOT_UNDERSTAND
+        try:
+            data_class, data_uid = _data_set_uids(event)
+        except Exception as error:  # noqa: BLE001 - a data set whose header cannot be read is not understood
+            logger.error("C-STORE %s from %s: data set header unreadable (%s): refused (0xC000)", sop_uid, calling,
+                         type(error).__name__)
+            return CANNOT_UNDERSTAND
+        if not is_valid_uid(data_uid):
+            logger.error("C-STORE %s from %s: the data set's SOP Instance UID is not a valid UID: refused (0xC000)",
+                         sop_uid, calling)
+            return CANNOT_UNDERSTAND
+        affected_class = str(event.request.AffectedSOPClassUID or "")
+        if data_uid != sop_uid or data_class != affected_class:
+            logger.error("C-STORE %s from %s: the data set's SOP %s UID differs from the request's Affected SOP %s "
+                         "UID: refused (0xA900)", sop_uid, calling, *(("Instance",) * 2 if data_uid != sop_uid
+                                                                      else ("Class",) * 2))
+            return DATA_SET_MISMATCH
         try:
             data = event.encoded_dataset(include_meta=True)
         except Exception as error:  # noqa: BLE001 - a data set we cannot re-encode is not understood
@@ -223,13 +340,13 @@ class StorageSCP:
     def start(self, host: str, port: int) -> None:
         """Listen on ``host:port`` in background threads."""
         handlers = [(evt.EVT_C_ECHO, self.handle_echo), (evt.EVT_C_STORE, self.handle_store),
-                    (evt.EVT_ACCEPTED, self.handle_accepted)]
-        if self.ssl_context is None:
-            self.server = self.ae.start_server((host, port), block=False, evt_handlers=handlers)
-            return
+                    (evt.EVT_ACCEPTED, self.handle_accepted), (evt.EVT_CONN_OPEN, self.handle_conn_open),
+                    (evt.EVT_DATA_RECV, self.handle_data_recv)]
+        server_class = GuardedAssociationServer if self.ssl_context is None else TLSAssociationServer
         server = self.ae.make_server((host, port), ssl_context=self.ssl_context, evt_handlers=handlers,
-                                     server_class=TLSAssociationServer)
-        threading.Thread(target=server.serve_forever, name="TLSAcceptor", daemon=True).start()
+                                     server_class=server_class)
+        server.max_per_peer = self.limits.max_per_peer
+        threading.Thread(target=server.serve_forever, name="AssociationAcceptor", daemon=True).start()
         self.ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() stops it too
         self.server = server
 
@@ -238,3 +355,32 @@ class StorageSCP:
         if self.server is not None:
             self.server.shutdown()
             self.server = None
+
+
+def _disconnect(assoc) -> None:
+    """Shut an association's socket down: a blocked ``recv`` returns and pynetdicom ends the association."""
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _data_set_uids(event: evt.Event) -> tuple[str, str]:
+    """``(SOPClassUID, SOPInstanceUID)`` of the received data set, read from its first elements only.
+
+    A deflated data set (PS3.5 A.5) is inflated up to :data:`_HEADER_INFLATE_LIMIT` bytes: the two UIDs are in
+    group 0008, at its start.
+    """
+    from pydicom.filereader import read_dataset
+
+    syntax = uids.UID(str(event.context.transfer_syntax))
+    raw = event.request.DataSet
+    raw = raw.getvalue() if hasattr(raw, "getvalue") else bytes(raw)
+    if syntax == uids.DeflatedExplicitVRLittleEndian:
+        raw = zlib.decompressobj(-zlib.MAX_WBITS).decompress(raw, _HEADER_INFLATE_LIMIT)
+    header = read_dataset(io.BytesIO(raw), syntax.is_implicit_VR, syntax.is_little_endian,
+                          stop_when=lambda tag, vr, length: tag > 0x00080018)
+    return str(header.get("SOPClassUID", "") or ""), str(header.get("SOPInstanceUID", "") or "")

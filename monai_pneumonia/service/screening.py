@@ -46,5 +46,5 @@ def screen(header: Dataset, lenient: bool = False) -> str | None:
     except XrayInputError as refusal:
         return refusal.reason
     except (TypeError, ValueError) as error:
-        return f"invalid header ({error})"
+        return f"invalid header ({type(error).__name__})"  # the text may quote attribute values (PHI)
     return None

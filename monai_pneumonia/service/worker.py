@@ -6,11 +6,18 @@ the accepted ones are classified in batches by the bundle's :class:`~monai_pneum
 each result is written to the outbox as DICOM (SR, and with ``cam`` a Grad-CAM SC) *before* the journal records
 it, so a crash at any point either leaves the instance undecided (it is processed again, giving the same result
 UIDs) or decided with its results on disk. The spool file is deleted only when all its results are delivered.
+
+Poison pills: every attempt is counted in the journal until it returns (:meth:`~monai_pneumonia.service.journal.
+Journal.begin_attempt`), so after a restart the worker knows which instances were being processed when the
+process died. Those are processed one at a time (a second death names its culprit), and one the process has
+died on ``max_interrupted`` times is moved to the quarantine folder, recorded ``quarantined``, logged and written
+to the results log, and never retried: no input can keep the service in a crash loop.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -18,24 +25,47 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import BrokenExecutor, Executor
 from pathlib import Path
 
-import pydicom
 from pydicom.dataset import Dataset
 
 from monai_pneumonia.inference import Classification, Refusal
+from monai_pneumonia.io.deflate import dcmread_bounded, inflated_limit
+from monai_pneumonia.io.policy import DEFAULT_MAX_PIXELS
+from monai_pneumonia.io.redaction import install as _install_redaction
 from monai_pneumonia.service.activity import log_classified
 from monai_pneumonia.service.journal import CLASSIFIED, Journal
 from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding, render_results
 from monai_pneumonia.service.resultslog import ResultsLog
 from monai_pneumonia.service.screening import screen
 from monai_pneumonia.service.spool import Spool, atomic_write
+from monai_pneumonia.service.uids import is_valid_uid
 
 __all__ = ["Worker"]
 
 logger = logging.getLogger(__name__)
+_install_redaction()  # headers are read here too: pydicom's value warnings never reach the log
+#: Most bytes a spooled deflated data set may inflate to while its header is read (the loader's own limit).
+_INFLATED_LIMIT = inflated_limit(DEFAULT_MAX_PIXELS)
+
+
+#: The UIDs a result refers to (PS3.5 9.1 grammar required: an invalid one never reaches a report).
+_REFERENCED_UIDS = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "SOPClassUID")
+
+
+def _invalid_uid(header: Dataset, sop_uid: str) -> str:
+    """Why the header's UIDs cannot be referenced by a result (``""`` when they can)."""
+    for keyword in _REFERENCED_UIDS:
+        if not is_valid_uid(str(header.get(keyword, "") or "")):
+            return f"{keyword} is missing or not a valid UID (PS3.5 9.1)"
+    if str(header.SOPInstanceUID) != sop_uid:
+        return "the data set's SOPInstanceUID differs from the SOP Instance UID it was received as"
+    return ""
 
 
 def _uids(header: Dataset | None, sop_uid: str) -> dict:
-    get = (lambda k: str(header.get(k, "") or "")) if header is not None else (lambda k: "")
+    def get(keyword: str) -> str:  # an invalid UID is not written anywhere (it may hold anything, even a name)
+        value = str(header.get(keyword, "") or "") if header is not None else ""
+        return value if keyword == "Modality" or is_valid_uid(value) else ""
+
     return {"sop_instance_uid": sop_uid, "study_instance_uid": get("StudyInstanceUID"),
             "series_instance_uid": get("SeriesInstanceUID"), "sop_class_uid": get("SOPClassUID"),
             "modality": get("Modality")}
@@ -58,12 +88,14 @@ class Worker(threading.Thread):
         lenient: see :func:`~monai_pneumonia.service.screening.screen`.
         algorithm: name and version written into the SR.
         executor: a ``concurrent.futures`` executor that runs :func:`render_results` (default: this thread).
+        quarantine: folder that instances the process died on are moved to (``None``: they are deleted).
+        max_interrupted: attempts at one instance the process may not survive before it is quarantined.
     """
 
     def __init__(self, spool: Spool, outbox: Path, journal: Journal, classifier, targets: Sequence[str],
                  results_log: ResultsLog, on_results: Callable[[], None] = lambda: None, batch_size: int = 16,
                  cam: bool = False, lenient: bool = False, algorithm: AlgorithmInfo | None = None,
-                 executor: Executor | None = None) -> None:
+                 executor: Executor | None = None, quarantine: Path | None = None, max_interrupted: int = 2) -> None:
         super().__init__(name="classifier", daemon=True)
         self.spool, self.outbox, self.journal, self.classifier = spool, outbox, journal, classifier
         self.targets = list(targets)
@@ -71,6 +103,7 @@ class Worker(threading.Thread):
         self.batch_size, self.cam, self.lenient = batch_size, cam, lenient
         self.algorithm = algorithm or AlgorithmInfo()
         self.executor = executor
+        self.quarantine, self.max_interrupted = quarantine, max_interrupted
         self.retry_delay = 5.0
         self.queue: queue.Queue[tuple[str, Path]] = queue.Queue()
         self.stopping = threading.Event()
@@ -100,31 +133,69 @@ class Worker(threading.Thread):
     def process_safely(self, items: Sequence[tuple[str, Path]]) -> None:
         """:meth:`process`, isolating failures.
 
-        An environment failure (``OSError`` such as a full disk, a broken report process) refuses nothing: the
+        Instances an earlier process died on are quarantined or processed alone (module docstring). An
+        environment failure (``OSError`` such as a full disk, a broken report process) refuses nothing: the
         instances stay in the spool and are queued again after ``retry_delay``. Any other failure of a batch is
-        retried one instance at a time, and a single instance that still fails is refused with the error as the
-        reason, so one bad input cannot block the spool.
+        retried one instance at a time, and a single instance that still fails is refused, so one bad input
+        cannot block the spool.
         """
+        interrupted = self.journal.interrupted(uid for uid, _ in items)
+        fresh = []
+        for item in items:
+            if interrupted[item[0]] >= self.max_interrupted:
+                self._quarantine(*item, interrupted[item[0]])
+            elif interrupted[item[0]] and len(items) > 1:
+                self.process_safely([item])
+            else:
+                fresh.append(item)
+        if not fresh:
+            return
+        uids = [uid for uid, _ in fresh]
+        failure = None
+        self.journal.begin_attempt(uids)
         try:
-            self.process(items)
+            self.process(fresh)
         except (OSError, BrokenExecutor) as error:  # the environment, not the instance: keep and retry
             if isinstance(error, BrokenExecutor):
                 self.executor = None
                 logger.error("the report process pool broke; building reports in the classification thread")
-            logger.error("%d instances stay in the spool and are retried in %g s: %s", len(items),
+            logger.error("%d instances stay in the spool and are retried in %g s: %s", len(fresh),
                          self.retry_delay, error)
             if not self.stopping.wait(self.retry_delay):
-                for item in items:
+                for item in fresh:
                     self.queue.put(item)
         except Exception as error:  # noqa: BLE001 - isolate the failing instance
-            if len(items) > 1:
-                logger.warning("batch of %d failed (%s); processing one by one", len(items), error)
-                for item in items:
-                    self.process_safely([item])
-                return
-            sop_uid, path = items[0]
-            logger.exception("processing %s failed", sop_uid)
-            self._refuse(sop_uid, path, None, f"processing failed ({type(error).__name__}: {error})")
+            failure = error
+        finally:
+            self.journal.end_attempt(uids)
+        if failure is None:
+            return
+        if len(fresh) > 1:
+            logger.warning("batch of %d failed (%s); processing one by one", len(fresh), type(failure).__name__)
+            for item in fresh:
+                self.process_safely([item])
+            return
+        sop_uid, path = fresh[0]
+        logger.error("processing %s failed (%s)", sop_uid, type(failure).__name__)
+        # third-party messages may quote attribute values (PHI): the exception type only, never its text
+        self._refuse(sop_uid, path, None, f"processing failed ({type(failure).__name__})")
+
+    def _quarantine(self, sop_uid: str, path: Path, interrupted: int) -> None:
+        """Move an instance the process died on out of the spool, record and report it (never retried)."""
+        target = None
+        if self.quarantine is not None and path.exists():
+            self.quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)
+            target = self.quarantine / path.name
+            os.replace(path, target)
+        reason = (f"quarantined: the service process ended {interrupted} times while processing this instance "
+                  f"(a decoder or library crash); {'moved to ' + str(self.quarantine) if target else 'deleted'}, "
+                  "never retried")
+        detail = {**_uids(None, sop_uid), "reason": reason, "received": self._received(target or path),
+                  "quarantine": str(target) if target else ""}
+        if self.journal.record_quarantined(sop_uid, detail):
+            logger.error("quarantined %s: %s", sop_uid, reason)
+            self.results_log.write("quarantined", **detail)
+        self.spool.remove(sop_uid)
 
     def process(self, items: Sequence[tuple[str, Path]]) -> None:
         """Screen, classify and queue the results of a batch of spooled instances."""
@@ -136,13 +207,13 @@ class Worker(threading.Thread):
                     self.spool.remove(sop_uid)
                 continue
             try:
-                header = pydicom.dcmread(path, stop_before_pixels=True)
+                header = dcmread_bounded(path, _INFLATED_LIMIT, stop_before_pixels=True)  # no deflate bomb
             except FileNotFoundError:
                 continue
             except Exception as error:  # noqa: BLE001 - any parse failure is a refusal
-                self._refuse(sop_uid, path, None, f"not a readable DICOM file ({error})")
+                self._refuse(sop_uid, path, None, f"not a readable DICOM file ({type(error).__name__})")
                 continue
-            reason = screen(header, self.lenient)
+            reason = _invalid_uid(header, sop_uid) or screen(header, self.lenient)
             if reason:
                 self._refuse(sop_uid, path, header, reason)
             else:

@@ -86,17 +86,30 @@ def _class_index(label: Any) -> int:
 
 
 def _private_open(path: Path) -> Any:
-    """Open a result file for writing, readable by its owner only (results may hold study identifiers)."""
+    """Open a result file for writing, readable by its owner only (results may hold study identifiers).
+
+    File names that are not valid UTF-8 (undecodable bytes, which Python holds as surrogates) are written with
+    backslash escapes (``\\udce9``) rather than failing the whole run.
+    """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    return os.fdopen(fd, "w", newline="", encoding="utf-8")
+    return os.fdopen(fd, "w", newline="", encoding="utf-8", errors="backslashreplace")
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Write a CSV atomically: a temporary file in the same folder, then ``os.replace`` (never a half file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with _private_open(path) as stream:
-        writer = csv.writer(stream)
-        writer.writerow(header)
-        writer.writerows(rows)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with _private_open(temp) as stream:
+            writer = csv.writer(stream)
+            writer.writerow(header)
+            writer.writerows(rows)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def write_predictions(output_dir: str | os.PathLike, predictions: Sequence[dict], refused: Sequence[dict]) -> None:

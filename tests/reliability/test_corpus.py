@@ -19,7 +19,7 @@ import pytest
 
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.transforms import LoadXray
-from tests.reliability.corpus import HIDDEN_BOMB, LOAD, REFUSE, build_corpus
+from tests.reliability.corpus import HIDDEN_BOMB, LOAD, REFUSE, SURVIVE, build_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 #: Peak resident memory allowed to the loader over the whole corpus (it holds one image at a time).
@@ -122,14 +122,35 @@ def test_bundle_inference_on_the_whole_corpus_folder(corpus, tiny_bundle, tmp_pa
                str(tiny_bundle), "--output-dir", str(tmp_path / "out"), "--device", "cpu", "--json"]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
-    with open(tmp_path / "out" / "errors.csv", newline="") as stream:
-        errors = {os.path.basename(row["image"]): row["error"] for row in csv.DictReader(stream)}
-    with open(tmp_path / "out" / "predictions.csv", newline="") as stream:
-        predicted = {os.path.basename(row["image"]) for row in csv.DictReader(stream)}
+    with open(tmp_path / "out" / "errors.csv", newline="", encoding="utf-8") as stream:
+        error_rows = list(csv.DictReader(stream))
+    with open(tmp_path / "out" / "predictions.csv", newline="", encoding="utf-8") as stream:
+        prediction_rows = list(csv.DictReader(stream))
+    errors = {os.path.basename(row["image"]): row["error"] for row in error_rows}
+    predicted = {os.path.basename(row["image"]) for row in prediction_rows}
+    # every input exactly once, in one file or the other (names that are not UTF-8 are written escaped)
+    written = [os.path.basename(row["image"]) for row in error_rows + prediction_rows]
+    assert len(written) == len(set(written)), sorted(n for n in written if written.count(n) > 1)
+    assert not list((tmp_path / "out").glob(".*.partial"))  # written atomically: no temporary file left
     for case in cases:
+        name = os.path.basename(case.name).encode("utf-8", "backslashreplace").decode("utf-8")
         if case.expect == REFUSE:
-            assert case.name in errors, f"{case.name} is not in errors.csv"
-            assert errors[case.name].strip(), f"{case.name} has no reason"
-            assert case.name not in predicted
+            assert name in errors, f"{name} is not in errors.csv"
+            assert errors[name].strip(), f"{name} has no reason"
+            assert name not in predicted
+        elif case.expect == SURVIVE:  # a corrupt stream another decoder tolerates: one row, either file
+            assert (name in errors) != (name in predicted), name
         else:
-            assert case.name in predicted, f"{case.name} was not classified: {errors.get(case.name)}"
+            assert name in predicted, f"{name} was not classified: {errors.get(name)}"
+
+
+def test_folder_scan_skips_and_reports_what_is_not_a_regular_file(corpus, caplog):
+    from monai_pneumonia.data.discovery import find_images
+
+    folder, cases = corpus
+    with caplog.at_level("WARNING", logger="monai_pneumonia.data.discovery"):
+        found = {os.path.relpath(p, folder) for p in find_images(folder)}  # ends: no FIFO opened, no loop followed
+    assert "fifo.dcm" not in found and "self.dcm" not in found
+    assert os.path.join("x.dcm", "inner.png") in found  # a folder named like a file is searched as a folder
+    assert "fifo.dcm: skipped, not a regular file" in caplog.text
+    assert "self.dcm: skipped" in caplog.text

@@ -176,6 +176,8 @@ def test_serve_defaults_are_safe():
     limits = config.limits
     assert limits.max_associations == 10 and limits.max_pdu == 65536
     assert 0 < limits.acse_timeout <= 60 and 0 < limits.dimse_timeout <= 120 and 0 < limits.network_timeout <= 120
+    assert 0 < limits.establish_timeout <= 30 and 0 < limits.max_per_peer < limits.max_associations
+    assert limits.max_dataset_bytes <= 256 * 1024 * 1024
 
 
 def test_limits_reach_pynetdicom():
@@ -299,3 +301,122 @@ def test_an_unwritable_spool_answers_an_error_status_never_success(receiving_ser
     mounted.clear()
     assert _store(service.config.port, image) == SUCCESS  # the sender's retry succeeds once there is room
     assert uid in service.spool
+
+
+# -- hostile peers: stalled and trickling connections, mismatched UIDs ---------------------------------------------
+
+
+def _stall(port: int, source: str, trickle: bool = False) -> socket.socket:
+    """A TCP connection from ``source`` that never completes an association (optionally sending a byte)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    if trickle:
+        sock.sendall(b"\x01")  # the first byte of an A-ASSOCIATE-RQ PDU, and no more
+    return sock
+
+
+def test_stalled_and_trickling_peers_cannot_hold_the_listener(tmp_path):
+    """Twelve connections from one host that never associate: a legitimate store from another still succeeds."""
+    limits = AssociationLimits(max_associations=10, max_per_peer=2, establish_timeout=3, network_timeout=60)
+    scp = StorageSCP("PNEUMO", store=lambda *args: SUCCESS, allowed=["MODALITY"], limits=limits)
+    port = free_port()
+    scp.start("127.0.0.1", port)
+    stalled = [_stall(port, "127.0.0.2", trickle=bool(i % 2)) for i in range(12)]
+    try:
+        time.sleep(0.5)  # all accepted or refused by now
+        started = time.monotonic()
+        assert _store(port, _radiograph(tmp_path, 3)) == SUCCESS
+        assert time.monotonic() - started < 3, "the store waited for the stalled peers"
+        assert len(scp.ae.active_associations) <= 2 + 1
+    finally:
+        for sock in stalled:
+            sock.close()
+        scp.stop()
+
+
+def test_a_peer_that_does_not_associate_in_time_is_disconnected():
+    limits = AssociationLimits(establish_timeout=1.5, network_timeout=60, acse_timeout=60)
+    scp, port = _listener(limits=limits)
+    try:
+        trickler = _stall(port, "127.0.0.1", trickle=True)
+        trickler.settimeout(20)
+        started = time.monotonic()
+        assert trickler.recv(1) == b""  # closed by the listener, long before any pynetdicom timeout
+        assert time.monotonic() - started < 10
+        trickler.close()
+        assert _echo(port)  # and the listener still works
+    finally:
+        scp.stop()
+
+
+def test_one_peer_address_cannot_take_every_slot():
+    scp, port = _listener(limits=AssociationLimits(max_associations=10, max_per_peer=2, establish_timeout=30))
+    peers = []
+    try:
+        for _ in range(2):
+            peer = AE(ae_title="MODALITY")
+            peer.add_requested_context(Verification)
+            peers.append(peer.associate("127.0.0.1", port, ae_title="PNEUMO"))
+            assert peers[-1].is_established
+        assert not _echo(port)  # a third association from 127.0.0.1 is refused at connection
+    finally:
+        for assoc in peers:
+            assoc.release()
+        scp.stop()
+
+
+def test_a_data_set_whose_uid_differs_from_the_affected_sop_instance_uid_is_refused(receiving_service, tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.uid import generate_uid
+
+    from monai_pneumonia.service.scp import DATA_SET_MISMATCH
+
+    other = generate_uid()
+
+    class Lying(Dataset):
+        """pynetdicom takes the Affected SOP Instance UID from this attribute and encodes the real element."""
+
+        @property
+        def SOPInstanceUID(self):  # noqa: N802 - the DICOM keyword
+            return other
+
+    image = _radiograph(tmp_path, 4)
+    source = pydicom.dcmread(image)
+    lying = Lying(source)
+    lying.file_meta = source.file_meta
+    peer = AE(ae_title="MODALITY")
+    peer.add_requested_context(DigitalXRayImageStorageForPresentation, pydicom.uid.ExplicitVRLittleEndian)
+    assoc = peer.associate("127.0.0.1", receiving_service.config.port, ae_title="PNEUMO")
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(lying)
+    finally:
+        assoc.release()
+    assert status.Status == DATA_SET_MISMATCH
+    assert not list(receiving_service.spool.pending())
+    assert _store(receiving_service.config.port, image) == SUCCESS  # the consistent one is stored
+
+
+def test_a_data_set_larger_than_the_limit_cuts_the_connection_and_the_listener_goes_on(tmp_path):
+    limits = AssociationLimits(max_dataset_bytes=40_000)
+    stored = []
+    scp = StorageSCP("PNEUMO", store=lambda uid, data, calling: stored.append(uid) or SUCCESS, limits=limits)
+    port = free_port()
+    scp.start("127.0.0.1", port)
+    try:
+        big = write_dicom(tmp_path / "big.dcm", gradient_picture(200, 200), bits_stored=16)  # 80 KB of pixels
+        peer = AE(ae_title="MODALITY")
+        peer.add_requested_context(DigitalXRayImageStorageForPresentation, pydicom.uid.ExplicitVRLittleEndian)
+        peer.acse_timeout = peer.dimse_timeout = peer.network_timeout = 10
+        assoc = peer.associate("127.0.0.1", port, ae_title="PNEUMO")
+        assert assoc.is_established
+        status = assoc.send_c_store(pydicom.dcmread(big))
+        assert not getattr(status, "Status", None) == SUCCESS  # no response: the connection was cut
+        assert wait_for(lambda: not assoc.is_alive(), timeout=10)
+        assert not stored
+        for seed in range(3):  # small ones, several on one association, still pass
+            assert _store(port, _radiograph(tmp_path, seed)) == SUCCESS
+        assert len(stored) == 3
+    finally:
+        scp.stop()
