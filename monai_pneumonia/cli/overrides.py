@@ -56,7 +56,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     parser.add_argument("--set", type=parse_set, action="append", default=[], metavar="KEY=VALUE",
                         help="any other bundle config override, e.g. --set image_size=128 (repeatable; "
-                             "VALUE is JSON when it parses)")
+                             "VALUE is JSON when it parses, and always data: never a $ expression)")
 
 
 def common_overrides(args: argparse.Namespace) -> dict[str, Any]:
