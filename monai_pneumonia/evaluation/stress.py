@@ -74,6 +74,12 @@ def _balanced_accuracy(metrics: dict) -> float:
     return 0.5 * (metrics["sensitivity"] + metrics["specificity"])
 
 
+def _pool(per_shift: list[tuple[list[str], np.ndarray, np.ndarray]]) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Concatenate per-shift ``(images, labels, probabilities)`` in shift order."""
+    return ([image for images, _, _ in per_shift for image in images],
+            np.concatenate([labels for _, labels, _ in per_shift]), np.concatenate([probs for _, _, probs in per_shift]))
+
+
 def _summary(metrics: dict) -> dict:
     return {key: metrics.get(key) for key in (*_REPORTED, "threshold", "n")} | {
         f"{key}_ci95": metrics.get(f"{key}_ci95") for key in _REPORTED
@@ -126,8 +132,7 @@ def stress_test(
         raise ValueError(f"unknown acquisition shift(s) {unknown}; choose from {sorted(ACQUISITION_SHIFTS)}")
     output = Path(output_dir)
     results: dict[str, dict] = {}
-    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    names_of: dict[str, list[str]] = {}
+    predictions: dict[str, tuple[list[str], np.ndarray, np.ndarray]] = {}
     stored = None
     for name in names:
         folder = output / name
@@ -147,16 +152,12 @@ def stress_test(
         )
         metrics = json.loads((folder / "metrics.json").read_text())
         stored = metrics["threshold"]
-        images, labels, probs = read_predictions(folder / "predictions.csv")
-        predictions[name] = (labels, probs)
-        names_of[name] = images
+        predictions[name] = read_predictions(folder / "predictions.csv")
         results[name] = {"description": ACQUISITION_SHIFTS[name][0], "at_stored": _summary(metrics)}
 
-    pooled_labels = np.concatenate([labels for labels, _ in predictions.values()])
-    pooled_probs = np.concatenate([probs for _, probs in predictions.values()])
-    pooled_images = [image for images in names_of.values() for image in images]
+    pooled_images, pooled_labels, pooled_probs = _pool(list(predictions.values()))
     stressed = choose_threshold(pooled_labels, pooled_probs, method=threshold_method)
-    for name, (labels, probs) in predictions.items():
+    for name, (_, labels, probs) in predictions.items():
         results[name]["at_stressed"] = _summary(binary_metrics(labels, probs, stressed, n_bootstrap=0))
     pooled = {}
     for key, threshold in (("at_stored", stored), ("at_stressed", stressed)):
@@ -170,7 +171,7 @@ def stress_test(
         "stressed_threshold": stressed,
         "pooled": pooled,
         "calibration": {
-            "clean": fit_temperature(*predictions.get("none", predictions[names[0]])),
+            "clean": fit_temperature(*predictions.get("none", predictions[names[0]])[1:]),
             "pooled": fit_temperature(pooled_labels, pooled_probs),
         },
         "series": {
@@ -182,7 +183,7 @@ def stress_test(
     if shortcut:
         from .shortcut import shortcut_measurement
 
-        clean = names_of.get("none") or names_of[names[0]]
+        clean = predictions.get("none", predictions[names[0]])[0]
         ckpt = Path(ckpt_dir) / "model.pt" if ckpt_dir is not None else None
         report["shortcut"] = shortcut_measurement(clean, bundle_root=bundle_root, ckpt_path=ckpt)
     (output / "stress.json").write_text(json.dumps(report, indent=2))
@@ -210,9 +211,7 @@ def shipping_decision(candidate: str | os.PathLike, incumbent: str | os.PathLike
     for folder in (Path(candidate), Path(incumbent)):
         report = json.loads((folder / "stress.json").read_text())
         reports.append(report)
-        rows = [read_predictions(folder / name / "predictions.csv") for name in report["shifts"]]
-        pooled.append(([image for r in rows for image in r[0]], np.concatenate([r[1] for r in rows]),
-                       np.concatenate([r[2] for r in rows])))
+        pooled.append(_pool([read_predictions(folder / name / "predictions.csv") for name in report["shifts"]]))
     if pooled[0][0] != pooled[1][0] or list(reports[0]["shifts"]) != list(reports[1]["shifts"]):
         raise ValueError(f"{candidate} and {incumbent} did not score the same images under the same shifts")
     auc = [r["pooled"]["at_stressed"]["auc"] for r in reports]
