@@ -21,7 +21,9 @@ is 0.5 (the Bayes decision for the balanced prior and equal costs the loss train
 the pooled shifted specificity is at least 95%. With --store-threshold that threshold is written into the checkpoint, where the bundle, the CLI,
 the DICOM listener and the MONAI Label app read it. --shortcut adds where the model looks (share of Grad-CAM
 energy in the central thorax versus the border and corners); --compare-with applies the shipping rule of
-docs/model-v2-protocol.md against another model's stress output on the same split.
+docs/model-v2-protocol.md against another model's stress output on the same split. --rescore runs no model: it
+rebuilds --output's stress.json from the per-shift evaluations already there, by --threshold-method (to compare
+two models at one rule without evaluating them again).
 
 Never run this on the test split: a threshold chosen there makes the test figures meaningless.
 """
@@ -56,6 +58,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="another model's stress output folder on the same split: print the shipping decision")
     parser.add_argument("--store-threshold", action="store_true",
                         help="write the pooled threshold into <ckpt-dir>/model.pt")
+    parser.add_argument("--rescore", action="store_true",
+                        help="no evaluation: rebuild OUTPUT/stress.json from its per-shift predictions by --threshold-method")
     parser.set_defaults(func=run)
     return parser
 
@@ -70,15 +74,19 @@ def run(args: argparse.Namespace) -> int:
         0.
     """
     from monai_pneumonia.bundle import bundle_file, default_bundle_root
-    from monai_pneumonia.evaluation import format_table, stress_test
+    from monai_pneumonia.evaluation import format_table, rescore_stress, stress_test
     from monai_pneumonia.networks import store_threshold
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.split == "test":
         raise SystemExit("refusing to choose a threshold on the test split; use the validation split")
     bundle_root = args.bundle or default_bundle_root()
-    report = stress_test(args.datalist, args.output, split=args.split, shifts=args.shifts, bundle_root=bundle_root,
-                         ckpt_dir=args.ckpt_dir, threshold_method=args.threshold_method, shortcut=args.shortcut)
+    if args.rescore:
+        report = rescore_stress(args.output, threshold_method=args.threshold_method)
+    else:
+        report = stress_test(args.datalist, args.output, split=args.split, shifts=args.shifts,
+                             bundle_root=bundle_root, ckpt_dir=args.ckpt_dir, threshold_method=args.threshold_method,
+                             shortcut=args.shortcut)
     print(format_table(report))
     if args.compare_with is not None:
         from monai_pneumonia.evaluation import shipping_decision

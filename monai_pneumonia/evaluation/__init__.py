@@ -20,7 +20,15 @@ from .operating_point import (
 from .report import write_report
 from .shifts import ACQUISITION_SHIFTS, acquisition_shift
 from .shortcut import cam_energy_shares, region_areas, region_masks, shortcut_measurement
-from .stress import acquisition_series, format_table, read_predictions, shipping_decision, stress_test
+from .stress import (
+    acquisition_series,
+    format_table,
+    read_predictions,
+    rescore_stress,
+    shipping_decision,
+    stress_report,
+    stress_test,
+)
 
 __all__ = [
     "ACQUISITION_SHIFTS",
@@ -33,7 +41,9 @@ __all__ = [
     "guarded_bayes_threshold",
     "region_areas",
     "region_masks",
+    "rescore_stress",
     "shipping_decision",
+    "stress_report",
     "shortcut_measurement",
     "acquisition_shift",
     "format_table",

@@ -23,7 +23,15 @@ from .metrics import binary_metrics, paired_auc_difference
 from .operating_point import choose_threshold, fit_temperature
 from .shifts import ACQUISITION_SHIFTS
 
-__all__ = ["acquisition_series", "format_table", "read_predictions", "shipping_decision", "stress_test"]
+__all__ = [
+    "acquisition_series",
+    "format_table",
+    "read_predictions",
+    "rescore_stress",
+    "shipping_decision",
+    "stress_report",
+    "stress_test",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +92,13 @@ def _summary(metrics: dict) -> dict:
     return {key: metrics.get(key) for key in (*_REPORTED, "threshold", "n")} | {
         f"{key}_ci95": metrics.get(f"{key}_ci95") for key in _REPORTED
     }
+
+
+def _read_shift(folder: Path, name: str) -> tuple[float, tuple[list[str], np.ndarray, np.ndarray], dict]:
+    """One shift's evaluation outputs: the stored threshold, its predictions, its metrics at that threshold."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    result = {"description": ACQUISITION_SHIFTS[name][0], "at_stored": _summary(metrics)}
+    return metrics["threshold"], read_predictions(folder / "predictions.csv"), result
 
 
 def stress_test(
@@ -150,11 +165,41 @@ def stress_test(
             progress_bar=False,
             **overrides,
         )
-        metrics = json.loads((folder / "metrics.json").read_text())
-        stored = metrics["threshold"]
-        predictions[name] = read_predictions(folder / "predictions.csv")
-        results[name] = {"description": ACQUISITION_SHIFTS[name][0], "at_stored": _summary(metrics)}
+        stored, predictions[name], results[name] = _read_shift(folder, name)
 
+    report = stress_report(predictions, results, stored, split, os.fspath(datalist), threshold_method)
+    if shortcut:
+        from .shortcut import shortcut_measurement
+
+        clean = predictions.get("none", predictions[names[0]])[0]
+        ckpt = Path(ckpt_dir) / "model.pt" if ckpt_dir is not None else None
+        report["shortcut"] = shortcut_measurement(clean, bundle_root=bundle_root, ckpt_path=ckpt)
+    (output / "stress.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+def stress_report(
+    predictions: dict[str, tuple[list[str], np.ndarray, np.ndarray]],
+    results: dict[str, dict],
+    stored: float,
+    split: str,
+    datalist: str,
+    threshold_method: str = "youden",
+) -> dict:
+    """The stress report from per-shift predictions: the pooled threshold, each shift and the pool at both thresholds.
+
+    Args:
+        predictions: ``{shift: (images, labels, probabilities)}`` in shift order.
+        results: ``{shift: {"description", "at_stored"}}`` (the evaluation's own metrics at the stored threshold);
+            ``at_stressed`` is added to each.
+        stored: the threshold stored in the checkpoint.
+        split: the datalist split the predictions are of.
+        datalist: the datalist path (recorded).
+        threshold_method: rule for the pooled threshold (:func:`~monai_pneumonia.evaluation.choose_threshold`).
+
+    Returns:
+        The report of :func:`stress_test` without ``shortcut``.
+    """
     pooled_images, pooled_labels, pooled_probs = _pool(list(predictions.values()))
     stressed = choose_threshold(pooled_labels, pooled_probs, method=threshold_method)
     for name, (_, labels, probs) in predictions.items():
@@ -163,15 +208,16 @@ def stress_test(
     for key, threshold in (("at_stored", stored), ("at_stressed", stressed)):
         metrics = binary_metrics(pooled_labels, pooled_probs, threshold, n_bootstrap=0)
         pooled[key] = _summary(metrics) | {"balanced_accuracy": _balanced_accuracy(metrics)}
-    report = {
+    clean = predictions.get("none", next(iter(predictions.values())))
+    return {
         "split": split,
-        "datalist": os.fspath(datalist),
+        "datalist": datalist,
         "threshold_method": threshold_method,
         "stored_threshold": stored,
         "stressed_threshold": stressed,
         "pooled": pooled,
         "calibration": {
-            "clean": fit_temperature(*predictions.get("none", predictions[names[0]])[1:]),
+            "clean": fit_temperature(*clean[1:]),
             "pooled": fit_temperature(pooled_labels, pooled_probs),
         },
         "series": {
@@ -180,12 +226,32 @@ def stress_test(
         },
         "shifts": results,
     }
-    if shortcut:
-        from .shortcut import shortcut_measurement
 
-        clean = predictions.get("none", predictions[names[0]])[0]
-        ckpt = Path(ckpt_dir) / "model.pt" if ckpt_dir is not None else None
-        report["shortcut"] = shortcut_measurement(clean, bundle_root=bundle_root, ckpt_path=ckpt)
+
+def rescore_stress(output_dir: str | os.PathLike, threshold_method: str = "youden") -> dict:
+    """Rebuild a stress report from the per-shift evaluations already in ``output_dir``, by another threshold rule.
+
+    No model runs: each shift's ``metrics.json`` and ``predictions.csv`` are read back, so two models can be compared
+    at the same rule without evaluating them again. The shortcut measurement, if any, is kept.
+
+    Args:
+        output_dir: a :func:`stress_test` output folder (its ``stress.json`` names the shifts and the datalist).
+        threshold_method: rule for the pooled threshold.
+
+    Returns:
+        The new report, also written to ``output_dir/stress.json``.
+
+    Raises:
+        FileNotFoundError: no ``stress.json`` or a shift's outputs are missing.
+    """
+    output = Path(output_dir)
+    previous = json.loads((output / "stress.json").read_text())
+    predictions, results, stored = {}, {}, None
+    for name in previous["shifts"]:
+        stored, predictions[name], results[name] = _read_shift(output / name, name)
+    report = stress_report(predictions, results, stored, previous["split"], previous["datalist"], threshold_method)
+    if "shortcut" in previous:
+        report["shortcut"] = previous["shortcut"]
     (output / "stress.json").write_text(json.dumps(report, indent=2))
     return report
 

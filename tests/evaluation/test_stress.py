@@ -9,7 +9,13 @@ import pytest
 import torch
 
 from monai_pneumonia.cli import main
-from monai_pneumonia.evaluation import acquisition_series, choose_threshold, shipping_decision, stress_test
+from monai_pneumonia.evaluation import (
+    acquisition_series,
+    choose_threshold,
+    rescore_stress,
+    shipping_decision,
+    stress_test,
+)
 
 SHIFTS = ["none", "blur-2", "noise-0.06"]
 
@@ -115,3 +121,26 @@ def test_cli_shortcut_and_comparison(bundle_copy, datalist, tmp_path, capsys):
 def test_cli_refuses_the_test_split(datalist, tmp_path):
     with pytest.raises(SystemExit, match="test split"):
         main(["stress", str(datalist), "--split", "test", "--output", str(tmp_path / "out")])
+
+
+def test_rescore_rebuilds_the_report_by_another_rule_without_running_the_model(bundle_copy, datalist, tmp_path):
+    out = tmp_path / "stress"
+    original = stress_test(datalist, out, shifts=["none", "blur-2"], bundle_root=bundle_copy, n_bootstrap=0,
+                           threshold_method="youden")
+    original["shortcut"] = {"n": 24, "marker": True}
+    (out / "stress.json").write_text(json.dumps(original))
+    (bundle_copy / "models" / "model.pt").unlink()  # no model: rescoring must not evaluate
+    same = rescore_stress(out, threshold_method="youden")
+    assert same["stressed_threshold"] == pytest.approx(original["stressed_threshold"])
+    for key in ("at_stored", "at_stressed"):
+        for metric in ("auc", "balanced_accuracy", "sensitivity", "specificity"):
+            assert same["pooled"][key][metric] == pytest.approx(original["pooled"][key][metric])
+    assert same["shortcut"] == {"n": 24, "marker": True}
+    labels, probs = map(np.concatenate, zip(_probs(out / "none"), _probs(out / "blur-2")))
+    other = rescore_stress(out, threshold_method="bayes-guarded")
+    assert other["threshold_method"] == "bayes-guarded"
+    assert other["stressed_threshold"] == pytest.approx(choose_threshold(labels, probs, method="bayes-guarded"))
+    assert json.loads((out / "stress.json").read_text())["threshold_method"] == "bayes-guarded"
+    assert main(["stress", str(datalist), "--output", str(out), "--rescore"]) == 0
+    assert json.loads((out / "stress.json").read_text())["stressed_threshold"] == pytest.approx(
+        original["stressed_threshold"])
