@@ -1,4 +1,5 @@
-"""Reduced-resolution JPEG 2000 decoding (``target_size``): faster, the same picture once resized, opt-in only."""
+"""Reduced-resolution JPEG 2000 decoding (``target_size``, :mod:`monai_pneumonia.io.reduced`): faster, the same
+picture once resized, opt-in only."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from monai.transforms import Resize
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from monai_pneumonia.io import XrayDicomReader, load_xray
-from monai_pneumonia.io import dicom as dicom_io
-from monai_pneumonia.io.dicom import reduction_level
+from monai_pneumonia.io import reduced as reduced_io
+from monai_pneumonia.io.reduced import reduction_level
 from monai_pneumonia.transforms import LoadXray, LoadXrayd, xray_preprocessing
 from tests.factories import gradient_picture, write_dicom
 
@@ -47,16 +48,6 @@ def test_reduction_level_rounds_sides_up():
     # ISO 15444-1 B.5: a reduced side is ceil(side / 2**r), so 447 rows give 224 at 1/2
     assert reduction_level(447, 1000, 224, 5) == 1
     assert reduction_level(447, 1000, 225, 5) == 0
-
-
-def test_codestream_parameters(tmp_path):
-    path = write_dicom(tmp_path / "x.dcm", PIC, bits_stored=12, signed=True, transfer_syntax=JPEG2000Lossless)
-    ds = pydicom.dcmread(path)
-    params = dicom_io._j2k_parameters(dicom_io._first_frame(ds))
-    assert params["rows"] == 300 and params["columns"] == 260 and params["offset"] == (0, 0)
-    assert params["precision"] == 12 and params["signed"] is True and params["components"] == 1
-    assert params["levels"] == 5  # pylibjpeg-openjpeg encodes 6 resolutions
-    assert dicom_io._j2k_parameters(b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 64) is None  # JP2: not handled
 
 
 # -- the reduced path on synthetic pictures --------------------------------------------------------------------
@@ -117,7 +108,7 @@ def test_decoder_failure_falls_back_to_full_decoding(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("broken data stream when reading image file")
 
-    monkeypatch.setattr(dicom_io, "_pillow_j2k_decode", broken)
+    monkeypatch.setattr(reduced_io, "_pillow_j2k_decode", broken)
     image, meta = load_xray(path, target_size=64)
     np.testing.assert_array_equal(image, full)
     assert list(meta["spatial_shape"]) == [260, 300]
