@@ -4,6 +4,9 @@ pydicom decodes compressed pixel data through plugins (pylibjpeg-openjpeg, pyjpe
 python-gdcm); this module chooses the order in which they are tried for each transfer syntax
 (:func:`decode_pixel_array`) and names them in error messages (:func:`decoder_hint`). python-gdcm, which can abort
 the process on a corrupt stream, decodes only in a helper process (:mod:`monai_pneumonia.io.isolation`).
+
+:data:`DECODABLE_TRANSFER_SYNTAXES` is the one list of the transfer syntaxes the loader reads: the DICOM listener
+(:mod:`monai_pneumonia.service.scp`) accepts those of them that :func:`is_decodable` finds a decoder for here.
 """
 
 from __future__ import annotations
@@ -11,46 +14,108 @@ from __future__ import annotations
 import os
 
 import numpy as np
+from pydicom.uid import (
+    JPEG2000,
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
 
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.io.isolation import UNSAFE_PLUGINS, DecoderCrashError, decode_isolated
 
-__all__ = ["J2K_SYNTAXES", "JPEG_LS_SYNTAXES", "decode_pixel_array", "decoder_hint"]
+try:  # pydicom >= 3
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import HTJ2K, HTJ2KLossless, HTJ2KLosslessRPCL, JPEGLossless
+except ImportError:  # pydicom 2.4 (the MONAI Label environment): no HTJ2K names, and its JPEGLossless is SV1's UID
+    get_decoder = None
+    HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K = (UID(f"1.2.840.10008.1.2.4.{n}") for n in (201, 202, 203))
+    JPEGLossless = UID("1.2.840.10008.1.2.4.57")
 
+__all__ = [
+    "DECODABLE_TRANSFER_SYNTAXES",
+    "J2K_SYNTAXES",
+    "JPEG_LS_SYNTAXES",
+    "JPEG_SYNTAXES",
+    "NATIVE_TRANSFER_SYNTAXES",
+    "decode_pixel_array",
+    "decoder_hint",
+    "is_decodable",
+]
+
+#: The library that decodes each transfer syntax the loader reads, named in error messages. The order is the DICOM
+#: listener's preference: Explicit VR Little Endian, then the compressed syntaxes (so that an image arrives as it
+#: was encoded rather than decompressed by the sender), Implicit VR Little Endian last.
 _DECODERS = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg, python-gdcm or Pillow",
-    "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg (GPL-3.0, deliberately not installed) for 12-bit JPEG Extended",
-    "1.2.840.10008.1.2.4.57": "python-gdcm or pylibjpeg-libjpeg (GPL-3.0)",
-    "1.2.840.10008.1.2.4.70": "python-gdcm or pylibjpeg-libjpeg (GPL-3.0)",
-    "1.2.840.10008.1.2.4.80": "pyjpegls or python-gdcm",
-    "1.2.840.10008.1.2.4.81": "pyjpegls or python-gdcm",
-    "1.2.840.10008.1.2.4.90": "pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
-    "1.2.840.10008.1.2.4.91": "pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
-    "1.2.840.10008.1.2.4.201": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.202": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.203": "pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.5": "pydicom itself or pylibjpeg-rle",
+    ExplicitVRLittleEndian: "pydicom itself",
+    JPEG2000Lossless: "pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
+    JPEG2000: "pylibjpeg-openjpeg (or Pillow with OpenJPEG)",
+    HTJ2KLossless: "pylibjpeg-openjpeg",
+    HTJ2KLosslessRPCL: "pylibjpeg-openjpeg",
+    HTJ2K: "pylibjpeg-openjpeg",
+    JPEGLosslessSV1: "python-gdcm or pylibjpeg-libjpeg (GPL-3.0)",
+    JPEGLossless: "python-gdcm or pylibjpeg-libjpeg (GPL-3.0)",
+    JPEGLSLossless: "pyjpegls or python-gdcm",
+    JPEGLSNearLossless: "pyjpegls or python-gdcm",
+    RLELossless: "pydicom itself or pylibjpeg-rle",
+    JPEGBaseline8Bit: "pylibjpeg-libjpeg, python-gdcm or Pillow",
+    JPEGExtended12Bit: "pylibjpeg-libjpeg (GPL-3.0, deliberately not installed) for 12-bit JPEG Extended",
+    DeflatedExplicitVRLittleEndian: "pydicom itself",
+    ImplicitVRLittleEndian: "pydicom itself",
+    ExplicitVRBigEndian: "pydicom itself",
 }
+#: Every transfer syntax the loader reads, in the DICOM listener's order of preference (see :data:`_DECODERS`).
+DECODABLE_TRANSFER_SYNTAXES: tuple[UID, ...] = tuple(_DECODERS)
+#: Transfer syntaxes of native (uncompressed) pixel data, which pydicom decodes itself (a deflated data set is
+#: inflated first, up to a limit: :mod:`monai_pneumonia.io.deflate`).
+NATIVE_TRANSFER_SYNTAXES = frozenset(
+    (ExplicitVRLittleEndian, ImplicitVRLittleEndian, ExplicitVRBigEndian, DeflatedExplicitVRLittleEndian)
+)
 #: Decoder plugins used first per transfer syntax, in the calling process. python-gdcm terminates the whole process
 #: (an uncaught C++ exception, or a segfault) on some corrupt JPEG Baseline, JPEG Lossless and JPEG 2000 streams, so
 #: it runs only in a helper process (:mod:`monai_pneumonia.io.isolation`), after every other plugin.
 _PREFERRED_PLUGINS = {
-    "1.2.840.10008.1.2.4.50": ("pillow", "pylibjpeg"),
-    "1.2.840.10008.1.2.4.80": ("pyjpegls", "pylibjpeg"),
-    "1.2.840.10008.1.2.4.81": ("pyjpegls", "pylibjpeg"),
-    "1.2.840.10008.1.2.4.90": ("pylibjpeg", "pillow"),
-    "1.2.840.10008.1.2.4.91": ("pylibjpeg", "pillow"),
-    "1.2.840.10008.1.2.4.201": ("pylibjpeg", "pillow"),
-    "1.2.840.10008.1.2.4.202": ("pylibjpeg", "pillow"),
-    "1.2.840.10008.1.2.4.203": ("pylibjpeg", "pillow"),
-    "1.2.840.10008.1.2.5": ("pylibjpeg", "pydicom"),
+    JPEGBaseline8Bit: ("pillow", "pylibjpeg"),
+    JPEGLSLossless: ("pyjpegls", "pylibjpeg"),
+    JPEGLSNearLossless: ("pyjpegls", "pylibjpeg"),
+    JPEG2000Lossless: ("pylibjpeg", "pillow"),
+    JPEG2000: ("pylibjpeg", "pillow"),
+    HTJ2KLossless: ("pylibjpeg", "pillow"),
+    HTJ2KLosslessRPCL: ("pylibjpeg", "pillow"),
+    HTJ2K: ("pylibjpeg", "pillow"),
+    RLELossless: ("pylibjpeg", "pydicom"),
 }
-#: JPEG 2000 and HTJ2K transfer syntaxes; JPEG-LS ones.
-J2K_SYNTAXES = frozenset(("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201",
-                           "1.2.840.10008.1.2.4.202", "1.2.840.10008.1.2.4.203"))
-JPEG_LS_SYNTAXES = frozenset(("1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"))
+#: JPEG (ITU-T T.81), JPEG 2000 and HTJ2K, and JPEG-LS transfer syntaxes.
+JPEG_SYNTAXES = frozenset((JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1))
+J2K_SYNTAXES = frozenset((JPEG2000Lossless, JPEG2000, HTJ2KLossless, HTJ2KLosslessRPCL, HTJ2K))
+JPEG_LS_SYNTAXES = frozenset((JPEGLSLossless, JPEGLSNearLossless))
 #: Syntaxes whose corrupt streams never go on to python-gdcm once the in-process plugins refused them.
-_NO_UNSAFE_FALLBACK = J2K_SYNTAXES | {"1.2.840.10008.1.2.4.50"}
+_NO_UNSAFE_FALLBACK = J2K_SYNTAXES | {JPEGBaseline8Bit}
+
+
+def is_decodable(transfer_syntax: str) -> bool:
+    """Whether this installation decodes pixel data of ``transfer_syntax``.
+
+    Native syntaxes always (pydicom itself); others when pydicom (3 or later) has a decoder with an installed
+    plugin for them. With pydicom 2.4, which cannot say, only the native ones.
+    """
+    if transfer_syntax in NATIVE_TRANSFER_SYNTAXES:
+        return True
+    if get_decoder is None:
+        return False
+    try:
+        return get_decoder(transfer_syntax).is_available
+    except (NotImplementedError, ValueError):  # no pixel data decoder for this UID
+        return False
 
 
 def _decoding_plugins(transfer_syntax: str) -> list[str]:
@@ -63,9 +128,7 @@ def _decoding_plugins(transfer_syntax: str) -> list[str]:
     forever on some it refuses, e.g. ``FFD8 FFE3 36D9``, found by ``scripts/fuzz_loader.py``), and gdcm decodes
     JPEG 2000 with the same OpenJPEG library that already failed.
     """
-    try:
-        from pydicom.pixels import get_decoder
-    except ImportError:  # pydicom < 3: its pixel data handlers choose
+    if get_decoder is None:  # pydicom < 3: its pixel data handlers choose
         return [""]
     try:
         available = get_decoder(transfer_syntax).available_plugins
@@ -110,14 +173,7 @@ def decode_pixel_array(ds, transfer_syntax: str, path: str | os.PathLike | None 
 
 def decoder_hint(transfer_syntax: str) -> str:
     """Name the transfer syntax and the plugin(s) that decode it, for error messages."""
-    from pydicom.uid import UID
-
     uid = UID(transfer_syntax or "")
     name = uid.name if uid else "(missing)"
-    plugin = _DECODERS.get(
-        str(uid),
-        "pydicom itself"
-        if uid in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1.99")
-        else "no known plugin",
-    )
+    plugin = _DECODERS.get(uid, "no known plugin")
     return f"transfer syntax {name} ({uid or 'no UID'}); decoded by {plugin}"

@@ -13,7 +13,7 @@ import struct
 import warnings
 
 from monai_pneumonia.errors import XrayInputError
-from monai_pneumonia.io.codec import J2K_SYNTAXES, JPEG_LS_SYNTAXES
+from monai_pneumonia.io.codec import J2K_SYNTAXES, JPEG_LS_SYNTAXES, JPEG_SYNTAXES
 
 __all__ = ["check_frame_header", "compressed_frame", "j2k_parameters"]
 
@@ -22,6 +22,8 @@ _J2K_COD, _J2K_COC, _J2K_SOT = b"\xff\x52", b"\xff\x53", b"\xff\x90"
 #: Start-of-frame markers whose segment gives the frame's size (ITU-T T.81 B.2.2, T.87 5.2.2): every SOFn except
 #: DHT (C4), JPG (C8) and DAC (CC), plus JPEG-LS SOF55 (F7).
 _JPEG_SOF = frozenset([*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0), 0xF7])
+#: Decodable transfer syntaxes whose frames carry a codestream header: JPEG, JPEG-LS, JPEG 2000 and HTJ2K.
+_WITH_CODESTREAM = JPEG_SYNTAXES | JPEG_LS_SYNTAXES | J2K_SYNTAXES
 #: How far into a frame a bare codestream header is looked for when pylibjpeg-openjpeg is not installed.
 _HEADER_SEARCH = 4096
 
@@ -81,11 +83,11 @@ def _first_frame(ds) -> bytes:
 
 
 def compressed_frame(ds, syntax: str) -> bytes | None:
-    """The single encapsulated frame of a JPEG-family transfer syntax, ``None`` for others or when unreadable.
+    """The single encapsulated frame of a JPEG, JPEG-LS or JPEG 2000 syntax, ``None`` for others or when unreadable.
 
     Read once per file: the frame-header check and the reduced-resolution path both use it.
     """
-    if not syntax.startswith("1.2.840.10008.1.2.4.") or "PixelData" not in ds:
+    if syntax not in _WITH_CODESTREAM or "PixelData" not in ds:
         return None
     try:
         return _first_frame(ds)

@@ -27,6 +27,12 @@ from collections.abc import Sequence
 
 import numpy as np
 from monai.data import ImageReader
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MediaStorageDirectoryStorage,
+)
 
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.io.codec import decode_pixel_array, decoder_hint
@@ -58,7 +64,6 @@ _install_redaction()  # pydicom quotes invalid attribute values (PHI) in its log
 #: Elements larger than this are read from disk only when needed, so the header checks come first.
 _DEFER_SIZE = 64 * 1024 * 1024
 
-_MEDIA_STORAGE_DIRECTORY = "1.2.840.10008.1.3.10"
 
 
 def _text(ds, keyword: str) -> str:
@@ -97,9 +102,8 @@ def _read_dataset(path: str | os.PathLike, policy: XrayPolicy | None = None):
         raise XrayInputError(path, f"not a readable DICOM file ({type(exc).__name__})") from exc  # no quoted values
     if "TransferSyntaxUID" not in ds.file_meta:  # raw data set without file meta: use the encoding read
         implicit, little = ds.original_encoding
-        ds.file_meta.TransferSyntaxUID = (
-            "1.2.840.10008.1.2" if implicit else "1.2.840.10008.1.2.1" if little is not False else "1.2.840.10008.1.2.2"
-        )
+        explicit = ExplicitVRLittleEndian if little is not False else ExplicitVRBigEndian
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else explicit
     return ds
 
 
@@ -139,7 +143,7 @@ def read_dicom(
 
 def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tuple[np.ndarray, dict]:
     meta_sop = str(getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", "") or "")
-    if meta_sop == _MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
+    if meta_sop == MediaStorageDirectoryStorage or "DirectoryRecordSequence" in ds:
         raise XrayInputError(path, "a DICOMDIR (media directory), not an image; load the files it references")
     if len(ds) == 0:
         raise XrayInputError(path, "not a DICOM file (no data elements)")

@@ -19,6 +19,7 @@ import io
 import logging
 
 import numpy as np
+from pydicom.uid import JPEG2000, JPEG2000Lossless
 
 from monai_pneumonia.io.codestream import j2k_parameters
 
@@ -27,7 +28,7 @@ __all__ = ["reduced_pixel_array", "reduced_side", "reduction_level"]
 logger = logging.getLogger(__name__)
 
 #: JPEG 2000 transfer syntaxes decoded at a reduced resolution when a ``target_size`` is given.
-_J2K_REDUCIBLE = frozenset(("1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"))
+_J2K_REDUCIBLE = frozenset((JPEG2000Lossless, JPEG2000))
 
 
 def reduced_side(length: int, level: int) -> int:
