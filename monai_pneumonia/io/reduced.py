@@ -19,6 +19,7 @@ import io
 import logging
 
 import numpy as np
+from PIL.Jpeg2KImagePlugin import Jpeg2KImageFile
 from pydicom.uid import JPEG2000, JPEG2000Lossless
 
 from monai_pneumonia.io.codestream import j2k_parameters
@@ -56,27 +57,47 @@ def reduction_level(rows: int, columns: int, target_size: int | None, max_level:
     return level
 
 
+class _OpenJpegSizedJpeg2K(Jpeg2KImageFile):
+    """Pillow's JPEG 2000 image of a bare codestream, set up to decode at a resolution reduction with OpenJPEG's size.
+
+    Pillow's public ``reduce`` attribute picks the level but rounds the reduced size to the nearest integer, where
+    OpenJPEG rounds up (``ceil(side / 2**level)``, ISO 15444-1 B.5), and its decoder then refuses the stream: the
+    1955-row RG1 film at 1/8 is 245 rows to OpenJPEG, 244 to Pillow. No public Pillow API sets that size, so this
+    subclass sets ``_size`` and ``tile`` itself, as Pillow's handbook ("Writing your own image plugin") has an
+    ``ImageFile`` subclass do; ``tile``'s arguments are those of Pillow's ``jpeg2k`` decoder (codec, reduce, layers,
+    fd, length). ``tests/io/test_reduced.py`` pins both Pillow behaviours this relies on: when Pillow's own
+    ``reduce`` rounds as OpenJPEG does, that test fails, and ``image.reduce = level`` replaces this class.
+
+    Args:
+        codestream: a bare J2K codestream (SOC, SIZ, ...).
+        level: the resolution reduction, ``1 / 2**level`` of each side.
+        rows: image height at full resolution.
+        columns: image width at full resolution.
+
+    Raises:
+        ValueError: not a single-tile grey image Pillow can decode (``L`` or ``I;16``).
+    """
+
+    def __init__(self, codestream: bytes, level: int, rows: int, columns: int) -> None:
+        super().__init__(io.BytesIO(codestream))
+        if self.mode not in ("L", "I;16") or len(self.tile) != 1:
+            raise ValueError(f"unsupported Pillow JPEG 2000 image (mode {self.mode}, {len(self.tile)} tiles)")
+        size = (reduced_side(columns, level), reduced_side(rows, level))
+        tile = self.tile[0]
+        args = tuple(tile[3])
+        self._size = size
+        self.tile = [tile._replace(extents=(0, 0, *size), args=(args[0], level, *args[2:]))]
+
+
 def _pillow_j2k_decode(codestream: bytes, level: int, rows: int, columns: int) -> np.ndarray:
     """Decode a grey J2K codestream at resolution reduction ``level`` with Pillow's OpenJPEG decoder.
-
-    Pillow's own ``reduce`` attribute rounds the reduced size to the nearest integer where OpenJPEG rounds up,
-    and then refuses the stream, so the decoder tile is set up here with OpenJPEG's size.
 
     Returns:
         Pillow's raw values: ``uint8`` (precision <= 8) or ``uint16``, scaled up to the full container width.
     """
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(codestream), formats=("JPEG2000",))
-    if image.mode not in ("L", "I;16") or len(image.tile) != 1:
-        raise ValueError(f"unsupported Pillow JPEG 2000 image (mode {image.mode}, {len(image.tile)} tiles)")
-    size = (reduced_side(columns, level), reduced_side(rows, level))
-    tile = image.tile[0]
-    args = tuple(tile[3])
-    image._size = size
-    image.tile = [tile._replace(extents=(0, 0, *size), args=(args[0], level, *args[2:]))]
-    image.load()
-    return np.asarray(image)
+    with _OpenJpegSizedJpeg2K(codestream, level, rows, columns) as image:
+        image.load()
+        return np.asarray(image)
 
 
 def reduced_pixel_array(
@@ -106,7 +127,7 @@ def reduced_pixel_array(
         if level == 0:
             return None
         raw = _pillow_j2k_decode(codestream, level, rows, columns)
-    except Exception as exc:  # no OpenJPEG in Pillow, odd stream, private Pillow API changed: decode in full
+    except Exception as exc:  # no OpenJPEG in Pillow, odd stream, Pillow's plugin internals changed: decode in full
         logger.debug("reduced JPEG 2000 decoding not used: %s", exc)
         return None
     precision, signed = params["precision"], params["signed"]

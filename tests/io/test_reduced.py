@@ -3,15 +3,19 @@ picture once resized, opt-in only."""
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pydicom
 import pytest
 import torch
 from monai.transforms import Resize
+from PIL import Image
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from monai_pneumonia.io import XrayDicomReader, load_xray
 from monai_pneumonia.io import reduced as reduced_io
+from monai_pneumonia.io.codestream import compressed_frame
 from monai_pneumonia.io.reduced import reduction_level
 from monai_pneumonia.transforms import LoadXray, LoadXrayd, xray_preprocessing
 from tests.factories import gradient_picture, write_dicom
@@ -142,6 +146,35 @@ def test_preprocessing_uses_its_spatial_size(tmp_path):
     assert a.shape == b.shape == (1, 64, 64)
     # after z-scoring: a unit-variance scale, so the tolerance is in standard deviations
     assert float((a - b).abs().mean()) < 0.1
+
+
+# -- the Pillow behaviour the reduced path relies on -----------------------------------------------------------
+
+ODD = gradient_picture(301, 263, seed=7, noise=2.0)  # at 1/4: OpenJPEG 76 x 66 (rounds up), Pillow 75 x 66 (nearest)
+
+
+def test_pillow_reduce_still_rounds_unlike_openjpeg(tmp_path):
+    """Pillow's public ``reduce`` cannot decode these sides at 1/4, hence ``_OpenJpegSizedJpeg2K``.
+
+    When this fails, Pillow's ``reduce`` decodes them: set ``image.reduce = level`` in ``io/reduced.py`` and drop
+    the subclass, which sets Pillow's ``_size`` and ``tile`` itself.
+    """
+    ds = pydicom.dcmread(write_dicom(tmp_path / "x.dcm", ODD, bits_stored=12, transfer_syntax=JPEG2000Lossless))
+    image = Image.open(io.BytesIO(compressed_frame(ds, JPEG2000Lossless)), formats=("JPEG2000",))
+    image.reduce = 2
+    with pytest.raises(OSError, match="broken data stream"):
+        image.load()
+
+
+def test_reduced_decoding_keeps_openjpegs_size(tmp_path):
+    path = write_dicom(tmp_path / "x.dcm", ODD, bits_stored=12, transfer_syntax=JPEG2000Lossless)
+    ds = pydicom.dcmread(path)
+    raw = reduced_io._pillow_j2k_decode(compressed_frame(ds, JPEG2000Lossless), 2, 301, 263)
+    assert raw.shape == (76, 66) and raw.dtype == np.uint16  # ceil(301 / 4) x ceil(263 / 4), as OpenJPEG decodes
+    full, _ = load_xray(path)
+    reduced, meta = load_xray(path, target_size=64)  # not decoded in full: the reduced size
+    assert reduced.shape == (76, 66) and list(meta["spatial_shape"]) == [66, 76]
+    assert np.abs(_area(reduced, (64, 64)) - _area(full, (64, 64))).mean() < TOLERANCE
 
 
 # -- a real radiograph -----------------------------------------------------------------------------------------
