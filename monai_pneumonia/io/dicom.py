@@ -41,7 +41,7 @@ from monai_pneumonia.io.content import require_picture
 from monai_pneumonia.io.deflate import dcmread_bounded, inflated_limit
 from monai_pneumonia.io.display import FULL_RANGE_MIN_SPAN, PERCENTILE_WINDOW, dicom_to_display, fallback_normalise
 from monai_pneumonia.io.formats import DICOM, sniff_format
-from monai_pneumonia.io.policy import DICOM_META_KEYWORDS, XrayPolicy, make_meta
+from monai_pneumonia.io.policy import DICOM_META_KEYWORDS, XrayPolicy, header_text, make_meta
 from monai_pneumonia.io.redaction import install as _install_redaction
 from monai_pneumonia.io.reduced import reduced_pixel_array, reduced_side, reduction_level
 
@@ -64,15 +64,6 @@ _install_redaction()  # pydicom quotes invalid attribute values (PHI) in its log
 #: Elements larger than this are read from disk only when needed, so the header checks come first.
 _DEFER_SIZE = 64 * 1024 * 1024
 
-
-
-def _text(ds, keyword: str) -> str:
-    value = ds.get(keyword, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str) and isinstance(value, Sequence):
-        value = value[0] if len(value) else ""
-    return str(value).strip()
 
 
 def _spacing(ds) -> tuple[tuple[float, float] | None, str]:
@@ -147,19 +138,8 @@ def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tup
         raise XrayInputError(path, "a DICOMDIR (media directory), not an image; load the files it references")
     if len(ds) == 0:
         raise XrayInputError(path, "not a DICOM file (no data elements)")
-    flags = policy.check_modality(path, _text(ds, "Modality"))
-    if "PixelData" not in ds:
-        other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
-        raise XrayInputError(path, f"no pixel data ({other[0]} is not supported)" if other else "no pixel data")
-    policy.check_photometric(path, _text(ds, "PhotometricInterpretation"), int(ds.get("SamplesPerPixel", 1)))
-    policy.check_frames(path, int(ds.get("NumberOfFrames", 1) or 1))
-    rows, columns = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    policy.check_size(path, rows, columns)
-    for keyword in ("BitsAllocated", "BitsStored"):
-        if keyword not in ds:
-            raise XrayInputError(path, f"missing {keyword} (0028,{'0100' if keyword == 'BitsAllocated' else '0101'})")
-    flags += policy.check_anatomy(path, _text(ds, "BodyPartExamined"), _text(ds, "ViewPosition"))
-    flags += policy.check_for_processing(path, _text(ds, "PresentationIntentType"))
+    flags = policy.check_header(path, ds)
+    rows, columns = int(ds.Rows), int(ds.Columns)
 
     syntax = str(getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", "") or "")
     frame = compressed_frame(ds, syntax)
@@ -174,7 +154,7 @@ def _decode(path, ds, policy: XrayPolicy, target_size: int | None = None) -> tup
     spacing, source = _spacing(ds)
     if spacing is not None and level:
         spacing = (spacing[0] * 2**level, spacing[1] * 2**level)
-    attrs = {k: _text(ds, k) for k in DICOM_META_KEYWORDS}
+    attrs = {k: header_text(ds, k) for k in DICOM_META_KEYWORDS}
     attrs["TransferSyntaxUID"] = syntax
     meta = make_meta(
         path,
