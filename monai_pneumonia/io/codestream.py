@@ -12,8 +12,21 @@ import io
 import struct
 import warnings
 
+from PIL import Image
+
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.io.codec import J2K_SYNTAXES, JPEG_LS_SYNTAXES, JPEG_SYNTAXES
+
+try:  # pydicom >= 3
+    from pydicom.encaps import get_frame
+except ImportError:  # pydicom 2.4 (the MONAI Label environment)
+    from pydicom.encaps import generate_pixel_data_frame
+
+    get_frame = None
+try:  # pylibjpeg-openjpeg reads a JPEG 2000 header (JP2 boxes included) without decoding
+    import openjpeg
+except ImportError:  # optional: without it the bare codestream's SIZ is read here
+    openjpeg = None
 
 __all__ = ["check_frame_header", "compressed_frame", "j2k_parameters"]
 
@@ -73,11 +86,7 @@ def j2k_parameters(codestream: bytes) -> dict | None:
 
 def _first_frame(ds) -> bytes:
     """The encapsulated codestream of the single frame."""
-    try:
-        from pydicom.encaps import get_frame
-    except ImportError:  # pydicom < 3
-        from pydicom.encaps import generate_pixel_data_frame
-
+    if get_frame is None:  # pydicom 2.4
         return next(generate_pixel_data_frame(ds.PixelData, 1))
     return get_frame(ds.PixelData, 0, number_of_frames=1)
 
@@ -131,25 +140,21 @@ def _frame_size(frame: bytes, syntax: str = "") -> tuple[str, int, int] | None:
     header those cannot read, is walked by :func:`_scan_jpeg_sof`.
     """
     if frame[:4] == _J2K_SOC_SIZ or frame[4:8] == b"jP  " or str(syntax) in J2K_SYNTAXES:
-        try:
-            import openjpeg
-
-            params = openjpeg.get_parameters(frame)
-            return "JPEG 2000", int(params["rows"]), int(params["columns"])
-        except ImportError:  # pylibjpeg-openjpeg not installed: the bare codestream's SIZ
+        if openjpeg is None:  # pylibjpeg-openjpeg not installed: the bare codestream's SIZ
             head = frame[: _HEADER_SEARCH + 64]
             at = head.find(_J2K_SOC_SIZ, 0, _HEADER_SEARCH)
             if at >= 0 and len(head) >= at + 24:
                 rows, columns, _, _ = _j2k_image_area(head, at)
                 return "JPEG 2000", rows, columns
             return None
+        try:
+            params = openjpeg.get_parameters(frame)
+            return "JPEG 2000", int(params["rows"]), int(params["columns"])
         except Exception:  # noqa: BLE001 - no readable header: the decoder refuses the frame
             return None
     if frame[:2] != b"\xff\xd8":
         return None
     if str(syntax) not in JPEG_LS_SYNTAXES:
-        from PIL import Image
-
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -34,6 +34,11 @@ import numpy as np
 
 from monai_pneumonia.errors import XrayInputError
 
+try:  # pydicom >= 3
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+except ImportError:  # pydicom 2.4, kept by the MONAI Label environment (its pydicom-seg does not import with pydicom 3)
+    from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
+
 __all__ = ["FULL_RANGE_MIN_SPAN", "PERCENTILE_WINDOW", "dicom_to_display", "fallback_normalise"]
 
 logger = logging.getLogger(__name__)
@@ -42,19 +47,6 @@ logger = logging.getLogger(__name__)
 FULL_RANGE_MIN_SPAN = 0.25
 #: Percentiles of the fallback window used when the data spans less than that.
 PERCENTILE_WINDOW = (0.5, 99.5)
-
-
-def _lut_functions():
-    """pydicom's ``apply_modality_lut`` and ``apply_voi_lut``.
-
-    They live in ``pydicom.pixels`` since pydicom 3; pydicom 2.4 (kept by the MONAI Label environment, whose
-    pydicom-seg does not import with pydicom 3) has the same functions in ``pydicom.pixel_data_handlers.util``.
-    """
-    try:
-        from pydicom.pixels import apply_modality_lut, apply_voi_lut
-    except ImportError:  # pydicom < 3
-        from pydicom.pixel_data_handlers.util import apply_modality_lut, apply_voi_lut
-    return apply_modality_lut, apply_voi_lut
 
 
 def fallback_normalise(values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, str]:
@@ -96,7 +88,6 @@ def _modality_range(ds) -> tuple[float, float]:
     For a Modality LUT Sequence this is the range of its entries (whose declared depth is 8 or 16 bits even
     when they hold 12-bit values).
     """
-    apply_modality_lut, _ = _lut_functions()
     lo, hi = _stored_range(ds)
     if ds.get("ModalityLUTSequence"):
         descriptor = ds.ModalityLUTSequence[0].LUTDescriptor
@@ -172,7 +163,6 @@ def dicom_to_display(stored: np.ndarray, ds, path: str | os.PathLike | None = No
     Raises:
         XrayInputError: a modality LUT that is not finite or that pydicom cannot apply.
     """
-    apply_modality_lut, apply_voi_lut = _lut_functions()
     flags: list[str] = []
     if not ds.get("ModalityLUTSequence"):
         _require_finite_rescale(ds, path)
