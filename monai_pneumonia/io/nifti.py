@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+import nibabel as nib
 import numpy as np
 
 from monai_pneumonia.errors import XrayInputError
@@ -42,8 +43,6 @@ def read_nifti(path: str | os.PathLike, policy: XrayPolicy | None = None) -> tup
     Raises:
         XrayInputError: unreadable, 3D, too large, no picture.
     """
-    import nibabel as nib
-
     policy = policy or XrayPolicy()
     try:
         img = nib.load(os.fspath(path))
