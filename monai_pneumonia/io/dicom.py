@@ -20,7 +20,6 @@ The returned array is row-major ``(rows, columns)``; :class:`XrayDicomReader` an
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from collections.abc import Sequence
@@ -58,12 +57,10 @@ __all__ = [
     "reduction_level",
 ]
 
-logger = logging.getLogger(__name__)
 _install_redaction()  # pydicom quotes invalid attribute values (PHI) in its log and warnings
 
 #: Elements larger than this are read from disk only when needed, so the header checks come first.
 _DEFER_SIZE = 64 * 1024 * 1024
-
 
 
 def _spacing(ds) -> tuple[tuple[float, float] | None, str]:
