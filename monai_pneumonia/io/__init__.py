@@ -16,7 +16,8 @@ import stat
 import numpy as np
 
 from monai_pneumonia.errors import XrayInputError
-from monai_pneumonia.io.dicom import XrayDicomReader, dicom_to_display, read_dicom
+from monai_pneumonia.io.dicom import XrayDicomReader, read_dicom
+from monai_pneumonia.io.display import dicom_to_display
 from monai_pneumonia.io.formats import DICOM, JPEG, NIFTI, PNG, RADIOGRAPH_FORMATS, sniff_format
 from monai_pneumonia.io.nifti import read_nifti
 from monai_pneumonia.io.policy import DEFAULT_MAX_PIXELS, PROJECTION_MODALITIES, XrayPolicy, make_meta

@@ -15,6 +15,12 @@ import os
 import zlib
 from copy import deepcopy
 
+import pydicom
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset, read_file_meta_info, read_preamble
+from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
 from monai_pneumonia.errors import XrayInputError
 
 __all__ = ["HEADROOM", "dcmread_bounded", "inflated_limit"]
@@ -70,12 +76,6 @@ def dcmread_bounded(path: str | os.PathLike, limit: int, **kwargs):
         XrayInputError: the inflated data set exceeds ``limit`` or the deflate stream is corrupt.
         Exception: whatever ``pydicom.dcmread`` raises for an unreadable file.
     """
-    import pydicom
-    from pydicom.filebase import DicomBytesIO
-    from pydicom.filereader import read_dataset, read_file_meta_info, read_preamble
-    from pydicom.filewriter import write_file_meta_info
-    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
-
     try:
         meta = read_file_meta_info(path)
     except Exception:  # noqa: BLE001 - no file meta: not deflated, pydicom reports what it is

@@ -8,7 +8,7 @@
   or is unset.
 * Intensity: the scaled data (``scl_slope``/``scl_inter`` applied by ``get_fdata``), 1 = bright. Float data
   already within [0, 1] is kept as is. Integer data uses the DICOM fallback of
-  :func:`~monai_pneumonia.io.dicom.fallback_normalise` on the range of its on-disk type (so an 8-bit picture
+  :func:`~monai_pneumonia.io.display.fallback_normalise` on the range of its on-disk type (so an 8-bit picture
   saved as uint8 loads as ``v / 255``); other float data gets the percentile window of that rule.
 * No picture (:mod:`monai_pneumonia.io.content`): NaN or infinite voxels, or a blank / constant image, are refused.
 """
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import os
 
+import nibabel as nib
 import numpy as np
 
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.io.content import require_picture
-from monai_pneumonia.io.dicom import fallback_normalise
+from monai_pneumonia.io.display import fallback_normalise
 from monai_pneumonia.io.formats import NIFTI
 from monai_pneumonia.io.policy import XrayPolicy, make_meta
 
@@ -42,8 +43,6 @@ def read_nifti(path: str | os.PathLike, policy: XrayPolicy | None = None) -> tup
     Raises:
         XrayInputError: unreadable, 3D, too large, no picture.
     """
-    import nibabel as nib
-
     policy = policy or XrayPolicy()
     try:
         img = nib.load(os.fspath(path))

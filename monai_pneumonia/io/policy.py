@@ -25,6 +25,10 @@ Missing BodyPartExamined or ViewPosition (frequent in PACS exports) is flagged `
 ``view_missing`` for information only and never refused, even when strict. PNG, JPEG and NIfTI carry no such
 attributes and get no flags.
 
+:meth:`XrayPolicy.check_header` applies every rule to a DICOM header, in one order, for the loader
+(:func:`~monai_pneumonia.io.dicom.read_dicom`) and the DICOM service's screening
+(:func:`~monai_pneumonia.service.screening.screen`) alike.
+
 ``meta["xray_flags"]`` is a ``;``-joined string (``""`` when clean), not a list: MONAI's
 ``list_data_collate`` cannot batch lists of different lengths.
 """
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +51,7 @@ __all__ = [
     "PROJECTION_MODALITIES",
     "SECONDARY_CAPTURE_MODALITIES",
     "XrayPolicy",
+    "header_text",
     "join_flags",
     "make_meta",
 ]
@@ -60,6 +66,16 @@ PROJECTION_MODALITIES = ("CR", "DX", "RG")
 SECONDARY_CAPTURE_MODALITIES = ("OT", "")
 #: Photometric interpretations of a grey radiograph (PS3.3 C.7.6.3.1.2).
 MONOCHROME = ("MONOCHROME1", "MONOCHROME2")
+
+
+def header_text(ds, keyword: str) -> str:
+    """The value of a DICOM attribute as stripped text: the first value of a multi-valued one, ``""`` when absent."""
+    value = ds.get(keyword, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str) and isinstance(value, Sequence):
+        value = value[0] if len(value) else ""
+    return str(value).strip()
 
 
 def join_flags(flags: list[str]) -> str:
@@ -78,6 +94,8 @@ class XrayPolicy:
         modalities: accepted DICOM Modality values.
         body_parts: accepted BodyPartExamined values (upper-cased before comparing).
         views: accepted ViewPosition values.
+        allow_secondary_capture: under ``strict``, still accept (and flag) secondary captures, as the DICOM
+            service does (:mod:`monai_pneumonia.service.screening`).
     """
 
     strict: bool = False
@@ -85,6 +103,41 @@ class XrayPolicy:
     modalities: tuple[str, ...] = PROJECTION_MODALITIES
     body_parts: tuple[str, ...] = ("CHEST",)
     views: tuple[str, ...] = ("PA", "AP")
+    allow_secondary_capture: bool = False
+
+    def check_header(self, path: str | os.PathLike | None, ds, pixel_data: bool = True) -> list[str]:
+        """Apply every rule to a DICOM data set's header, before any pixel is decoded.
+
+        In this order: modality; Pixel Data present; photometric interpretation and samples per pixel; frames;
+        size; BitsAllocated and BitsStored present; body part and view; presentation intent.
+
+        Args:
+            path: the file, for messages (``None`` for a data set in memory).
+            ds: the pydicom data set.
+            pixel_data: refuse a data set without Pixel Data (7FE0,0010); ``False`` for a header read without
+                its pixels (``stop_before_pixels``).
+
+        Returns:
+            The flags raised.
+
+        Raises:
+            XrayInputError: a hard rule is broken, or a soft one under ``strict``.
+            TypeError: an attribute holds a value of the wrong type (callers word it without the value: PHI).
+            ValueError: likewise.
+        """
+        flags = self.check_modality(path, header_text(ds, "Modality"))
+        if pixel_data and "PixelData" not in ds:
+            other = [k for k in ("FloatPixelData", "DoubleFloatPixelData") if k in ds]
+            raise XrayInputError(path, f"no pixel data ({other[0]} is not supported)" if other else "no pixel data")
+        self.check_photometric(path, header_text(ds, "PhotometricInterpretation"), int(ds.get("SamplesPerPixel", 1)))
+        self.check_frames(path, int(ds.get("NumberOfFrames", 1) or 1))
+        self.check_size(path, int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0))
+        for keyword, tag in (("BitsAllocated", "(0028,0100)"), ("BitsStored", "(0028,0101)")):
+            if keyword not in ds:
+                raise XrayInputError(path, f"missing {keyword} {tag}")
+        flags += self.check_anatomy(path, header_text(ds, "BodyPartExamined"), header_text(ds, "ViewPosition"))
+        flags += self.check_for_processing(path, header_text(ds, "PresentationIntentType"))
+        return flags
 
     # -- hard rules ---------------------------------------------------------------------------------------
 
@@ -139,7 +192,8 @@ class XrayPolicy:
         if modality in self.modalities:
             return []
         if modality in SECONDARY_CAPTURE_MODALITIES:
-            return self._soft(path, "secondary_capture", f"secondary capture (Modality {modality or 'missing'!r})")
+            reason = f"secondary capture (Modality {modality or 'missing'!r})"
+            return self._soft(path, "secondary_capture", reason, refuse=not self.allow_secondary_capture)
         raise XrayInputError(
             path,
             f"modality {modality!r} is not projection radiography (accepted: {', '.join(self.modalities)})",
@@ -175,8 +229,8 @@ class XrayPolicy:
             return self._soft(path, "for_processing", "FOR PROCESSING image (raw detector data, not for display)")
         return []
 
-    def _soft(self, path: str | os.PathLike | None, flag: str, reason: str) -> list[str]:
-        if self.strict:
+    def _soft(self, path: str | os.PathLike | None, flag: str, reason: str, refuse: bool = True) -> list[str]:
+        if self.strict and refuse:
             raise XrayInputError(path, f"{reason}; refused because strict=True")
         logger.warning("%s: %s; loaded and flagged %r", os.fspath(path) if path else "<memory>", reason, flag)
         return [flag]

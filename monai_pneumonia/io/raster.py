@@ -22,6 +22,7 @@ import os
 import warnings
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.io.content import require_picture
@@ -73,8 +74,6 @@ def read_raster(path: str | os.PathLike, policy: XrayPolicy | None = None, fmt: 
     Raises:
         XrayInputError: unreadable, truncated, too large, no picture.
     """
-    from PIL import Image, ImageOps
-
     policy = policy or XrayPolicy()
     try:
         with warnings.catch_warnings():

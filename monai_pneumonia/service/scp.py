@@ -4,9 +4,10 @@ Presentation contexts: Verification, CR Image Storage, Digital X-Ray Image Stora
 Secondary Capture Image Storage. Any other SOP Class (CT, MR, SR, multi-frame SC, ...) is rejected at
 association negotiation ("abstract syntax not supported"), which is logged with the calling AE.
 
-Transfer syntaxes are listed Explicit VR Little Endian first, then every compressed syntax this installation can
-decode, Implicit VR Little Endian last: pynetdicom accepts the first of *its own* list that the requestor offers,
-so a JPEG 2000 or RLE image arrives as it was sent rather than decompressed by the sender.
+Transfer syntaxes are the loader's (:data:`~monai_pneumonia.io.codec.DECODABLE_TRANSFER_SYNTAXES`) that this
+installation can decode, in its order: Explicit VR Little Endian first, then the compressed ones, Implicit VR Little
+Endian last: pynetdicom accepts the first of *its own* list that the requestor offers, so a JPEG 2000 or RLE image
+arrives as it was sent rather than decompressed by the sender.
 
 C-STORE statuses (PS3.4 B.2.3): ``0x0000`` Success only after the instance is on disk
 (:meth:`~monai_pneumonia.service.spool.Spool.write`) or is a duplicate of one already received;
@@ -48,6 +49,7 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
+from monai_pneumonia.io.codec import DECODABLE_TRANSFER_SYNTAXES, is_decodable
 from monai_pneumonia.service.delivery import disable_nagle
 from monai_pneumonia.service.uids import is_valid_uid
 
@@ -57,32 +59,20 @@ __all__ = ["ACCEPTED_SOP_CLASSES", "AssociationLimits", "GuardedAssociationServe
 logger = logging.getLogger(__name__)
 
 #: CR Image Storage, Digital X-Ray Image Storage - For Presentation, Secondary Capture Image Storage (PS3.4 B.5).
-ACCEPTED_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.1", "1.2.840.10008.5.1.4.1.1.1.1", "1.2.840.10008.5.1.4.1.1.7")
+ACCEPTED_SOP_CLASSES = (uids.ComputedRadiographyImageStorage, uids.DigitalXRayImageStorageForPresentation,
+                        uids.SecondaryCaptureImageStorage)
 
 SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND, DATA_SET_MISMATCH = 0x0000, 0xA700, 0xC000, 0xA900
 #: How many bytes of a deflated data set are inflated to read its SOP Class/Instance UIDs.
 _HEADER_INFLATE_LIMIT = 1 << 20
 
-_COMPRESSED = (
-    uids.JPEG2000Lossless, uids.JPEG2000, uids.HTJ2KLossless, uids.HTJ2KLosslessRPCL, uids.HTJ2K,
-    uids.JPEGLosslessSV1, uids.JPEGLossless, uids.JPEGLSLossless, uids.JPEGLSNearLossless, uids.RLELossless,
-    uids.JPEGBaseline8Bit, uids.JPEGExtended12Bit, uids.DeflatedExplicitVRLittleEndian,
-)
-
 
 def transfer_syntaxes() -> list[str]:
-    """Explicit VR LE, the decodable compressed syntaxes, then Implicit VR LE (see the module docstring)."""
-    from pydicom.pixels import get_decoder
+    """The loader's transfer syntaxes that this installation decodes, in its order (see the module docstring).
 
-    def decodable(syntax: str) -> bool:
-        if syntax == uids.DeflatedExplicitVRLittleEndian:
-            return True
-        try:
-            return get_decoder(syntax).is_available
-        except (NotImplementedError, ValueError):
-            return False
-
-    return [uids.ExplicitVRLittleEndian, *(s for s in _COMPRESSED if decodable(s)), uids.ImplicitVRLittleEndian]
+    Retired ones (Explicit VR Big Endian, PS3.5 A.3) are read from files but not negotiated.
+    """
+    return [s for s in DECODABLE_TRANSFER_SYNTAXES if not s.is_retired and is_decodable(s)]
 
 
 @dataclass(frozen=True)

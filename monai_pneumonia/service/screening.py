@@ -1,15 +1,18 @@
 """Which received instances are classified: the service's acceptance policy, applied to the header.
 
-The loader's :class:`~monai_pneumonia.io.policy.XrayPolicy` decides, before any pixel is decoded:
+The loader's rules (:meth:`XrayPolicy.check_header <monai_pneumonia.io.policy.XrayPolicy.check_header>`, in the
+loader's order) decide, before any pixel is decoded:
 
 * hard rules (always refused): Modality outside CR/DX/RG (a Secondary Capture with ``OT`` or no Modality is
-  accepted), more than one frame, a photometric interpretation other than MONOCHROME1/2;
+  accepted), a photometric interpretation other than MONOCHROME1/2, more than one frame, an image larger than the
+  loader's limit or without rows or columns, no BitsAllocated/BitsStored;
 * soft rules, refused by default in the service (``lenient=True``: only flagged, as the loader does): a
   ViewPosition other than PA/AP (lateral views), a BodyPartExamined other than CHEST, FOR PROCESSING images.
 
-An instance that passes is classified; one the decoder then cannot read is refused by the loader. Refusals are
-logged with their reason and journaled, never classified or reported. SOP Classes other than CR, DX (for
-presentation) and single-frame Secondary Capture are refused earlier, at association negotiation.
+An instance that passes is classified; one the decoder then cannot read (or without Pixel Data, which the header
+read here stops before) is refused by the loader. Refusals are logged with their reason and journaled, never
+classified or reported. SOP Classes other than CR, DX (for presentation) and single-frame Secondary Capture are
+refused earlier, at association negotiation.
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from pydicom.dataset import Dataset
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.io.policy import XrayPolicy
 
-__all__ = ["screen"]
+__all__ = ["SERVICE_POLICY", "screen"]
 
-_HARD = XrayPolicy()
-_STRICT = XrayPolicy(strict=True)
+#: The service's policy: lateral views, other body parts and FOR PROCESSING images refused, secondary captures
+#: classified (and flagged).
+SERVICE_POLICY = XrayPolicy(strict=True, allow_secondary_capture=True)
+_LENIENT = XrayPolicy()
 
 
 def screen(header: Dataset, lenient: bool = False) -> str | None:
@@ -35,14 +40,8 @@ def screen(header: Dataset, lenient: bool = False) -> str | None:
     Returns:
         ``None`` when the instance is to be classified, else the reason it is refused.
     """
-    soft = _HARD if lenient else _STRICT
     try:
-        _HARD.check_modality(None, str(header.get("Modality", "") or ""))
-        _HARD.check_frames(None, int(header.get("NumberOfFrames", 1) or 1))
-        _HARD.check_photometric(None, str(header.get("PhotometricInterpretation", "")),
-                                int(header.get("SamplesPerPixel", 1) or 1))
-        soft.check_anatomy(None, str(header.get("BodyPartExamined", "") or ""), str(header.get("ViewPosition", "") or ""))
-        soft.check_for_processing(None, str(header.get("PresentationIntentType", "") or ""))
+        (_LENIENT if lenient else SERVICE_POLICY).check_header(None, header, pixel_data=False)
     except XrayInputError as refusal:
         return refusal.reason
     except (TypeError, ValueError) as error:

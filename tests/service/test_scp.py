@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from pydicom.uid import (
+    HTJ2K,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    JPEG2000Lossless,
+    JPEGLSLossless,
+    RLELossless,
+)
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from monai_pneumonia.service.scp import StorageSCP
+from monai_pneumonia.io.codec import DECODABLE_TRANSFER_SYNTAXES, is_decodable
+from monai_pneumonia.service.scp import StorageSCP, transfer_syntaxes
 from tests.conftest import free_port
 
 
@@ -42,3 +51,11 @@ def test_unknown_calling_ae_is_rejected(scp_port):
 
 def test_association_addressed_to_another_ae_title_is_rejected(scp_port):
     assert not _echo(scp_port, "MODALITY", "OTHER")
+
+
+def test_the_listener_accepts_the_loaders_decodable_syntaxes_in_its_order():
+    accepted = transfer_syntaxes()
+    assert accepted == [s for s in DECODABLE_TRANSFER_SYNTAXES if s in accepted]  # the loader's order
+    # everything this environment decodes, except the retired big-endian syntax (PS3.5 A.3)
+    assert set(accepted) == {s for s in DECODABLE_TRANSFER_SYNTAXES if is_decodable(s)} - {ExplicitVRBigEndian}
+    assert {JPEG2000Lossless, HTJ2K, JPEGLSLossless, RLELossless, DeflatedExplicitVRLittleEndian} <= set(accepted)

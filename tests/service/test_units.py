@@ -13,6 +13,8 @@ import pydicom
 import pytest
 from pydicom.sr.codedict import codes
 
+from monai_pneumonia.errors import XrayInputError
+from monai_pneumonia.io import XrayPolicy, load_xray
 from monai_pneumonia.service import (
     InvalidUIDError,
     Journal,
@@ -131,6 +133,16 @@ def test_parse_destination():
 # -- screening -------------------------------------------------------------------------------------------------
 
 
+def _image_header(**attrs) -> pydicom.Dataset:
+    """The Image Pixel module of a 64 x 48 grey image (no Pixel Data: headers are read without it), plus ``attrs``."""
+    header = pydicom.Dataset()
+    header.PhotometricInterpretation, header.SamplesPerPixel = "MONOCHROME2", 1
+    header.Rows, header.Columns, header.BitsAllocated, header.BitsStored = 64, 48, 16, 12
+    for keyword, value in attrs.items():
+        setattr(header, keyword, value)
+    return header
+
+
 @pytest.mark.parametrize(("attrs", "refused"), [
     ({"Modality": "DX", "ViewPosition": "PA"}, None),
     ({"Modality": "OT"}, None),  # secondary capture: accepted (flagged by the loader)
@@ -138,21 +150,31 @@ def test_parse_destination():
     ({"Modality": "CR", "NumberOfFrames": 10}, "multi-frame"),
     ({"Modality": "DX", "ViewPosition": "LL"}, "view"),
     ({"Modality": "DX", "BodyPartExamined": "KNEE"}, "body part"),
+    ({"Modality": "DX", "PresentationIntentType": "FOR PROCESSING"}, "FOR PROCESSING"),
     ({"Modality": "DX", "PhotometricInterpretation": "RGB", "SamplesPerPixel": 3}, "photometric"),
+    ({"Modality": "DX", "Rows": 0}, "no pixels"),
+    ({"Modality": "DX", "Rows": 10_000, "Columns": 10_000}, "too large"),
+    ({"Modality": "DX", "SamplesPerPixel": None}, "invalid header (TypeError)"),
 ])
 def test_screening(attrs, refused):
-    header = pydicom.Dataset()
-    header.PhotometricInterpretation, header.SamplesPerPixel = "MONOCHROME2", 1
-    for keyword, value in attrs.items():
-        setattr(header, keyword, value)
-    reason = screen(header)
+    reason = screen(_image_header(**attrs))
     assert (reason is None) if refused is None else (refused in reason)
 
 
 def test_lenient_screening_classifies_lateral_views():
     header = dicom_dataset("DX", view="LL")
-    header.PhotometricInterpretation, header.SamplesPerPixel = "MONOCHROME2", 1
+    header.update(_image_header())
     assert screen(header) and screen(header, lenient=True) is None
+
+
+def test_screening_and_the_loader_refuse_for_the_same_reason(tmp_path):
+    """One header policy: a film breaking several rules gets the loader's first reason from the service too."""
+    path = write_dicom(tmp_path / "x.dcm", gradient_picture(), modality="DX", view="LL",
+                       extra={"NumberOfFrames": 2, "PhotometricInterpretation": "YBR_FULL"})
+    with pytest.raises(XrayInputError) as loaded:
+        load_xray(path, XrayPolicy(strict=True))
+    assert "photometric interpretation 'YBR_FULL'" in loaded.value.reason  # before the frames and the view
+    assert screen(pydicom.dcmread(path, stop_before_pixels=True)) == loaded.value.reason
 
 
 # -- results as DICOM ------------------------------------------------------------------------------------------

@@ -1,17 +1,22 @@
-"""Reduced-resolution JPEG 2000 decoding (``target_size``): faster, the same picture once resized, opt-in only."""
+"""Reduced-resolution JPEG 2000 decoding (``target_size``, :mod:`monai_pneumonia.io.reduced`): faster, the same
+picture once resized, opt-in only."""
 
 from __future__ import annotations
+
+import io
 
 import numpy as np
 import pydicom
 import pytest
 import torch
 from monai.transforms import Resize
+from PIL import Image
 from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from monai_pneumonia.io import XrayDicomReader, load_xray
-from monai_pneumonia.io import dicom as dicom_io
-from monai_pneumonia.io.dicom import reduction_level
+from monai_pneumonia.io import reduced as reduced_io
+from monai_pneumonia.io.codestream import compressed_frame
+from monai_pneumonia.io.reduced import reduction_level
 from monai_pneumonia.transforms import LoadXray, LoadXrayd, xray_preprocessing
 from tests.factories import gradient_picture, write_dicom
 
@@ -47,16 +52,6 @@ def test_reduction_level_rounds_sides_up():
     # ISO 15444-1 B.5: a reduced side is ceil(side / 2**r), so 447 rows give 224 at 1/2
     assert reduction_level(447, 1000, 224, 5) == 1
     assert reduction_level(447, 1000, 225, 5) == 0
-
-
-def test_codestream_parameters(tmp_path):
-    path = write_dicom(tmp_path / "x.dcm", PIC, bits_stored=12, signed=True, transfer_syntax=JPEG2000Lossless)
-    ds = pydicom.dcmread(path)
-    params = dicom_io._j2k_parameters(dicom_io._first_frame(ds))
-    assert params["rows"] == 300 and params["columns"] == 260 and params["offset"] == (0, 0)
-    assert params["precision"] == 12 and params["signed"] is True and params["components"] == 1
-    assert params["levels"] == 5  # pylibjpeg-openjpeg encodes 6 resolutions
-    assert dicom_io._j2k_parameters(b"\x00\x00\x00\x0cjP  \r\n\x87\n" + b"\x00" * 64) is None  # JP2: not handled
 
 
 # -- the reduced path on synthetic pictures --------------------------------------------------------------------
@@ -117,7 +112,7 @@ def test_decoder_failure_falls_back_to_full_decoding(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("broken data stream when reading image file")
 
-    monkeypatch.setattr(dicom_io, "_pillow_j2k_decode", broken)
+    monkeypatch.setattr(reduced_io, "_pillow_j2k_decode", broken)
     image, meta = load_xray(path, target_size=64)
     np.testing.assert_array_equal(image, full)
     assert list(meta["spatial_shape"]) == [260, 300]
@@ -151,6 +146,35 @@ def test_preprocessing_uses_its_spatial_size(tmp_path):
     assert a.shape == b.shape == (1, 64, 64)
     # after z-scoring: a unit-variance scale, so the tolerance is in standard deviations
     assert float((a - b).abs().mean()) < 0.1
+
+
+# -- the Pillow behaviour the reduced path relies on -----------------------------------------------------------
+
+ODD = gradient_picture(301, 263, seed=7, noise=2.0)  # at 1/4: OpenJPEG 76 x 66 (rounds up), Pillow 75 x 66 (nearest)
+
+
+def test_pillow_reduce_still_rounds_unlike_openjpeg(tmp_path):
+    """Pillow's public ``reduce`` cannot decode these sides at 1/4, hence ``_OpenJpegSizedJpeg2K``.
+
+    When this fails, Pillow's ``reduce`` decodes them: set ``image.reduce = level`` in ``io/reduced.py`` and drop
+    the subclass, which sets Pillow's ``_size`` and ``tile`` itself.
+    """
+    ds = pydicom.dcmread(write_dicom(tmp_path / "x.dcm", ODD, bits_stored=12, transfer_syntax=JPEG2000Lossless))
+    image = Image.open(io.BytesIO(compressed_frame(ds, JPEG2000Lossless)), formats=("JPEG2000",))
+    image.reduce = 2
+    with pytest.raises(OSError, match="broken data stream"):
+        image.load()
+
+
+def test_reduced_decoding_keeps_openjpegs_size(tmp_path):
+    path = write_dicom(tmp_path / "x.dcm", ODD, bits_stored=12, transfer_syntax=JPEG2000Lossless)
+    ds = pydicom.dcmread(path)
+    raw = reduced_io._pillow_j2k_decode(compressed_frame(ds, JPEG2000Lossless), 2, 301, 263)
+    assert raw.shape == (76, 66) and raw.dtype == np.uint16  # ceil(301 / 4) x ceil(263 / 4), as OpenJPEG decodes
+    full, _ = load_xray(path)
+    reduced, meta = load_xray(path, target_size=64)  # not decoded in full: the reduced size
+    assert reduced.shape == (76, 66) and list(meta["spatial_shape"]) == [66, 76]
+    assert np.abs(_area(reduced, (64, 64)) - _area(full, (64, 64))).mean() < TOLERANCE
 
 
 # -- a real radiograph -----------------------------------------------------------------------------------------
