@@ -347,7 +347,10 @@ class StorageSCP:
                                      server_class=server_class)
         server.max_per_peer = self.limits.max_per_peer
         threading.Thread(target=server.serve_forever, name="AssociationAcceptor", daemon=True).start()
-        self.ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() stops it too
+        # No public API for this: AE.start_server(block=False) cannot take a server class, and AE.make_server does
+        # not register the server with its AE, whose list AssociationServer.shutdown() removes it from (it raises
+        # otherwise) and AE.shutdown() stops. So do what start_server does; tests/service/test_scp.py pins it.
+        self.ae._servers.append(server)
         self.server = server
 
     def stop(self) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+import socket
+
 import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
-from monai_pneumonia.service.scp import StorageSCP
+from monai_pneumonia.service.scp import GuardedAssociationServer, StorageSCP
 from tests.conftest import free_port
 
 
@@ -42,3 +45,18 @@ def test_unknown_calling_ae_is_rejected(scp_port):
 
 def test_association_addressed_to_another_ae_title_is_rejected(scp_port):
     assert not _echo(scp_port, "MODALITY", "OTHER")
+
+
+@pytest.mark.parametrize("stop", [StorageSCP.stop, lambda scp: scp.ae.shutdown()], ids=["scp.stop", "ae.shutdown"])
+def test_our_server_class_listens_and_both_stop_and_ae_shutdown_close_it(stop):
+    """StorageSCP registers its own server with the AE as AE.start_server does (pynetdicom's private ``_servers``:
+    start_server takes no server class); this fails if pynetdicom changes how servers are registered or stopped."""
+    assert "server_class" not in inspect.signature(AE.start_server).parameters, (
+        "pynetdicom's start_server now takes a server class: use it in StorageSCP.start instead of AE._servers")
+    scp = StorageSCP("PNEUMO", store=lambda *args: 0x0000, allowed=["MODALITY"])
+    port = free_port()
+    scp.start("127.0.0.1", port)
+    assert isinstance(scp.server, GuardedAssociationServer) and _echo(port, "MODALITY", "PNEUMO")
+    stop(scp)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
