@@ -21,6 +21,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from monai_pneumonia.errors import XrayInputError, find_cause
+from monai_pneumonia.inference import BundleClassifier
+from monai_pneumonia.visualize import grad_cam
+
 __all__ = ["cam_energy_shares", "region_areas", "region_masks", "shortcut_measurement"]
 
 
@@ -92,10 +96,6 @@ def shortcut_measurement(
         ``{"n", "refused", "uniform": {region: area share}, "mean": {region: mean share},
         "ci95": {region: [low, high]} (normal approximation over images)}``.
     """
-    from monai_pneumonia.errors import XrayInputError, find_cause
-    from monai_pneumonia.inference import BundleClassifier
-    from monai_pneumonia.visualize import grad_cam
-
     classifier = BundleClassifier.from_bundle(bundle_root, ckpt_path=ckpt_path, device=device)
     shares: dict[str, list[np.ndarray]] = {}
     refused, batch = 0, []

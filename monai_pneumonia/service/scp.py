@@ -44,6 +44,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydicom import uid as uids
+from pydicom.filereader import read_dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
@@ -377,8 +378,6 @@ def _data_set_uids(event: evt.Event) -> tuple[str, str]:
     A deflated data set (PS3.5 A.5) is inflated up to :data:`_HEADER_INFLATE_LIMIT` bytes: the two UIDs are in
     group 0008, at its start.
     """
-    from pydicom.filereader import read_dataset
-
     syntax = uids.UID(str(event.context.transfer_syntax))
     raw = event.request.DataSet
     raw = raw.getvalue() if hasattr(raw, "getvalue") else bytes(raw)
