@@ -153,7 +153,9 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace):
     """The :class:`~monai_pneumonia.service.ServiceConfig` of parsed arguments."""
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.service import AssociationLimits, ServiceConfig, StowDestination, parse_destination
+    from monai_pneumonia.service.folder import FolderDestination
 
     args = resolve_options(args)
     if args.spool is None:
@@ -162,8 +164,6 @@ def build_config(args: argparse.Namespace):
     destinations = [parse_destination(d, calling_aet=args.aet) for d in args.destination]
     destinations += [StowDestination(url) for url in args.stow_url]
     if args.keep_results is not None:
-        from monai_pneumonia.service.folder import FolderDestination
-
         destinations.append(FolderDestination(args.keep_results))
     limits = AssociationLimits(args.max_associations, args.max_pdu, args.acse_timeout, args.dimse_timeout,
                                args.network_timeout, establish_timeout=args.establish_timeout,
@@ -181,6 +181,7 @@ def _tls_config(args: argparse.Namespace):
     Raises:
         SystemExit: ``--tls-key``/``--tls-ca`` without ``--tls-cert``, or a file that cannot be loaded.
     """
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.service.scp import TLSConfig
 
     if args.tls_cert is None:
@@ -204,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
     config = build_config(args)
 
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import available_device
     from monai_pneumonia.inference import BundleClassifier
     from monai_pneumonia.service import PneumoniaService

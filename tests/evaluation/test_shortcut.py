@@ -36,3 +36,15 @@ def test_measurement_with_the_tiny_bundle(tiny_bundle, tiny_dataset, tmp_path):
         assert 0.0 <= value <= 1.0
         low, high = result["ci95"][name]
         assert low <= value <= high
+
+
+def test_a_refused_file_changes_nothing_but_the_refused_count(tiny_bundle, tiny_dataset, tmp_path):
+    images = sorted(tiny_dataset.rglob("*.png"))[:5]
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a picture")
+    clean = shortcut_measurement(images, bundle_root=tiny_bundle, batch_size=2)
+    mixed = shortcut_measurement([*images[:2], bad, *images[2:]], bundle_root=tiny_bundle, batch_size=2)
+    assert (clean["n"], clean["refused"], mixed["n"], mixed["refused"]) == (5, 0, 5, 1)
+    assert mixed["uniform"] == clean["uniform"]
+    for name, value in clean["mean"].items():
+        assert mixed["mean"][name] == pytest.approx(value, abs=1e-6)
