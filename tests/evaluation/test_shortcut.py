@@ -42,9 +42,9 @@ def test_a_refused_file_changes_nothing_but_the_refused_count(tiny_bundle, tiny_
     images = sorted(tiny_dataset.rglob("*.png"))[:5]
     bad = tmp_path / "bad.png"
     bad.write_text("not a picture")
-    clean = shortcut_measurement(images, bundle_root=tiny_bundle, batch_size=2)
-    mixed = shortcut_measurement([*images[:2], bad, *images[2:]], bundle_root=tiny_bundle, batch_size=2)
+    # one film a pass, so that both runs compute every map alike (a batch's composition moves a map by ~1e-4)
+    clean = shortcut_measurement(images, bundle_root=tiny_bundle, batch_size=1)
+    mixed = shortcut_measurement([*images[:2], bad, *images[2:]], bundle_root=tiny_bundle, batch_size=1)
     assert (clean["n"], clean["refused"], mixed["n"], mixed["refused"]) == (5, 0, 5, 1)
-    assert mixed["uniform"] == clean["uniform"]
-    for name, value in clean["mean"].items():
-        assert mixed["mean"][name] == pytest.approx(value, abs=1e-6)
+    assert mixed["uniform"] == clean["uniform"] and mixed["ci95"] == clean["ci95"]
+    assert mixed["mean"] == clean["mean"]
