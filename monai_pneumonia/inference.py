@@ -11,7 +11,7 @@ both give the same answers. The decision rule is :mod:`monai_pneumonia.decision`
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,24 +153,41 @@ class BundleClassifier:
             A :class:`Classification` or, for a file the loader refused, a :class:`Refusal`, never an exception;
             ``result.image`` is the path as given.
         """
-        items = [{"image": os.fspath(path)} for path in paths]
-        loader = DataLoader(RefusingDataset(items, transform=self.preprocessing),
-                            batch_size=batch_size or self.batch_size, num_workers=num_workers,
-                            collate_fn=collate_with_refusals)
+        sources = [os.fspath(path) for path in paths]
         threshold = self.threshold
         start = 0
-        for batch in loader:  # the sampler is sequential: each batch is the next contiguous slice of ``items``
+        for batch in self.batches(sources, batch_size, num_workers):  # each the next contiguous slice of sources
             refused = {record["index"]: record for record in batch.pop(REFUSED_KEY)}
             answers = iter(self._classify_batch(batch, threshold) if "image" in batch else [])
             size = len(refused) + (len(batch["image"]) if "image" in batch else 0)
             for position in range(start, start + size):
-                source = items[position]["image"]
+                source = sources[position]
                 if position in refused:
                     yield Refusal(source, refused[position]["error"])
                 else:
                     prob, meta = next(answers)
                     yield Classification(source, prob, class_name(prob, threshold), threshold, meta)
             start += size
+
+    def batches(
+        self, paths: Sequence[str | os.PathLike], batch_size: int | None = None, num_workers: int = 0
+    ) -> Iterator[dict]:
+        """The files after the bundle's preprocessing, batch by batch in input order, as the network receives them.
+
+        Args:
+            paths: image files.
+            batch_size: files per batch (default: the classifier's).
+            num_workers: DataLoader workers for decoding.
+
+        Yields:
+            :func:`~monai_pneumonia.workflows.datasets.collate_with_refusals` batches of consecutive files: the
+            readable ones collated (no ``"image"`` key when all were refused) and the refusal records
+            ``{"image", "error", "index"}`` (``index``: the position in ``paths``) under ``REFUSED_KEY``.
+        """
+        items = [{"image": os.fspath(path)} for path in paths]
+        yield from DataLoader(RefusingDataset(items, transform=self.preprocessing),
+                              batch_size=batch_size or self.batch_size, num_workers=num_workers,
+                              collate_fn=collate_with_refusals)
 
     def classify(self, paths: Iterable[str | os.PathLike], num_workers: int = 0) -> list[Classification | Refusal]:
         """Classify files; refused files come back as :class:`Refusal`, never as an exception.

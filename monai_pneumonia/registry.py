@@ -19,6 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from monai.bundle import ConfigParser
+
+from monai_pneumonia import __version__
+from monai_pneumonia.bundle import bundle_file
+from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
+
 __all__ = ["PROMOTION_LOG", "REPLACED_DIR", "promote", "run_name", "sha256_file"]
 
 #: File (in the bundle's ``models/``) that records every promotion as one JSON line.
@@ -54,11 +60,6 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def _check_loads(checkpoint: Path, bundle_root: Path) -> float:
     """Load ``checkpoint`` into the network of the bundle's ``inference.json``; return its stored threshold."""
-    from monai.bundle import ConfigParser
-
-    from monai_pneumonia.bundle import bundle_file
-    from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
-
     state = load_checkpoint(checkpoint)
     parser = ConfigParser()
     parser.read_config(str(bundle_file(bundle_root, "inference.json")))
@@ -97,9 +98,6 @@ def promote(
         FileNotFoundError: ``checkpoint`` does not exist.
         ValueError: it is not a checkpoint of this bundle, or it already is the shipped model.
     """
-    from monai_pneumonia import __version__
-    from monai_pneumonia.bundle import bundle_file
-
     source = Path(checkpoint).resolve()
     if not source.is_file():
         raise FileNotFoundError(f"{checkpoint}: no such checkpoint")

@@ -9,6 +9,7 @@ import torch
 
 from monai_pneumonia.inference import BundleClassifier, Classification, Refusal
 from monai_pneumonia.workflows import CLASS_NAMES
+from monai_pneumonia.workflows.datasets import REFUSED_KEY
 from tests.conftest import REPO, TINY, run_bundle
 
 
@@ -78,3 +79,15 @@ def test_iterate_streams_one_result_per_input_in_order(classifier, trained_bundl
     streamed = list(classifier.iterate(inputs, batch_size=2))
     assert [r.image for r in streamed] == [str(p) for p in inputs]
     assert [r.image for r in classifier.classify(inputs)] == [r.image for r in streamed]
+
+
+def test_batches_are_the_preprocessed_inputs_in_order_with_refusals_by_position(classifier, trained_bundle, tmp_path):
+    images = sorted(str(p) for p in trained_bundle["dataset_dir"].rglob("*.png"))[:3]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    batches = list(classifier.batches([images[0], bad, images[1], images[2]], batch_size=2))
+    assert [len(b["image"]) for b in batches] == [1, 2]
+    assert [(r["image"], r["index"]) for r in batches[0][REFUSED_KEY]] == [(str(bad), 1)] and not batches[1][REFUSED_KEY]
+    alone = classifier.preprocessing({"image": images[2]})["image"]
+    assert batches[1]["image"].shape == (2, *alone.shape)
+    assert torch.equal(batches[1]["image"][1].as_tensor(), alone.as_tensor())

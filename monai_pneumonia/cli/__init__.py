@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_pneumonia import __version__
+from monai_pneumonia.errors import DeviceUnavailableError, NoInputError
 
 __all__ = ["add_bundle_argument", "build_parser", "main"]
 
@@ -62,8 +63,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
-    from monai_pneumonia.errors import DeviceUnavailableError, NoInputError
-
     try:
         return int(args.func(args) or 0)
     except (DeviceUnavailableError, NoInputError) as error:  # the user's input, not a bug: one line, no traceback

@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0 on success, 1 when the source cannot be used (the reason is printed).
     """
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.data.datalist import build_datalist, write_datalist
 
     try:

@@ -15,12 +15,15 @@ import sys
 from pathlib import Path
 
 from monai_pneumonia.cli import add_bundle_argument
+from monai_pneumonia.cli.predict import print_table, run_inference
+from monai_pneumonia.errors import XrayInputError
 
 __all__ = ["add_parser", "default_samples_dir", "run"]
 
 
 def default_samples_dir() -> Path:
     """``samples/`` beside the bundle of this source tree."""
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import default_bundle_root
 
     return default_bundle_root().parent / "samples"
@@ -48,8 +51,8 @@ def describe_samples(samples: Path) -> list[dict]:
         One dict per file: path, format, shape, photometric interpretation, value range — and for a DICOM file
         with a JPEG of the same name beside it, the mean absolute difference between the two — or the refusal.
     """
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.data.discovery import find_images
-    from monai_pneumonia.errors import XrayInputError
     from monai_pneumonia.transforms import LoadXray
 
     loader = LoadXray()
@@ -76,8 +79,8 @@ def describe_samples(samples: Path) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit status 0 on success."""
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import bundle_file, default_bundle_root, run_workflow
-    from monai_pneumonia.cli.predict import print_table, run_inference
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     samples = (args.samples or default_samples_dir()).resolve()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from monai_pneumonia.cli import add_bundle_argument
 from monai_pneumonia.cli.overrides import add_common_options, common_overrides, logs_to_stderr
+from monai_pneumonia.errors import NoReadableInputError
 
 __all__ = ["add_parser", "format_summary", "run"]
 
@@ -86,8 +87,8 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         The exit status.
     """
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import run_workflow
-    from monai_pneumonia.errors import NoReadableInputError
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     output_dir = args.output_dir.resolve()

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from monai_pneumonia.cli import add_bundle_argument
+from monai_pneumonia.errors import NoInputError
 
 __all__ = ["add_parser", "expand_inputs", "print_table", "run", "run_inference"]
 
@@ -57,8 +58,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
         NoInputError: no file to classify (empty folders, or folders holding no image file); files in folders
             that are no image by content or name are counted in one warning.
     """
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.data.discovery import find_images
-    from monai_pneumonia.errors import NoInputError
 
     paths: list[str] = []
     skipped: list[str] = []
@@ -104,6 +105,7 @@ def run_inference(
         one ``{"image", "error"}`` per refused input, each in input order, taken from the results in memory.
 
     """
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.inference import BundleClassifier, Refusal
     from monai_pneumonia.workflows.handlers import format_flags, write_predictions
 

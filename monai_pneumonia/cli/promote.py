@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         The exit status.
     """
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import default_bundle_root
     from monai_pneumonia.registry import promote
 

@@ -30,19 +30,45 @@ from monai_pneumonia.cli import add_bundle_argument
 
 __all__ = ["add_parser", "build_config", "resolve_options", "run"]
 
-#: Defaults of the options; the parser itself leaves absent options out of the namespace, so that options given
-#: on the command line can be told from those to take from --config.
-_DEFAULTS: dict[str, object] = {}
-_NOT_OPTIONS = ("help", "config")
-
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register the ``serve`` subcommand."""
+    """Register the ``serve`` subcommand.
+
+    Options not on the command line stay out of the parsed namespace (their defaults show in ``--help`` only), so
+    that :func:`resolve_options` can take them from ``--config`` before falling back to the defaults.
+    """
     parser = subparsers.add_parser("serve", help="DICOM listener: classify received radiographs, store SRs back",
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add = parser.add_argument
-    add("--config", type=Path, default=None, help="JSON file of options (keys: long option names); flags win")
-    net = parser.add_argument_group("listener")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="JSON file of options (keys: long option names); flags win")
+    _add_options(parser, given_only=True)
+    parser.set_defaults(func=run)
+
+
+class _OptionGroup:
+    """An argument group of ``parser`` whose options, with ``given_only``, are set in the namespace only when given.
+
+    Their default is then written into their help text (where argparse would show ``==SUPPRESS==``).
+    """
+
+    def __init__(self, parser: argparse.ArgumentParser, title: str, given_only: bool) -> None:
+        self.group, self.given_only = parser.add_argument_group(title), given_only
+
+    def add_argument(self, *flags: str, default: object = None, **kwargs) -> None:
+        if self.given_only:
+            kwargs["help"] = kwargs["help"].replace("%(default)s", str(default))
+            default = argparse.SUPPRESS
+        self.group.add_argument(*flags, default=default, **kwargs)
+
+
+def _add_options(parser: argparse.ArgumentParser, given_only: bool) -> None:
+    """Add every ``serve`` option but ``--config`` to ``parser``.
+
+    Args:
+        parser: the parser to extend.
+        given_only: leave an option that is not on the command line out of the namespace.
+    """
+    net = _OptionGroup(parser, "listener", given_only)
     net.add_argument("--aet", default="PNEUMO", help="our AE title (default: %(default)s)")
     net.add_argument("--host", default="127.0.0.1", help="listen address (default: %(default)s, loopback only)")
     net.add_argument("--port", type=int, default=11112, help="listen port (default: %(default)s)")
@@ -58,25 +84,26 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="a connection must be associated within this many s, else it is cut (default: %(default)s)")
     net.add_argument("--max-per-peer", type=int, default=4,
                      help="concurrent connections from one peer address (default: %(default)s)")
-    tls = parser.add_argument_group("DICOM TLS (PS3.15 B.1; without these options the listener speaks plain TCP)")
+    tls = _OptionGroup(parser, "DICOM TLS (PS3.15 B.1; without these options the listener speaks plain TCP)",
+                       given_only)
     tls.add_argument("--tls-cert", type=Path, default=None, metavar="PEM",
                      help="certificate (chain) the listener presents; turns TLS on, plain associations then fail")
     tls.add_argument("--tls-key", type=Path, default=None, metavar="PEM",
                      help="private key of --tls-cert (default: the --tls-cert file itself)")
     tls.add_argument("--tls-ca", type=Path, default=None, metavar="PEM",
                      help="require a client certificate signed by this CA (mutual TLS); needs --tls-cert")
-    out = parser.add_argument_group("results")
+    out = _OptionGroup(parser, "results", given_only)
     out.add_argument("--destination", action="append", default=[], metavar="AET@HOST:PORT",
                      help="C-STORE results to this AE (repeatable), e.g. ORTHANC@127.0.0.1:4242")
     out.add_argument("--stow-url", action="append", default=[], metavar="URL",
                      help="STOW-RS results to this DICOMweb base URL (repeatable), e.g. http://pacs:8042/dicom-web")
     out.add_argument("--keep-results", type=Path, default=None, metavar="DIR",
                      help="keep every result instance as DIR/<UID>.dcm (a trial without a PACS; never cleaned up)")
-    out.add_argument("--cam", action="store_true", help="also send a Grad-CAM overlay as a Secondary Capture")
+    out.add_argument("--cam", action="store_true", default=False, help="also send a Grad-CAM overlay as a Secondary Capture")
     out.add_argument("--retry-initial", type=float, default=1.0, help="first retry delay after a failed delivery, s (default: %(default)s)")
     out.add_argument("--retry-max", type=float, default=60.0, help="longest retry delay, s (default: %(default)s)")
     out.add_argument("--results-log", type=Path, default=None, help="JSON-lines results log (default: SPOOL/results.jsonl)")
-    state = parser.add_argument_group("state and model")
+    state = _OptionGroup(parser, "state and model", given_only)
     state.add_argument("--spool", type=Path, default=None,
                        help="state folder: received instances, outbox, journal (required; created 0700)")
     add_bundle_argument(state)
@@ -85,20 +112,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     state.add_argument("--batch-size", type=int, default=16, help="instances per classification batch (default: %(default)s)")
     state.add_argument("--report-processes", type=int, default=2,
                        help="processes that build the SR/SC instances, 0 = in the classification thread (default: %(default)s)")
-    state.add_argument("--lenient", action="store_true",
+    state.add_argument("--lenient", action="store_true", default=False,
                        help="classify lateral views, other body parts and FOR PROCESSING images (flagged) instead of refusing them")
     state.add_argument("--stats-interval", type=float, default=300.0,
                        help="seconds between the counters lines in the log, 0 = none (default: %(default)s)")
     state.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="log level on stderr (default: %(default)s)")
-    parser.set_defaults(func=run)
-    for action in parser._actions:
-        if action.dest in _NOT_OPTIONS:
-            continue
-        _DEFAULTS[action.dest] = action.default
-        if action.help:
-            action.help = action.help.replace("%(default)s", str(action.default))
-        action.default = argparse.SUPPRESS
+
+
+def _defaults() -> dict[str, object]:
+    """The default of every option (but ``--config``): what a parser of them reads from an empty command line."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_options(parser, given_only=False)
+    return vars(parser.parse_args([]))
 
 
 def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
@@ -107,18 +133,19 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
     Raises:
         SystemExit: the file names an unknown option.
     """
+    defaults = _defaults()
     values = {}
     if getattr(args, "config", None) is not None:
         for key, value in json.loads(Path(args.config).read_text(encoding="utf-8")).items():
             dest = key.lstrip("-").replace("-", "_")
-            if dest not in _DEFAULTS:
+            if dest not in defaults:
                 raise SystemExit(f"monai-pneumonia serve: unknown option {key!r} in {args.config}")
             if dest in ("spool", "bundle", "ckpt", "results_log", "tls_cert", "tls_key", "tls_ca", "keep_results") and value is not None:
                 value = Path(value)
             if dest in ("allow", "destination", "stow_url") and isinstance(value, str):
                 value = [value]
             values[dest] = value
-    for dest, default in _DEFAULTS.items():
+    for dest, default in defaults.items():
         if not hasattr(args, dest):
             setattr(args, dest, values.get(dest, default))
     return args
@@ -126,7 +153,9 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace):
     """The :class:`~monai_pneumonia.service.ServiceConfig` of parsed arguments."""
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.service import AssociationLimits, ServiceConfig, StowDestination, parse_destination
+    from monai_pneumonia.service.folder import FolderDestination
 
     args = resolve_options(args)
     if args.spool is None:
@@ -135,8 +164,6 @@ def build_config(args: argparse.Namespace):
     destinations = [parse_destination(d, calling_aet=args.aet) for d in args.destination]
     destinations += [StowDestination(url) for url in args.stow_url]
     if args.keep_results is not None:
-        from monai_pneumonia.service.folder import FolderDestination
-
         destinations.append(FolderDestination(args.keep_results))
     limits = AssociationLimits(args.max_associations, args.max_pdu, args.acse_timeout, args.dimse_timeout,
                                args.network_timeout, establish_timeout=args.establish_timeout,
@@ -154,6 +181,7 @@ def _tls_config(args: argparse.Namespace):
     Raises:
         SystemExit: ``--tls-key``/``--tls-ca`` without ``--tls-cert``, or a file that cannot be loaded.
     """
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.service.scp import TLSConfig
 
     if args.tls_cert is None:
@@ -177,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(args.log_level)))
     config = build_config(args)
 
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import available_device
     from monai_pneumonia.inference import BundleClassifier
     from monai_pneumonia.service import PneumoniaService

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from monai_pneumonia.cli import add_bundle_argument
-from monai_pneumonia.evaluation.operating_point import THRESHOLD_RULES
+from monai_pneumonia.decision import THRESHOLD_RULES
 
 __all__ = ["add_parser", "run"]
 
@@ -73,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0.
     """
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import bundle_file, default_bundle_root
-    from monai_pneumonia.evaluation import format_table, rescore_stress, stress_test
+    from monai_pneumonia.evaluation import format_table, rescore_stress, shipping_decision, stress_test
     from monai_pneumonia.networks import store_threshold
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -89,8 +90,6 @@ def run(args: argparse.Namespace) -> int:
                              shortcut=args.shortcut)
     print(format_table(report))
     if args.compare_with is not None:
-        from monai_pneumonia.evaluation import shipping_decision
-
         print(json.dumps({"shipping_decision": shipping_decision(args.output, args.compare_with)}, indent=2))
     if args.store_threshold:
         checkpoint = (args.ckpt_dir / "model.pt") if args.ckpt_dir else bundle_file(bundle_root, "model.pt")

@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
     Returns:
         0.
     """
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import default_bundle_root, run_workflow
+    from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
     from monai_pneumonia.registry import sha256_file
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
@@ -84,8 +86,6 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": os.fspath(checkpoint.resolve()) if checkpoint.is_file() else None,
     }
     if checkpoint.is_file():
-        from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
-
         summary["threshold"] = float(load_checkpoint(checkpoint)[THRESHOLD_KEY])
         summary["sha256"] = sha256_file(checkpoint)
     json.dump(summary, sys.stdout, indent=2)

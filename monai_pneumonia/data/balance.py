@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import torch
+import torch
 
 __all__ = ["class_weights"]
 
@@ -28,8 +26,6 @@ def class_weights(items: Sequence[dict], num_classes: int = 2, label_key: str = 
     Raises:
         ValueError: when a class has no item or a label is out of range.
     """
-    import torch
-
     counts = torch.zeros(num_classes, dtype=torch.float64)
     for item in items:
         label = int(item[label_key])

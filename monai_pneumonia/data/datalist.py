@@ -29,6 +29,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import pydicom
+from pydicom.errors import InvalidDicomError
+
 from monai_pneumonia import decision
 from monai_pneumonia.data.discovery import find_images
 from monai_pneumonia.errors import XrayInputError
@@ -567,9 +570,6 @@ def _label_table(labels_csv: str) -> dict[str, int]:
 
 def _dicom_identity(path: str, salt: str) -> tuple[str, str] | None:
     """``(SOP Instance UID, patient pseudonym)`` of a DICOM file, or ``None`` when its header is unreadable."""
-    import pydicom  # lazy: keeps the CLI's --help fast
-    from pydicom.errors import InvalidDicomError
-
     try:
         header = pydicom.dcmread(path, stop_before_pixels=True)
     except (InvalidDicomError, OSError, ValueError, EOFError):

@@ -13,15 +13,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from monai_pneumonia.decision import THRESHOLD_RULES
+
 from .metrics import select_threshold
 
 __all__ = ["BAYES_THRESHOLD", "THRESHOLD_RULES", "choose_threshold", "fit_temperature", "guarded_bayes_threshold"]
 
 #: The Bayes decision threshold of a balanced-prior, equal-cost classifier on its pneumonia probability.
 BAYES_THRESHOLD = 0.5
-
-#: Every rule :func:`choose_threshold` knows.
-THRESHOLD_RULES = ("bayes-guarded", "youden", "sensitivity", "specificity")
 
 
 def guarded_bayes_threshold(

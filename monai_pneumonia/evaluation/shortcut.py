@@ -21,6 +21,10 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from monai_pneumonia.inference import BundleClassifier
+from monai_pneumonia.visualize import grad_cam
+from monai_pneumonia.workflows.datasets import REFUSED_KEY
+
 __all__ = ["cam_energy_shares", "region_areas", "region_masks", "shortcut_measurement"]
 
 
@@ -92,35 +96,16 @@ def shortcut_measurement(
         ``{"n", "refused", "uniform": {region: area share}, "mean": {region: mean share},
         "ci95": {region: [low, high]} (normal approximation over images)}``.
     """
-    from monai_pneumonia.errors import XrayInputError, find_cause
-    from monai_pneumonia.inference import BundleClassifier
-    from monai_pneumonia.visualize import grad_cam
-
     classifier = BundleClassifier.from_bundle(bundle_root, ckpt_path=ckpt_path, device=device)
     shares: dict[str, list[np.ndarray]] = {}
-    refused, batch = 0, []
-    shape = None
-
-    def flush() -> None:
-        if batch:
-            maps = grad_cam(classifier.network, torch.stack(batch).to(classifier.device))
+    refused, shape = 0, None
+    for batch in classifier.batches(list(images), batch_size=batch_size):
+        refused += len(batch[REFUSED_KEY])
+        if "image" in batch:
+            shape = tuple(batch["image"].shape[2:])
+            maps = grad_cam(classifier.network, batch["image"].to(classifier.device))
             for name, values in cam_energy_shares(maps).items():
                 shares.setdefault(name, []).append(values)
-            batch.clear()
-
-    for path in images:
-        try:
-            image = classifier.preprocessing({"image": os.fspath(path)})["image"]
-        except Exception as error:  # MONAI wraps the loader's refusal in a RuntimeError
-            if find_cause(error, XrayInputError) is None:
-                raise
-            refused += 1
-            continue
-        shape = tuple(image.shape[1:])
-        batch.append(torch.as_tensor(image))
-        if len(batch) == batch_size:
-            flush()
-    flush()
     values = {name: np.concatenate(parts) for name, parts in shares.items()}
     n = len(next(iter(values.values()))) if values else 0
     return {

@@ -19,9 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_pneumonia.bundle import run_workflow
+
 from .metrics import binary_metrics, paired_auc_difference
 from .operating_point import choose_threshold, fit_temperature
 from .shifts import ACQUISITION_SHIFTS
+from .shortcut import shortcut_measurement
 
 __all__ = [
     "acquisition_series",
@@ -139,8 +142,6 @@ def stress_test(
     Raises:
         ValueError: an unknown shift name.
     """
-    from monai_pneumonia.bundle import run_workflow
-
     names = list(shifts) if shifts is not None else list(ACQUISITION_SHIFTS)
     unknown = [name for name in names if name not in ACQUISITION_SHIFTS]
     if unknown:
@@ -169,8 +170,6 @@ def stress_test(
 
     report = stress_report(predictions, results, stored, split, os.fspath(datalist), threshold_method)
     if shortcut:
-        from .shortcut import shortcut_measurement
-
         clean = predictions.get("none", predictions[names[0]])[0]
         ckpt = Path(ckpt_dir) / "model.pt" if ckpt_dir is not None else None
         report["shortcut"] = shortcut_measurement(clean, bundle_root=bundle_root, ckpt_path=ckpt)

@@ -13,6 +13,7 @@ from monai.utils import str2bool
 from monai_pneumonia.decision import is_positive
 
 from .blocks import ATTENTION_TYPES, AttentionResNetBlock, AttentionResNetBottleneck, MultiScaleFusion
+from .pretrained import load_pretrained
 
 __all__ = ["DEPTHS", "AttentionResNet"]
 
@@ -234,8 +235,6 @@ class AttentionResNet(nn.Module):
 
         self.pretrained_report = None
         if pretrained_path is not None:
-            from .pretrained import load_pretrained
-
             self.pretrained_report = load_pretrained(self, pretrained_path)
 
     def _make_layer(

@@ -16,16 +16,24 @@ outbox, or were already); outbox files the journal no longer references are dele
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import tempfile
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from monai_pneumonia.service.activity import ActivityReporter
 from monai_pneumonia.service.delivery import Deliverer, Destination, describe_destination
 from monai_pneumonia.service.journal import Journal
-from monai_pneumonia.service.reports import AlgorithmInfo
+from monai_pneumonia.service.lifeline import init_child
+from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding
 from monai_pneumonia.service.resultslog import ResultsLog
 from monai_pneumonia.service.scp import OUT_OF_RESOURCES, SUCCESS, AssociationLimits, StorageSCP, TLSConfig
 from monai_pneumonia.service.spool import Spool
@@ -104,11 +112,6 @@ class PneumoniaService:
                              lenient=config.lenient, algorithm=config.algorithm, quarantine=root / "quarantine")
         self.executor = None
         if config.report_processes > 0:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            from monai_pneumonia.service.lifeline import init_child
-
             # init_child: the report processes end when this process ends, even by SIGKILL (lifeline.py)
             self.executor = ProcessPoolExecutor(config.report_processes, mp_context=multiprocessing.get_context("spawn"),
                                                 initializer=init_child,
@@ -162,14 +165,6 @@ class PneumoniaService:
 
     def warm_up(self) -> None:
         """Classify and report one synthetic radiograph (not sent anywhere), so the first real one is not slow."""
-        import tempfile
-
-        import numpy as np
-        from pydicom.dataset import Dataset, FileMetaDataset
-        from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-        from monai_pneumonia.service.reports import PneumoniaFinding
-
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

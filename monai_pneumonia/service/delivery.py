@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
+from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
 
 from monai_pneumonia.service.journal import Journal, PendingResult
 
@@ -83,8 +85,6 @@ class CStoreDestination(Destination):
         return [path for f in futures if f.exception() is None for path in f.result()]
 
     def _send_one_association(self, files: Sequence[Path]) -> list[Path]:
-        from pynetdicom import AE
-
         ae = AE(ae_title=self.calling_aet)
         for sop_class in RESULT_SOP_CLASSES:
             ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
@@ -121,8 +121,6 @@ class StowDestination(Destination):
         return f"stow:{self.url}"
 
     def send(self, files: Sequence[Path]) -> list[Path]:
-        from dicomweb_client.api import DICOMwebClient
-
         client = DICOMwebClient(url=self.url)
         client.store_instances(datasets=[pydicom.dcmread(path) for path in files])
         return list(files)

@@ -24,6 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.valuerep import DA, DT, TM
 
 from monai_pneumonia import __version__
 from monai_pneumonia.decision import is_positive
@@ -93,8 +94,6 @@ _PATIENT_SEX = ("M", "F", "O")
 
 def _conformant(element) -> bool:
     """Whether a date, time or date-time element holds a value its VR allows (highdicom refuses others)."""
-    from pydicom.valuerep import DA, DT, TM
-
     convert = {"DA": DA, "TM": TM, "DT": DT}.get(element.VR)
     if convert is None or element.value in (None, ""):
         return True

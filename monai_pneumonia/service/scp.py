@@ -45,6 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pydicom import uid as uids
+from pydicom.filereader import read_dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
@@ -337,7 +338,10 @@ class StorageSCP:
                                      server_class=server_class)
         server.max_per_peer = self.limits.max_per_peer
         threading.Thread(target=server.serve_forever, name="AssociationAcceptor", daemon=True).start()
-        self.ae._servers.append(server)  # as AE.start_server does, so AE.shutdown() stops it too
+        # No public API for this: AE.start_server(block=False) cannot take a server class, and AE.make_server does
+        # not register the server with its AE, whose list AssociationServer.shutdown() removes it from (it raises
+        # otherwise) and AE.shutdown() stops. So do what start_server does; tests/service/test_scp.py pins it.
+        self.ae._servers.append(server)
         self.server = server
 
     def stop(self) -> None:
@@ -364,8 +368,6 @@ def _data_set_uids(event: evt.Event) -> tuple[str, str]:
     A deflated data set (PS3.5 A.5) is inflated up to :data:`_HEADER_INFLATE_LIMIT` bytes: the two UIDs are in
     group 0008, at its start.
     """
-    from pydicom.filereader import read_dataset
-
     syntax = uids.UID(str(event.context.transfer_syntax))
     raw = event.request.DataSet
     raw = raw.getvalue() if hasattr(raw, "getvalue") else bytes(raw)

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from monai.config import KeysCollection
 from monai.transforms import Compose, EnsureTyped, HistogramNormalized, MapTransform, NormalizeIntensityd, Resized
 
+from monai_pneumonia.transforms.io import LoadXrayd
+
 __all__ = ["INTENSITY_NORMALIZATIONS", "xray_preprocessing"]
 
 #: Per-image intensity normalisations: ``"zscore"`` (zero mean, unit variance over the image) or ``"histeq"``
@@ -56,8 +58,6 @@ def xray_preprocessing(
     Raises:
         ValueError: for an unknown ``intensity``.
     """
-    from monai_pneumonia.transforms.io import LoadXrayd
-
     if intensity not in INTENSITY_NORMALIZATIONS:
         raise ValueError(f"intensity must be one of {INTENSITY_NORMALIZATIONS}, got {intensity!r}.")
     size = [spatial_size, spatial_size] if isinstance(spatial_size, int) else list(spatial_size)

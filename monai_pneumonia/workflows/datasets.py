@@ -17,6 +17,7 @@ from typing import Any
 
 from monai.data import Dataset, list_data_collate
 
+from monai_pneumonia.data.discovery import find_images
 from monai_pneumonia.errors import NoInputError, XrayInputError, find_cause
 
 __all__ = ["REFUSED_KEY", "RefusingDataset", "collate_with_refusals", "find_input_error", "image_items"]
@@ -90,8 +91,6 @@ def image_items(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[
     Raises:
         NoInputError: nothing to read (no paths, or folders without image files).
     """
-    from monai_pneumonia.data.discovery import find_images
-
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [os.fspath(p) for p in paths]

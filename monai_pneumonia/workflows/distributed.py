@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import torch.distributed as dist
 from ignite.engine import Engine
 
 __all__ = ["gather_results"]
@@ -38,8 +39,6 @@ def gather_results(engine: Engine, records: list[dict], refused: list[dict]) -> 
         ``(records, refused, is_writer)``: everything when distributed (``is_writer`` on rank 0 only), else the
         arguments unchanged and ``True``.
     """
-    import torch.distributed as dist
-
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return records, refused, True
     gathered: list[Any] = [None] * dist.get_world_size()

@@ -22,8 +22,10 @@ from ignite.engine import Engine, Events
 from monai.handlers import from_engine
 from monai.utils import evenly_divisible_all_gather, str2bool
 
+from monai_pneumonia import __version__
 from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, decide, positive_probability
 from monai_pneumonia.errors import NoReadableInputError
+from monai_pneumonia.registry import sha256_file
 from monai_pneumonia.visualize import explain, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
 from monai_pneumonia.workflows.distributed import gather_results
@@ -177,6 +179,7 @@ class OperatingThresholdHandler:
         self._labels.extend(_class_index(y) for y in labels)
 
     def _choose(self, engine: Engine) -> None:
+        # lazy: evaluation needs scikit-learn and SciPy, which the inference-only MONAI Label environment lacks
         from monai_pneumonia.evaluation import binary_metrics, choose_threshold
 
         probs = evenly_divisible_all_gather(torch.tensor(self._probs, dtype=torch.float64), concat=True)
@@ -308,9 +311,6 @@ class EvaluationWriter(_ResultCollector):
 
     def model_info(self, threshold: float, refused: int) -> dict[str, Any]:
         """The facts the report's header states about the model and the data."""
-        from monai_pneumonia import __version__
-        from monai_pneumonia.registry import sha256_file
-
         info: dict[str, Any] = {"threshold": threshold}
         if self.checkpoint is not None and Path(self.checkpoint).is_file():
             info["model"] = f"{os.fspath(self.checkpoint)} (SHA-256 {sha256_file(self.checkpoint)})"
@@ -323,6 +323,7 @@ class EvaluationWriter(_ResultCollector):
         return info
 
     def write(self, engine: Engine, threshold: float, refused: list[dict]) -> None:
+        # lazy: evaluation needs scikit-learn and SciPy, which the inference-only MONAI Label environment lacks
         from monai_pneumonia.evaluation import binary_metrics, write_report
 
         if not self.records:

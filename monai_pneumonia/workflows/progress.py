@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ignite.engine import Engine
+from ignite.handlers import ProgressBar as IgniteProgressBar
 from monai.utils import str2bool
 
 __all__ = ["ProgressBar"]
@@ -25,6 +26,4 @@ class ProgressBar:
     def attach(self, engine: Engine) -> None:
         """Register the bar on ``engine``."""
         if self.enabled:
-            from ignite.handlers import ProgressBar as IgniteProgressBar
-
             IgniteProgressBar(**self.kwargs).attach(engine)

@@ -36,3 +36,15 @@ def test_measurement_with_the_tiny_bundle(tiny_bundle, tiny_dataset, tmp_path):
         assert 0.0 <= value <= 1.0
         low, high = result["ci95"][name]
         assert low <= value <= high
+
+
+def test_a_refused_file_changes_nothing_but_the_refused_count(tiny_bundle, tiny_dataset, tmp_path):
+    images = sorted(tiny_dataset.rglob("*.png"))[:5]
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a picture")
+    # one film a pass, so that both runs compute every map alike (a batch's composition moves a map by ~1e-4)
+    clean = shortcut_measurement(images, bundle_root=tiny_bundle, batch_size=1)
+    mixed = shortcut_measurement([*images[:2], bad, *images[2:]], bundle_root=tiny_bundle, batch_size=1)
+    assert (clean["n"], clean["refused"], mixed["n"], mixed["refused"]) == (5, 0, 5, 1)
+    assert mixed["uniform"] == clean["uniform"] and mixed["ci95"] == clean["ci95"]
+    assert mixed["mean"] == clean["mean"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import socket
+
 import pytest
 from pydicom.uid import (
     HTJ2K,
@@ -15,7 +18,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from monai_pneumonia.io.codec import DECODABLE_TRANSFER_SYNTAXES, is_decodable
-from monai_pneumonia.service.scp import StorageSCP, transfer_syntaxes
+from monai_pneumonia.service.scp import GuardedAssociationServer, StorageSCP, transfer_syntaxes
 from tests.conftest import free_port
 
 
@@ -59,3 +62,18 @@ def test_the_listener_accepts_the_loaders_decodable_syntaxes_in_its_order():
     # everything this environment decodes, except the retired big-endian syntax (PS3.5 A.3)
     assert set(accepted) == {s for s in DECODABLE_TRANSFER_SYNTAXES if is_decodable(s)} - {ExplicitVRBigEndian}
     assert {JPEG2000Lossless, HTJ2K, JPEGLSLossless, RLELossless, DeflatedExplicitVRLittleEndian} <= set(accepted)
+
+
+@pytest.mark.parametrize("stop", [StorageSCP.stop, lambda scp: scp.ae.shutdown()], ids=["scp.stop", "ae.shutdown"])
+def test_our_server_class_listens_and_both_stop_and_ae_shutdown_close_it(stop):
+    """StorageSCP registers its own server with the AE as AE.start_server does (pynetdicom's private ``_servers``:
+    start_server takes no server class); this fails if pynetdicom changes how servers are registered or stopped."""
+    assert "server_class" not in inspect.signature(AE.start_server).parameters, (
+        "pynetdicom's start_server now takes a server class: use it in StorageSCP.start instead of AE._servers")
+    scp = StorageSCP("PNEUMO", store=lambda *args: 0x0000, allowed=["MODALITY"])
+    port = free_port()
+    scp.start("127.0.0.1", port)
+    assert isinstance(scp.server, GuardedAssociationServer) and _echo(port, "MODALITY", "PNEUMO")
+    stop(scp)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
