@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pydicom
 from dicomweb_client.api import DICOMwebClient
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pynetdicom import AE
 
 from monai_pneumonia.service.journal import Journal, PendingResult
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 _AE_ADDRESS = re.compile(r"(?P<aet>[^@]{1,16})@(?P<host>[^:]+):(?P<port>\d{1,5})")
 #: SOP Classes of the results (Comprehensive SR, Secondary Capture Image).
-RESULT_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.88.33", "1.2.840.10008.5.1.4.1.1.7")
+RESULT_SOP_CLASSES = (ComprehensiveSRStorage, SecondaryCaptureImageStorage)
 
 
 class Destination:
