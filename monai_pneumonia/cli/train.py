@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "run_dir": os.fspath(Path(parser.get_parsed_content("output_dir")).resolve()),
         "epochs": trainer.epoch,
-        "best_val_auc": validator.best_metric if validator.best_metric_epoch > 0 else None,
+        "best_val_auc": float(validator.best_metric) if validator.best_metric_epoch > 0 else None,  # may be numpy
         "best_epoch": validator.best_metric_epoch if validator.best_metric_epoch > 0 else None,
         "checkpoint": os.fspath(checkpoint.resolve()) if checkpoint.is_file() else None,
     }
