@@ -134,14 +134,16 @@ time.sleep(600)
 """
 
 
-@pytest.mark.slow
-def test_a_helper_stuck_in_gdcm_dies_with_its_sigkilled_parent(poison):
-    """The parent watch thread cannot run while gdcm loops with the GIL held: the kernel's death signal must act."""
-    parent = subprocess.Popen([sys.executable, "-c", _HANG_HELPER, str(poison["gdcm_hang_baseline.dcm"])], cwd=REPO,
+def _helper_outlives_killed_parent(script: str, path, settle: float = 0.0) -> bool:
+    """Run ``script`` (it prints its decoding helper's pid), SIGKILL it, and say whether the helper survived 10 s.
+
+    ``settle``: seconds to wait before the kill (the helper then is inside its decoder). A survivor is killed.
+    """
+    parent = subprocess.Popen([sys.executable, "-c", script, str(path)], cwd=REPO,
                               env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
     try:
         helper = int(parent.stdout.readline())
-        time.sleep(2)  # decoding, i.e. looping
+        time.sleep(settle)
         assert _alive(helper)
     finally:
         parent.kill()
@@ -152,6 +154,13 @@ def test_a_helper_stuck_in_gdcm_dies_with_its_sigkilled_parent(poison):
     alive = _alive(helper)
     if alive:
         os.kill(helper, signal.SIGKILL)
+    return alive
+
+
+@pytest.mark.slow
+def test_a_helper_stuck_in_gdcm_dies_with_its_sigkilled_parent(poison):
+    """The parent watch thread cannot run while gdcm loops with the GIL held: the kernel's death signal must act."""
+    alive = _helper_outlives_killed_parent(_HANG_HELPER, poison["gdcm_hang_baseline.dcm"], settle=2)  # looping
     assert not alive, "a helper stuck in gdcm outlived its SIGKILLed parent"
 
 
@@ -175,16 +184,4 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.slow
 def test_the_decoder_helper_dies_with_its_parent_even_on_sigkill(clean_sv1):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    parent = subprocess.Popen([sys.executable, "-c", _KEEP_HELPER, str(clean_sv1)], cwd=REPO,
-                              env=env, stdout=subprocess.PIPE, text=True)
-    try:
-        helper = int(parent.stdout.readline())
-        assert _alive(helper)
-    finally:
-        parent.kill()
-        parent.wait()
-    deadline = time.monotonic() + 10
-    while _alive(helper) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(helper), "the decoding helper outlived its SIGKILLed parent"
+    assert not _helper_outlives_killed_parent(_KEEP_HELPER, clean_sv1), "the decoding helper outlived its SIGKILLed parent"
