@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("refusing to choose a threshold on the test split; use the validation split")
     bundle_root = args.bundle or default_bundle_root()
     if args.rescore:
+        ignored = [flag for flag, value in (("--shifts", args.shifts), ("--shortcut", args.shortcut)) if value]
+        if ignored:
+            raise SystemExit(f"--rescore runs no model, so {' and '.join(ignored)} cannot apply; leave them out")
         report = rescore_stress(args.output, threshold_method=args.threshold_method)
     else:
         report = stress_test(args.datalist, args.output, split=args.split, shifts=args.shifts,

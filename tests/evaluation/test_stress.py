@@ -136,11 +136,13 @@ def test_rescore_rebuilds_the_report_by_another_rule_without_running_the_model(b
         for metric in ("auc", "balanced_accuracy", "sensitivity", "specificity"):
             assert same["pooled"][key][metric] == pytest.approx(original["pooled"][key][metric])
     assert same["shortcut"] == {"n": 24, "marker": True}
-    labels, probs = map(np.concatenate, zip(_probs(out / "none"), _probs(out / "blur-2")))
+    labels, probs = map(np.concatenate, zip(_probs(out / "none"), _probs(out / "blur-2"), strict=True))
     other = rescore_stress(out, threshold_method="bayes-guarded")
     assert other["threshold_method"] == "bayes-guarded"
     assert other["stressed_threshold"] == pytest.approx(choose_threshold(labels, probs, method="bayes-guarded"))
     assert json.loads((out / "stress.json").read_text())["threshold_method"] == "bayes-guarded"
     assert main(["stress", str(datalist), "--output", str(out), "--rescore"]) == 0
+    with pytest.raises(SystemExit, match="--shortcut cannot apply"):
+        main(["stress", str(datalist), "--output", str(out), "--rescore", "--shortcut"])
     assert json.loads((out / "stress.json").read_text())["stressed_threshold"] == pytest.approx(
         original["stressed_threshold"])
