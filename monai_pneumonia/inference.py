@@ -66,20 +66,23 @@ class BundleClassifier:
 
     Args:
         preprocessing: the bundle's ``preprocessing`` transform (dictionary transforms on ``{"image": path}``).
-        network: the model, with its weights and ``operating_threshold`` loaded.
+        network: the eager model, with its weights and ``operating_threshold`` loaded (Grad-CAM, threshold).
         inferer: the bundle's ``inferer``.
         postprocessing: the bundle's ``postprocessing`` (softmax on ``pred``).
         device: where the network runs.
         batch_size: images per forward pass.
         workflow: the ``ConfigWorkflow`` the components come from, if any.
+        runtime: the module that runs the forward passes, the bundle's ``inference_network`` (default:
+            ``network``), e.g. its ONNX Runtime export (:func:`~monai_pneumonia.networks.runtime_network`).
 
     Use :meth:`from_bundle` rather than the constructor.
     """
 
     def __init__(self, preprocessing, network, inferer, postprocessing, device: torch.device, batch_size: int = 16,
-                 workflow: Any = None):
+                 workflow: Any = None, runtime: torch.nn.Module | None = None):
         self.preprocessing = preprocessing
         self.network = network.eval()
+        self.runtime = runtime.eval() if runtime is not None else self.network
         self.inferer = inferer
         self.postprocessing = postprocessing
         self.device = device
@@ -119,6 +122,7 @@ class BundleClassifier:
                                  ckpt_path=os.fspath(ckpt), device=device, **overrides)
         try:
             network = workflow.parser.get_parsed_content("network")
+            runtime = workflow.parser.get_parsed_content("inference_network")
         except Exception as error:  # noqa: BLE001 - MONAI wraps the loader's errors in RuntimeError
             cause = find_cause(error, ValueError) or find_cause(error, FileNotFoundError)
             if cause is not None:
@@ -132,6 +136,7 @@ class BundleClassifier:
             device=workflow.device,
             batch_size=batch_size or int(workflow.parser.get_parsed_content("batch_size")),
             workflow=workflow,
+            runtime=runtime,
         )
 
     @property
@@ -208,7 +213,7 @@ class BundleClassifier:
     def _classify_batch(self, batch: dict, threshold: float) -> list[tuple[float, dict]]:
         images = batch["image"].to(self.device)
         with torch.no_grad():
-            batch["pred"] = self.inferer(images, self.network)
+            batch["pred"] = self.inferer(images, self.runtime)
         outputs = []
         for item in decollate_batch(batch):
             item = self.postprocessing(item)
@@ -251,4 +256,5 @@ class BundleClassifier:
         return save_png(self.cam_overlay(result.image, result), Path(folder) / CamWriter.overlay_name(result.image))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(threshold={self.threshold:.4f}, device={self.device}, batch_size={self.batch_size})"
+        return (f"{type(self).__name__}(threshold={self.threshold:.4f}, device={self.device}, batch_size={self.batch_size}, "
+                f"runtime={type(self.runtime).__name__})")

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,18 @@ CONFIGS = REPO / "bundle" / "configs"
 #: Overrides that make every bundle config tiny; the same for train, evaluate and inference.
 TINY = ["--network_def#depth", "18", "--image_size", "32", "--batch_size", "4", "--num_workers", "0",
         "--progress_bar", "False"]
+
+
+def pytest_configure(config) -> None:
+    """Keep the ONNX exports of test checkpoints (``runtime_network``'s cache) out of the user's cache."""
+    if "MONAI_PNEUMONIA_CACHE" not in os.environ:
+        config.onnx_cache = os.environ["MONAI_PNEUMONIA_CACHE"] = tempfile.mkdtemp(prefix="monai-pneumonia-test-")
+
+
+def pytest_unconfigure(config) -> None:
+    cache = getattr(config, "onnx_cache", None)
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def configured_network(config: str = "train.json", **overrides):

@@ -93,3 +93,24 @@ def test_trained_model_fast_path_matches_fp32_on_real_images(batch):
     reference, fast = _fp32_and_fast(config, network.eval(), batch)
     difference = (fast - reference).abs()
     assert float(difference.max()) < TOLERANCE, f"bf16 differs from fp32 by up to {float(difference.max()):.4f}"
+
+
+@pytest.mark.skipif(not CHECKPOINT.is_file(), reason="no trained checkpoint at bundle/models/model.pt")
+def test_onnxruntime_backend_gives_the_fp32_decisions_of_the_shipped_model(batch, tmp_path):
+    """The bundle's default backend on this CPU: decisions equal to fp32 eager, probabilities within 0.01 (far less)."""
+    pytest.importorskip("onnxruntime")
+    from monai_pneumonia.networks import OnnxRuntimeNetwork, runtime_network
+
+    config = _config(depth=None)
+    network = config.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(CHECKPOINT, map_location="cpu", weights_only=True))
+    network.eval()
+    fast = runtime_network(network, config.get_parsed_content("backend"), CHECKPOINT, cache_dir=tmp_path)
+    assert isinstance(fast, OnnxRuntimeNetwork)  # "auto" on a CPU with onnxruntime installed
+    threshold = float(network.operating_threshold)
+    with torch.no_grad():
+        reference = torch.softmax(network(batch), dim=1)[:, PNEUMONIA]
+    candidate = torch.softmax(config.get_parsed_content("inferer")(batch, fast), dim=1)[:, PNEUMONIA]
+    assert torch.equal(candidate >= threshold, reference >= threshold)
+    difference = float((candidate - reference).abs().max())
+    assert difference < 1e-4, f"ONNX Runtime differs from fp32 eager by up to {difference:.2e}"

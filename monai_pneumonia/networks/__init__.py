@@ -19,9 +19,11 @@ from .pretrained import (
     map_torchvision_key,
     torchvision_resnet_layout,
 )
+from .runtime import BACKENDS, OnnxRuntimeNetwork, export_onnx, runtime_network
 
 __all__ = [
     "ATTENTION_TYPES",
+    "BACKENDS",
     "DEPTHS",
     "THRESHOLD_KEY",
     "AttentionResNet",
@@ -30,9 +32,11 @@ __all__ = [
     "CBAMBlock",
     "ChannelAttention",
     "MultiScaleFusion",
+    "OnnxRuntimeNetwork",
     "PretrainedReport",
     "SpatialAttention",
     "adapt_stem_weight",
+    "export_onnx",
     "half_precision_checkpoint",
     "load_checkpoint",
     "load_pretrained",
@@ -40,5 +44,6 @@ __all__ = [
     "load_weights",
     "store_threshold",
     "map_torchvision_key",
+    "runtime_network",
     "torchvision_resnet_layout",
 ]
