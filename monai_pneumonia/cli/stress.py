@@ -23,7 +23,9 @@ the DICOM listener and the MONAI Label app read it. --shortcut adds where the mo
 energy in the central thorax versus the border and corners); --compare-with applies the shipping rule of
 docs/model-v2-protocol.md against another model's stress output on the same split. --rescore runs no model: it
 rebuilds --output's stress.json from the per-shift evaluations already there, by --threshold-method (to compare
-two models at one rule without evaluating them again).
+two models at one rule without evaluating them again). --held-out-source REGEX reads the predictions of a model
+trained without the files matching REGEX (a second source of normal films, e.g. '^NORMAL2-'): each threshold rule
+is chosen on the other files and its specificity is read off on that source (docs/model-v2-protocol.md, addendum 4).
 
 Never run this on the test split: a threshold chosen there makes the test figures meaningless.
 """
@@ -60,6 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="write the pooled threshold into <ckpt-dir>/model.pt")
     parser.add_argument("--rescore", action="store_true",
                         help="no evaluation: rebuild OUTPUT/stress.json from its per-shift predictions by --threshold-method")
+    parser.add_argument("--held-out-source", default=None, metavar="REGEX",
+                        help="file-name regex of a source the model was trained without: compare threshold rules on it")
     parser.set_defaults(func=run)
     return parser
 
@@ -75,7 +79,14 @@ def run(args: argparse.Namespace) -> int:
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import bundle_file, default_bundle_root
-    from monai_pneumonia.evaluation import format_table, rescore_stress, shipping_decision, stress_test
+    from monai_pneumonia.evaluation import (
+        format_table,
+        format_transfer,
+        rescore_stress,
+        shipping_decision,
+        source_transfer,
+        stress_test,
+    )
     from monai_pneumonia.networks import store_threshold
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -92,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
                              bundle_root=bundle_root, ckpt_dir=args.ckpt_dir, threshold_method=args.threshold_method,
                              shortcut=args.shortcut)
     print(format_table(report))
+    if args.held_out_source is not None:
+        print(format_transfer(source_transfer(args.output, args.held_out_source)))
     if args.compare_with is not None:
         print(json.dumps({"shipping_decision": shipping_decision(args.output, args.compare_with)}, indent=2))
     if args.store_threshold:

@@ -29,15 +29,18 @@ from .stress import (
     stress_report,
     stress_test,
 )
+from .transfer import TRANSFER_RULES, format_transfer, source_transfer
 
 __all__ = [
     "ACQUISITION_SHIFTS",
     "BAYES_THRESHOLD",
     "THRESHOLD_RULES",
+    "TRANSFER_RULES",
     "acquisition_series",
     "cam_energy_shares",
     "choose_threshold",
     "fit_temperature",
+    "format_transfer",
     "guarded_bayes_threshold",
     "region_areas",
     "region_masks",
@@ -48,6 +51,7 @@ __all__ = [
     "acquisition_shift",
     "format_table",
     "read_predictions",
+    "source_transfer",
     "stress_test",
     "binary_metrics",
     "calibration_bins",
