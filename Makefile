@@ -41,7 +41,7 @@ demo: setup
 
 bench: setup
 	$(PY) benchmarks/bench_loading.py
-	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_inference.py --acceptance
 	$(PY) benchmarks/bench_training.py
 
 clean:
