@@ -54,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--ckpt-dir", type=Path, default=None, help="folder of model.pt (default: <bundle>/models)")
     parser.add_argument("--threshold-method", default="youden", choices=THRESHOLD_RULES,
                         help="rule for the pooled threshold (default: %(default)s)")
+    parser.add_argument("--threshold-target", type=float, default=None, metavar="X",
+                        help="the rule's target: sensitivity or specificity to keep, or bayes-guarded's specificity "
+                             "guard (default: the rule's own, 0.97 / 0.95)")
     parser.add_argument("--shortcut", action="store_true",
                         help="measure the share of Grad-CAM energy in the thorax, border and corners on the clean split")
     parser.add_argument("--compare-with", type=Path, default=None, metavar="DIR",
@@ -97,11 +100,12 @@ def run(args: argparse.Namespace) -> int:
         ignored = [flag for flag, value in (("--shifts", args.shifts), ("--shortcut", args.shortcut)) if value]
         if ignored:
             raise SystemExit(f"--rescore runs no model, so {' and '.join(ignored)} cannot apply; leave them out")
-        report = rescore_stress(args.output, threshold_method=args.threshold_method)
+        report = rescore_stress(args.output, threshold_method=args.threshold_method,
+                                threshold_target=args.threshold_target)
     else:
         report = stress_test(args.datalist, args.output, split=args.split, shifts=args.shifts,
                              bundle_root=bundle_root, ckpt_dir=args.ckpt_dir, threshold_method=args.threshold_method,
-                             shortcut=args.shortcut)
+                             shortcut=args.shortcut, threshold_target=args.threshold_target)
     print(format_table(report))
     if args.held_out_source is not None:
         print(format_transfer(source_transfer(args.output, args.held_out_source)))

@@ -114,6 +114,7 @@ def stress_test(
     threshold_method: str = "youden",
     n_bootstrap: int = 1000,
     shortcut: bool = False,
+    threshold_target: float | None = None,
     **overrides,
 ) -> dict:
     """Evaluate the bundle's model on ``split`` of ``datalist`` under each acquisition shift.
@@ -131,6 +132,7 @@ def stress_test(
         n_bootstrap: bootstrap resamples of each evaluation's AUC/F1 intervals.
         shortcut: also measure where the model looks on the clean split
             (:func:`~monai_pneumonia.evaluation.shortcut.shortcut_measurement`), as ``report["shortcut"]``.
+        threshold_target: the rule's target (see :func:`stress_report`); default: the rule's own.
         overrides: further ``evaluate.json`` overrides (e.g. ``device``, ``num_workers``).
 
     Returns:
@@ -168,7 +170,8 @@ def stress_test(
         )
         stored, predictions[name], results[name] = _read_shift(folder, name)
 
-    report = stress_report(predictions, results, stored, split, os.fspath(datalist), threshold_method)
+    report = stress_report(predictions, results, stored, split, os.fspath(datalist), threshold_method,
+                           threshold_target)
     if shortcut:
         clean = predictions.get("none", predictions[names[0]])[0]
         ckpt = Path(ckpt_dir) / "model.pt" if ckpt_dir is not None else None
@@ -184,6 +187,7 @@ def stress_report(
     split: str,
     datalist: str,
     threshold_method: str = "youden",
+    threshold_target: float | None = None,
 ) -> dict:
     """The stress report from per-shift predictions: the pooled threshold, each shift and the pool at both thresholds.
 
@@ -195,12 +199,18 @@ def stress_report(
         split: the datalist split the predictions are of.
         datalist: the datalist path (recorded).
         threshold_method: rule for the pooled threshold (:func:`~monai_pneumonia.evaluation.choose_threshold`).
+        threshold_target: the rule's target: the sensitivity or specificity to keep (``"sensitivity"``,
+            ``"specificity"``), the specificity guard (``"bayes-guarded"``); default: the rule's own.
 
     Returns:
         The report of :func:`stress_test` without ``shortcut``.
     """
     pooled_images, pooled_labels, pooled_probs = _pool(list(predictions.values()))
-    stressed = choose_threshold(pooled_labels, pooled_probs, method=threshold_method)
+    options = {} if threshold_target is None else {
+        "min_specificity" if threshold_method == "bayes-guarded" else "target": threshold_target}
+    if options and threshold_method == "youden":
+        raise ValueError("Youden's rule takes no target")
+    stressed = choose_threshold(pooled_labels, pooled_probs, method=threshold_method, **options)
     for name, (_, labels, probs) in predictions.items():
         results[name]["at_stressed"] = _summary(binary_metrics(labels, probs, stressed, n_bootstrap=0))
     pooled = {}
@@ -212,6 +222,7 @@ def stress_report(
         "split": split,
         "datalist": datalist,
         "threshold_method": threshold_method,
+        "threshold_target": threshold_target,
         "stored_threshold": stored,
         "stressed_threshold": stressed,
         "pooled": pooled,
@@ -227,7 +238,8 @@ def stress_report(
     }
 
 
-def rescore_stress(output_dir: str | os.PathLike, threshold_method: str = "youden") -> dict:
+def rescore_stress(output_dir: str | os.PathLike, threshold_method: str = "youden",
+                   threshold_target: float | None = None) -> dict:
     """Rebuild a stress report from the per-shift evaluations already in ``output_dir``, by another threshold rule.
 
     No model runs: each shift's ``metrics.json`` and ``predictions.csv`` are read back, so two models can be compared
@@ -236,6 +248,7 @@ def rescore_stress(output_dir: str | os.PathLike, threshold_method: str = "youde
     Args:
         output_dir: a :func:`stress_test` output folder (its ``stress.json`` names the shifts and the datalist).
         threshold_method: rule for the pooled threshold.
+        threshold_target: the rule's target (see :func:`stress_report`).
 
     Returns:
         The new report, also written to ``output_dir/stress.json``.
@@ -248,7 +261,8 @@ def rescore_stress(output_dir: str | os.PathLike, threshold_method: str = "youde
     predictions, results, stored = {}, {}, None
     for name in previous["shifts"]:
         stored, predictions[name], results[name] = _read_shift(output / name, name)
-    report = stress_report(predictions, results, stored, previous["split"], previous["datalist"], threshold_method)
+    report = stress_report(predictions, results, stored, previous["split"], previous["datalist"], threshold_method,
+                           threshold_target)
     if "shortcut" in previous:
         report["shortcut"] = previous["shortcut"]
     (output / "stress.json").write_text(json.dumps(report, indent=2))
@@ -296,7 +310,9 @@ def format_table(report: dict) -> str:
         rows.append(f"| {name} | " + " | ".join("-" if c is None else f"{c:.4f}" for c in cells) + " |")
     footer = (
         f"\nstored threshold {report['stored_threshold']:.4f}; * = at the stressed threshold "
-        f"{report['stressed_threshold']:.4f} ({report['threshold_method']} on the pooled predictions)"
+        f"{report['stressed_threshold']:.4f} ({report['threshold_method']}"
+        + (f", target {report['threshold_target']:g}" if report.get("threshold_target") is not None else "")
+        + " on the pooled predictions)"
     )
     for key, label in (("at_stored", "stored"), ("at_stressed", "stressed")):
         series = report.get("series", {}).get(key, {})

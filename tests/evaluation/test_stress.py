@@ -141,6 +141,15 @@ def test_rescore_rebuilds_the_report_by_another_rule_without_running_the_model(b
     assert other["threshold_method"] == "bayes-guarded"
     assert other["stressed_threshold"] == pytest.approx(choose_threshold(labels, probs, method="bayes-guarded"))
     assert json.loads((out / "stress.json").read_text())["threshold_method"] == "bayes-guarded"
+    strict = rescore_stress(out, threshold_method="specificity", threshold_target=0.99)
+    assert strict["threshold_target"] == 0.99
+    assert strict["stressed_threshold"] == pytest.approx(choose_threshold(labels, probs, "specificity", target=0.99))
+    with pytest.raises(ValueError, match="takes no target"):
+        rescore_stress(out, threshold_method="youden", threshold_target=0.9)
+    assert main(["stress", str(datalist), "--output", str(out), "--rescore", "--threshold-method", "sensitivity",
+                 "--threshold-target", "0.9"]) == 0
+    assert json.loads((out / "stress.json").read_text())["stressed_threshold"] == pytest.approx(
+        choose_threshold(labels, probs, "sensitivity", target=0.9))
     assert main(["stress", str(datalist), "--output", str(out), "--rescore"]) == 0
     with pytest.raises(SystemExit, match="--shortcut cannot apply"):
         main(["stress", str(datalist), "--output", str(out), "--rescore", "--shortcut"])
