@@ -41,7 +41,8 @@ def guarded_bayes_threshold(
     return float(max(bayes_threshold, guard))
 
 
-def choose_threshold(labels: Any, probs: Any, method: str = "bayes-guarded", **kw: float) -> float:
+def choose_threshold(labels: Any, probs: Any, method: str = "bayes-guarded", target: float | None = None,
+                     **kw: float) -> float:
     """Choose the operating threshold on validation predictions (never the test split) by a named rule.
 
     Args:
@@ -49,16 +50,23 @@ def choose_threshold(labels: Any, probs: Any, method: str = "bayes-guarded", **k
         probs: pneumonia probabilities.
         method: one of :data:`THRESHOLD_RULES`; the last three are
             :func:`~monai_pneumonia.evaluation.select_threshold`'s methods.
-        kw: the rule's options (``min_specificity`` for ``"bayes-guarded"``, ``target`` for the others).
+        target: the rule's target: the sensitivity or specificity to keep (``"sensitivity"``, ``"specificity"``),
+            the specificity guard (``"bayes-guarded"``'s ``min_specificity``); default: the rule's own. Youden's
+            rule takes none.
+        kw: the rule's other options (e.g. ``bayes_threshold`` for ``"bayes-guarded"``).
 
     Returns:
         The threshold, in (0, 1).
 
     Raises:
-        ValueError: an unknown rule, or what the rule raises (e.g. a single class).
+        ValueError: an unknown rule, a target for Youden's rule, or what the rule raises (e.g. a single class).
     """
     if method not in THRESHOLD_RULES:
         raise ValueError(f"unknown threshold rule {method!r}; choose one of {THRESHOLD_RULES}")
+    if target is not None:
+        if method == "youden":
+            raise ValueError("Youden's rule takes no target")
+        kw["min_specificity" if method == "bayes-guarded" else "target"] = target
     if method == "bayes-guarded":
         return guarded_bayes_threshold(np.asarray(labels), np.asarray(probs), **kw)
     return select_threshold(labels, probs, method=method, **kw)

@@ -199,18 +199,14 @@ def stress_report(
         split: the datalist split the predictions are of.
         datalist: the datalist path (recorded).
         threshold_method: rule for the pooled threshold (:func:`~monai_pneumonia.evaluation.choose_threshold`).
-        threshold_target: the rule's target: the sensitivity or specificity to keep (``"sensitivity"``,
-            ``"specificity"``), the specificity guard (``"bayes-guarded"``); default: the rule's own.
+        threshold_target: the rule's target (:func:`~monai_pneumonia.evaluation.choose_threshold`'s ``target``);
+            default: the rule's own.
 
     Returns:
         The report of :func:`stress_test` without ``shortcut``.
     """
     pooled_images, pooled_labels, pooled_probs = _pool(list(predictions.values()))
-    options = {} if threshold_target is None else {
-        "min_specificity" if threshold_method == "bayes-guarded" else "target": threshold_target}
-    if options and threshold_method == "youden":
-        raise ValueError("Youden's rule takes no target")
-    stressed = choose_threshold(pooled_labels, pooled_probs, method=threshold_method, **options)
+    stressed = choose_threshold(pooled_labels, pooled_probs, method=threshold_method, target=threshold_target)
     for name, (_, labels, probs) in predictions.items():
         results[name]["at_stressed"] = _summary(binary_metrics(labels, probs, stressed, n_bootstrap=0))
     pooled = {}

@@ -17,17 +17,17 @@ import numpy as np
 
 from .metrics import roc_auc
 from .operating_point import choose_threshold
-from .stress import read_predictions
+from .stress import _pool, read_predictions
 
 __all__ = ["TRANSFER_RULES", "format_transfer", "source_transfer"]
 
-#: The rules compared: ``(name, threshold rule, its options)`` (:func:`~monai_pneumonia.evaluation.choose_threshold`).
-TRANSFER_RULES: tuple[tuple[str, str, dict[str, float]], ...] = (
-    ("youden", "youden", {}),
-    ("bayes-guarded", "bayes-guarded", {}),
-    ("specificity-0.97", "specificity", {"target": 0.97}),
-    ("specificity-0.99", "specificity", {"target": 0.99}),
-    ("sensitivity-0.97", "sensitivity", {"target": 0.97}),
+#: The rules compared: ``(name, threshold rule, its target or None)`` (:func:`~monai_pneumonia.evaluation.choose_threshold`).
+TRANSFER_RULES: tuple[tuple[str, str, float | None], ...] = (
+    ("youden", "youden", None),
+    ("bayes-guarded", "bayes-guarded", None),
+    ("specificity-0.97", "specificity", 0.97),
+    ("specificity-0.99", "specificity", 0.99),
+    ("sensitivity-0.97", "sensitivity", 0.97),
 )
 #: A held-out specificity this close to the in-source one (at the Youden threshold) means no source shift.
 SHIFT_MARGIN = 0.02
@@ -45,7 +45,7 @@ def _rates(labels: np.ndarray, probs: np.ndarray, threshold: float) -> tuple[flo
 def source_transfer(
     output_dir: str | os.PathLike,
     held_out: str,
-    rules: tuple[tuple[str, str, dict[str, float]], ...] = TRANSFER_RULES,
+    rules: tuple[tuple[str, str, float | None], ...] = TRANSFER_RULES,
     min_sensitivity: float = 0.95,
 ) -> dict:
     """Compare threshold rules on a source the model never saw, from a stress validation's predictions.
@@ -75,14 +75,9 @@ def source_transfer(
     except re.error as error:
         raise ValueError(f"held-out source {held_out!r} is not a valid regular expression: {error}") from None
     stress = json.loads((output / "stress.json").read_text())
-    images, labels, probs, clean = [], [], [], []
-    for name in stress["shifts"]:
-        shift_images, shift_labels, shift_probs = read_predictions(output / name / "predictions.csv")
-        images += shift_images
-        labels.append(shift_labels)
-        probs.append(shift_probs)
-        clean += [name == "none"] * len(shift_images)
-    labels, probs, clean = np.concatenate(labels), np.concatenate(probs), np.array(clean)
+    per_shift = {name: read_predictions(output / name / "predictions.csv") for name in stress["shifts"]}
+    images, labels, probs = _pool(list(per_shift.values()))
+    clean = np.concatenate([np.full(len(shift[0]), name == "none") for name, shift in per_shift.items()])
     held = np.array([bool(pattern.search(os.path.basename(image))) for image in images])
     if not (held & (labels == 0)).any():
         raise ValueError(f"{output}: no normal image matches the held-out source {held_out!r}")
@@ -101,8 +96,8 @@ def source_transfer(
         "auc": {"in_source": roc_auc(labels[inside], probs[inside]), "held_out_normals": roc_auc(labels[versus], probs[versus])},
         "rules": {},
     }
-    for name, method, options in rules:
-        threshold = choose_threshold(labels[inside], probs[inside], method=method, **options)
+    for name, method, target in rules:
+        threshold = choose_threshold(labels[inside], probs[inside], method=method, target=target)
         row: dict = {"threshold": threshold}
         for part, mask in (("pooled", np.ones_like(clean)), ("clean", clean)):
             sensitivity, specificity = _rates(labels[inside & mask], probs[inside & mask], threshold)
