@@ -32,10 +32,9 @@ _INPUT, _OUTPUT = "image", "logits"
 
 def default_cache_dir() -> Path:
     """``$MONAI_PNEUMONIA_CACHE`` or ``$XDG_CACHE_HOME/monai-pneumonia`` (``~/.cache/monai-pneumonia``), then ``onnx/``."""
-    root = os.environ.get("MONAI_PNEUMONIA_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    if "MONAI_PNEUMONIA_CACHE" not in os.environ:
-        root = Path(root) / "monai-pneumonia"
-    return Path(root) / "onnx"
+    if os.environ.get("MONAI_PNEUMONIA_CACHE"):
+        return Path(os.environ["MONAI_PNEUMONIA_CACHE"]) / "onnx"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "monai-pneumonia" / "onnx"
 
 
 def export_onnx(network: torch.nn.Module, path: str | os.PathLike, image_size: int = 224) -> Path:
@@ -109,7 +108,7 @@ class OnnxRuntimeNetwork(torch.nn.Module):
 def _cache_key(network: torch.nn.Module, ckpt_path: str | os.PathLike | None) -> str:
     digest = hashlib.sha256(f"{torch.__version__}|{OPSET}|{network!r}".encode())
     if ckpt_path is not None and Path(ckpt_path).is_file():
-        with open(ckpt_path, "rb") as source:
+        with open(ckpt_path, "rb") as source:  # not registry.sha256_file: registry imports this package
             digest.update(hashlib.file_digest(source, "sha256").digest())
     else:  # no file: the weights themselves
         for name, tensor in network.state_dict().items():
@@ -146,6 +145,7 @@ def runtime_network(
     Raises:
         ValueError: unknown ``backend``, or ``"onnxruntime"`` requested for a non-CPU device.
         ImportError: ``"onnxruntime"`` requested and ONNX Runtime is not installed.
+        AttributeError: ``network`` has no ``operating_threshold`` (not the bundle's network).
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
@@ -162,7 +162,7 @@ def runtime_network(
         except ImportError:
             logger.info("onnxruntime is not installed: the network runs in eager PyTorch")
             return network
-    threshold = float(getattr(network, "operating_threshold", 0.5))
+    threshold = float(network.operating_threshold)  # AttributeError for a network without one: no guessed 0.5
     model = network.to("cpu")
     key = _cache_key(model, ckpt_path)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
