@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         "image_size": args.size,
         "bundle": str(bundle),
         "platform": {"python": platform.python_version(), "machine": platform.machine(),
-                     "cpus": __import__("os").cpu_count(), "load_average": __import__("os").getloadavg()},
+                     "cpus": os.cpu_count(), "load_average": os.getloadavg()},
     }
     modes = [("burst", 0.0, args.count), ("paced", args.rate, round(args.rate * args.duration))]
     for name, rate, count in modes:
