@@ -23,6 +23,10 @@ would (every option below is one override of that command). Checkpoints, TensorB
 go to a new run folder (default: <bundle>/runs/<date>-<time>-<pid>/, best model in models/model.pt); the shipped
 model <bundle>/models/model.pt is never touched. Make a run's model the shipped one deliberately with
 `monai-pneumonia promote RUN/models/model.pt`.
+
+Every epoch also writes the full training state (network, EMA weights, optimizer, learning-rate schedule, trainer,
+best validation score) to RUN/state_checkpoint_epoch=N.pt, keeping the latest; `--resume` continues a stopped run
+from it, in the same folder. Give the same data, epochs and --set options as the first time.
 """
 
 
@@ -43,10 +47,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--output-dir", type=Path, default=None,
                         help="run folder (default: a new <bundle>/runs/<date>-<time>-<pid>/)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the bundle's max_epochs)")
+    parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="STATE_CHECKPOINT",
+                        help="continue a stopped run: from this state_checkpoint_epoch=N.pt (the run folder is its "
+                             "folder), or, alone, from the latest one in --output-dir")
     add_bundle_argument(parser)
     add_common_options(parser)
     parser.set_defaults(func=run)
     return parser
+
+
+def _resume_paths(resume: str | None, output_dir: Path | None) -> tuple[Path | None, Path | None]:
+    """The state checkpoint to resume from and the run folder, from ``--resume`` and ``--output-dir``.
+
+    Raises:
+        FileNotFoundError: the checkpoint, or any checkpoint in ``--output-dir``, is missing.
+        ValueError: ``--resume`` alone without ``--output-dir``, or a checkpoint outside ``--output-dir``.
+    """
+    from monai_pneumonia.workflows.resume import latest_state_checkpoint
+
+    if resume is None:
+        return None, output_dir
+    if resume == "latest":
+        if output_dir is None:
+            raise ValueError("--resume without a checkpoint needs --output-dir: the run folder to continue")
+        return latest_state_checkpoint(output_dir), output_dir
+    checkpoint = Path(resume)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"{checkpoint}: no such training-state checkpoint")
+    if output_dir is not None and output_dir.resolve() != checkpoint.parent.resolve():
+        raise ValueError(f"{checkpoint} belongs to the run folder {checkpoint.parent}, not --output-dir {output_dir}")
+    return checkpoint, checkpoint.parent
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         args: the parsed arguments.
 
     Returns:
-        0.
+        0, or 2 when ``--resume`` finds nothing to resume.
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import default_bundle_root, run_workflow
@@ -65,13 +95,20 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     bundle_root = (args.bundle or default_bundle_root()).resolve()
+    try:
+        resume, output_dir = _resume_paths(args.resume, args.output_dir)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"monai-pneumonia train: error: {error}", file=sys.stderr)
+        return 2
     overrides = common_overrides(args)
     overrides.update(
         dataset_dir=os.fspath(args.dataset_dir.resolve()) if args.dataset_dir else None,
         datalist=os.fspath(args.datalist.resolve()) if args.datalist else None,
-        output_dir=os.fspath(args.output_dir.resolve()) if args.output_dir else None,
+        output_dir=os.fspath(output_dir.resolve()) if output_dir else None,
         max_epochs=args.epochs,
     )
+    if resume is not None:
+        overrides["resume"] = os.fspath(resume.resolve())
     with logs_to_stderr():
         workflow = run_workflow("train.json", bundle_root=bundle_root, **overrides)
     parser = workflow.parser

@@ -23,9 +23,12 @@ from monai_pneumonia.workflows.handlers import (
 )
 from monai_pneumonia.workflows.progress import ProgressBar
 from monai_pneumonia.workflows.resolution import ProgressiveResize
+from monai_pneumonia.workflows.resume import STATE_PREFIX, BestModelState, latest_state_checkpoint
 
 __all__ = [
     "CAM_PATHS_KEY",
+    "STATE_PREFIX",
+    "BestModelState",
     "CLASS_NAMES",
     "REFUSED_KEY",
     "CamWriter",
@@ -40,6 +43,7 @@ __all__ = [
     "collate_with_refusals",
     "find_input_error",
     "image_items",
+    "latest_state_checkpoint",
     "operating_threshold",
     "pneumonia_probability",
     "predicted_class",

@@ -13,6 +13,7 @@ import torch
 from monai_pneumonia.cli import main
 from monai_pneumonia.cli.overrides import parse_set
 from monai_pneumonia.registry import sha256_file
+from monai_pneumonia.workflows import latest_state_checkpoint
 
 
 @pytest.fixture()
@@ -109,3 +110,46 @@ def test_unavailable_device_is_a_one_line_error(tiny_bundle, tiny_dataset, tmp_p
     assert result.stderr.strip().splitlines() == [
         "monai-pneumonia: error: device 'cuda:999' is not available on this machine "
         f"({torch.cuda.device_count()} cuda device(s)); use --device cpu"]
+
+
+def _train(bundle, dataset, *extra):
+    return main(["train", "--bundle", str(bundle), "--dataset-dir", str(dataset), "--batch-size", "4",
+                 "--num-workers", "0", "--no-progress", "--set", "val_fraction=0.34", *extra])
+
+
+def test_a_stopped_run_resumes_from_its_last_epoch(bundle_copy, tiny_dataset, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    # the first sitting stops after epoch 1 of 2: max_epochs 1 of the trainer, 2 for the learning-rate schedule
+    assert _train(bundle_copy, tiny_dataset, "--epochs", "2", "--output-dir", str(run_dir),
+                  "--set", "train#trainer#max_epochs=1") == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["epochs"] == 1 and first["best_epoch"] == 1
+    state_file = run_dir / "state_checkpoint_epoch=1.pt"
+    state = torch.load(state_file, weights_only=False)
+    assert {"network", "ema", "optimizer", "lr_scheduler", "trainer", "best_model"} <= set(state)
+    iterations = state["trainer"]["epoch_length"]
+    assert state["trainer"]["iteration"] == iterations and state["best_model"]["best_metric_epoch"] == 1
+    # the best model of epoch 1 scores higher than anything epoch 2 can reach: the resumed run must keep it
+    state["best_model"]["best_metric"] = 2.0
+    torch.save(state, state_file)
+    best_before = (run_dir / "models" / "model.pt").read_bytes()
+
+    assert _train(bundle_copy, tiny_dataset, "--epochs", "2", "--output-dir", str(run_dir), "--resume") == 0
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["epochs"] == 2 and resumed["best_epoch"] == 1 and resumed["best_val_auc"] == 2.0
+    assert (run_dir / "models" / "model.pt").read_bytes() == best_before
+    # the checkpoint resumed from stays; the latest one is the new epoch's
+    assert latest_state_checkpoint(run_dir).name == "state_checkpoint_epoch=2.pt" and state_file.is_file()
+    final = torch.load(run_dir / "state_checkpoint_epoch=2.pt", weights_only=False)
+    assert final["trainer"]["iteration"] == 2 * iterations
+    # the schedule went on where it stopped instead of restarting its warm-up
+    assert final["lr_scheduler"]["last_epoch"] == 2 * state["lr_scheduler"]["last_epoch"]
+
+
+def test_resume_refuses_what_it_cannot_resume(bundle_copy, tiny_dataset, tmp_path, capsys):
+    assert _train(bundle_copy, tiny_dataset, "--resume") == 2
+    assert "needs --output-dir" in capsys.readouterr().err
+    assert _train(bundle_copy, tiny_dataset, "--output-dir", str(tmp_path), "--resume") == 2
+    assert "no training-state checkpoint" in capsys.readouterr().err
+    assert _train(bundle_copy, tiny_dataset, "--resume", str(tmp_path / "missing.pt")) == 2
+    assert "missing.pt: no such training-state checkpoint" in capsys.readouterr().err
