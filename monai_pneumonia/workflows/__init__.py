@@ -1,5 +1,6 @@
 """Training, evaluation and inference workflow parts used by the bundle configs."""
 
+from monai_pneumonia.workflows.batchnorm import BatchNormRecalibration
 from monai_pneumonia.workflows.datasets import (
     REFUSED_KEY,
     RefusingDataset,
@@ -27,6 +28,7 @@ from monai_pneumonia.workflows.resume import STATE_PREFIX, BestModelState, lates
 
 __all__ = [
     "CAM_PATHS_KEY",
+    "BatchNormRecalibration",
     "STATE_PREFIX",
     "BestModelState",
     "CLASS_NAMES",
