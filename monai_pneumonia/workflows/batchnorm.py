@@ -7,6 +7,7 @@ from itertools import islice
 
 import torch
 from ignite.engine import Engine, Events
+from monai.utils import convert_to_tensor
 from torch.optim.swa_utils import update_bn
 
 __all__ = ["BatchNormRecalibration"]
@@ -45,8 +46,7 @@ class BatchNormRecalibration:
 
     def _images(self) -> Iterator[torch.Tensor]:
         for batch in islice(self.loader, self.max_batches):
-            image = batch["image"]
-            image = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)  # MONAI MetaTensor
+            image = convert_to_tensor(batch["image"], track_meta=False)  # a MetaTensor becomes a plain tensor
             yield image.to(self.device, memory_format=torch.channels_last)
 
     def __call__(self, engine: Engine | None = None) -> None:
