@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +158,7 @@ def available_device(name: str) -> torch.device:
 
 
 def load_workflow(
-    config_name: str,
+    config_name: str | Sequence[str],
     bundle_root: str | os.PathLike | None = None,
     workflow_type: str | None = None,
     **overrides: Any,
@@ -168,7 +169,8 @@ def load_workflow(
     (:func:`monai_logs_to_stderr`). The executed config is not saved.
 
     Args:
-        config_name: e.g. ``"inference.json"`` or ``"evaluate.json"``.
+        config_name: e.g. ``"inference.json"`` or ``"evaluate.json"``; a list layers each config over the ones
+            before it, as ``--config_file "['train.json', 'distill.json']"`` does for ``python -m monai.bundle run``.
         bundle_root: the bundle (default: :func:`default_bundle_root`).
         workflow_type: ``"inference"`` or ``"train"`` to have MONAI check and expose the standard properties.
         overrides: config overrides (``None`` values are left out); a ``device`` string becomes a ``torch.device``
@@ -182,17 +184,19 @@ def load_workflow(
         DeviceUnavailableError: the ``device`` override names a device this machine does not have.
     """
     root = Path(bundle_root) if bundle_root is not None else default_bundle_root()
-    config_file = bundle_file(root, config_name)
+    names = [config_name] if isinstance(config_name, str) else list(config_name)
+    config_files = [bundle_file(root, name) for name in names]
     overrides = {key: config_literal(value) for key, value in overrides.items() if value is not None}
     if isinstance(overrides.get("device"), str):
         overrides["device"] = available_device(overrides["device"])
-    overrides = {**sibling_macros(config_file, root), **overrides}  # our own macros, after the literal quoting
+    macros = {key: value for file in config_files for key, value in sibling_macros(file, root).items()}
+    overrides = {**macros, **overrides}  # our own macros, after the literal quoting
     monai_logs_to_stderr()
     with warnings.catch_warnings():
         # create_workflow's notice that configs run code: the bundle's own configs are the trusted input here
         warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
         return create_workflow(
-            config_file=str(config_file),
+            config_file=[str(file) for file in config_files] if len(config_files) > 1 else str(config_files[0]),
             meta_file=str(bundle_file(root, "metadata.json")),
             logging_file=False,
             workflow_type=workflow_type,
@@ -202,11 +206,11 @@ def load_workflow(
         )
 
 
-def run_workflow(config_name: str, bundle_root: str | os.PathLike | None = None, **overrides: Any) -> BundleWorkflow:
+def run_workflow(config_name: str | Sequence[str], bundle_root: str | os.PathLike | None = None, **overrides: Any) -> BundleWorkflow:
     """Run one of the bundle's configs as ``python -m monai.bundle run`` would (initialize, run, finalize).
 
     Args:
-        config_name: e.g. ``"inference.json"`` or ``"evaluate.json"``.
+        config_name: e.g. ``"inference.json"``, or a list of configs to layer (see :func:`load_workflow`).
         bundle_root: the bundle (default: :func:`default_bundle_root`).
         overrides: config overrides, as for :func:`load_workflow`.
 

@@ -50,6 +50,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="STATE_CHECKPOINT",
                         help="continue a stopped run: from this state_checkpoint_epoch=N.pt (the run folder is its "
                              "folder), or, alone, from the latest one in --output-dir")
+    parser.add_argument("--teacher-predictions", nargs="+", type=Path, default=None, metavar="CSV",
+                        help="distil: layer configs/distill.json over train.json and train on soft targets mixed from "
+                             "the labels and the mean of these models' predictions.csv on the training images "
+                             "(monai-pneumonia evaluate --split training)")
     add_bundle_argument(parser)
     add_common_options(parser)
     parser.set_defaults(func=run)
@@ -86,12 +90,14 @@ def run(args: argparse.Namespace) -> int:
         args: the parsed arguments.
 
     Returns:
-        0, or 2 when ``--resume`` finds nothing to resume.
+        0, or 2 when ``--resume`` finds nothing to resume or the teacher predictions do not cover the training list.
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import default_bundle_root, run_workflow
+    from monai_pneumonia.errors import find_cause
     from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
     from monai_pneumonia.registry import sha256_file
+    from monai_pneumonia.workflows.distillation import TeacherPredictionError
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     bundle_root = (args.bundle or default_bundle_root()).resolve()
@@ -109,8 +115,19 @@ def run(args: argparse.Namespace) -> int:
     )
     if resume is not None:
         overrides["resume"] = os.fspath(resume.resolve())
-    with logs_to_stderr():
-        workflow = run_workflow("train.json", bundle_root=bundle_root, **overrides)
+    configs = ["train.json"]
+    if args.teacher_predictions:
+        configs.append("distill.json")
+        overrides["teacher_predictions"] = [os.fspath(path.resolve()) for path in args.teacher_predictions]
+    try:
+        with logs_to_stderr():
+            workflow = run_workflow(configs, bundle_root=bundle_root, **overrides)
+    except Exception as error:
+        teacher_error = find_cause(error, TeacherPredictionError)
+        if teacher_error is None:
+            raise
+        print(f"monai-pneumonia train: error: {teacher_error}", file=sys.stderr)  # the user's files: one line
+        return 2
     parser = workflow.parser
     validator = parser.get_parsed_content("validate#evaluator").state
     trainer = parser.get_parsed_content("train#trainer").state

@@ -3,6 +3,7 @@
 from monai_pneumonia.transforms.border import RandBorderErase, RandBorderEraseD, RandBorderErased, RandBorderEraseDict
 from monai_pneumonia.transforms.io import LoadXray, LoadXrayD, LoadXrayd, LoadXrayDict
 from monai_pneumonia.transforms.pipeline import INTENSITY_NORMALIZATIONS, xray_preprocessing
+from monai_pneumonia.transforms.soft_target import SoftTarget, SoftTargetD, SoftTargetd, SoftTargetDict
 
 __all__ = [
     "INTENSITY_NORMALIZATIONS",
@@ -14,5 +15,9 @@ __all__ = [
     "RandBorderEraseD",
     "RandBorderEraseDict",
     "RandBorderErased",
+    "SoftTarget",
+    "SoftTargetD",
+    "SoftTargetDict",
+    "SoftTargetd",
     "xray_preprocessing",
 ]

@@ -8,6 +8,7 @@ from monai_pneumonia.workflows.datasets import (
     find_input_error,
     image_items,
 )
+from monai_pneumonia.workflows.distillation import TeacherPredictionError, attach_teacher, mean_predictions
 from monai_pneumonia.workflows.evaluator import XrayEvaluator
 from monai_pneumonia.workflows.handlers import (
     CAM_PATHS_KEY,
@@ -41,11 +42,14 @@ __all__ = [
     "ProgressBar",
     "ProgressiveResize",
     "RefusingDataset",
+    "TeacherPredictionError",
     "XrayEvaluator",
+    "attach_teacher",
     "collate_with_refusals",
     "find_input_error",
     "image_items",
     "latest_state_checkpoint",
+    "mean_predictions",
     "operating_threshold",
     "pneumonia_probability",
     "predicted_class",

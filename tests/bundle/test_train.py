@@ -61,3 +61,42 @@ def test_init_checkpoint_and_ema_weights_are_what_is_saved(trained_bundle, tmp_p
         return float((state[key].float() - start[key].float()).abs().max())
 
     assert 0.0 < moved(finals["0.001"]) < 0.1 * moved(finals["0.9"]), "the saved weights are not the slow EMA of the init"
+
+
+def _teacher_csv(dataset, path, prob_for_label=(0.3, 0.6)):
+    """A teacher's ``predictions.csv`` over every image of ``dataset`` (as ``evaluate --split training`` writes)."""
+    rows = ["image,label,prob_pneumonia,prediction"]
+    for image in sorted(dataset.rglob("*.png")):
+        label = int(image.parent.name == "PNEUMONIA")
+        rows.append(f"{image},{label},{prob_for_label[label]},{'PNEUMONIA' if label else 'NORMAL'}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_distill_overlay_trains_on_the_mixed_soft_targets(tiny_dataset, tmp_path):
+    """``distill.json`` over ``train.json``: the training labels become label/teacher mixtures, validation stays hard."""
+    from monai_pneumonia.bundle import load_workflow
+
+    teachers = [_teacher_csv(tiny_dataset, tmp_path / "a.csv", (0.3, 0.6)),
+                _teacher_csv(tiny_dataset, tmp_path / "b.csv", (0.1, 1.0))]
+    workflow = load_workflow(["train.json", "distill.json"], bundle_root=CONFIGS.parent, dataset_dir=str(tiny_dataset),
+                             output_dir=str(tmp_path / "w"), val_fraction=0.34, teacher_predictions=[str(p) for p in teachers],
+                             teacher_weight=0.5, image_size=32, num_workers=0, progress_bar=False,
+                             network_def={"_target_": "monai_pneumonia.networks.AttentionResNet", "spatial_dims": 2,
+                                          "in_channels": 1, "num_classes": 2, "depth": 18})
+    dataset = workflow.parser.get_parsed_content("train#dataset")
+    expected = {0: torch.tensor([0.5 + 0.5 * 0.8, 0.5 * 0.2]), 1: torch.tensor([0.5 * 0.2, 0.5 + 0.5 * 0.8])}
+    for index in range(len(dataset)):
+        item = dataset[index]
+        pneumonia = "PNEUMONIA" in str(item["image"].meta["filename_or_obj"])
+        torch.testing.assert_close(item["label"], expected[int(pneumonia)])
+    validation = workflow.parser.get_parsed_content("validate#dataset")
+    assert int(validation[0]["label"]) in (0, 1)
+    workflow.finalize()
+
+    run_bundle("run", "--config_file", f"['{CONFIGS / 'train.json'}','{CONFIGS / 'distill.json'}']",
+               "--dataset_dir", str(tiny_dataset), "--ckpt_dir", str(tmp_path / "models"), "--output_dir",
+               str(tmp_path / "out"), "--train#trainer#max_epochs", "1", "--val_fraction", "0.34",
+               "--teacher_predictions", f"['{teachers[0]}','{teachers[1]}']", *TINY)
+    state = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
+    assert 0.0 < float(state["operating_threshold"]) < 1.0

@@ -153,3 +153,31 @@ def test_resume_refuses_what_it_cannot_resume(bundle_copy, tiny_dataset, tmp_pat
     assert "no training-state checkpoint" in capsys.readouterr().err
     assert _train(bundle_copy, tiny_dataset, "--resume", str(tmp_path / "missing.pt")) == 2
     assert "missing.pt: no such training-state checkpoint" in capsys.readouterr().err
+
+
+def test_distillation_from_evaluate_predictions_and_a_one_line_error_for_uncovered_images(tiny_bundle, tiny_dataset,
+                                                                                         tmp_path, capsys):
+    """``evaluate --split training`` gives the teachers' predictions; ``train --teacher-predictions`` trains on them."""
+    images = sorted(tiny_dataset.rglob("*.png"))
+    items = [{"image": str(p), "label": int(p.parent.name == "PNEUMONIA"), "patient": p.stem} for p in images]
+    datalist = tmp_path / "datalist.json"
+    datalist.write_text(json.dumps({"training": items[::2] + items[1::4], "validation": items[3::4]}))
+    assert main(["evaluate", "--bundle", str(tiny_bundle), "--datalist", str(datalist), "--split", "training",
+                 "--output-dir", str(tmp_path / "teacher"), "--no-progress", "--set", "n_bootstrap=0",
+                 "--set", "gallery_size=0"]) == 0
+    teacher = tmp_path / "teacher" / "predictions.csv"
+    capsys.readouterr()
+    assert main(["train", "--bundle", str(tiny_bundle), "--datalist", str(datalist), "--epochs", "1", "--batch-size",
+                 "4", "--num-workers", "0", "--no-progress", "--output-dir", str(tmp_path / "run2"),
+                 "--teacher-predictions", str(teacher), str(teacher)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["epochs"] == 1 and 0.0 < summary["threshold"] < 1.0
+
+    partial = tmp_path / "partial.csv"
+    partial.write_text("".join(teacher.read_text().splitlines(keepends=True)[:-1]))
+    missing = teacher.read_text().splitlines()[-1].split(",")[0]
+    status = main(["train", "--bundle", str(tiny_bundle), "--datalist", str(datalist), "--epochs", "1",
+                   "--no-progress", "--output-dir", str(tmp_path / "run3"), "--teacher-predictions", str(partial)])
+    err = capsys.readouterr().err
+    assert status == 2
+    assert f"error: {missing}: no teacher prediction" in err and "Traceback" not in err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from ignite.engine import Engine, Events
+from ignite.engine import Engine
 
 from monai_pneumonia.workflows import BatchNormRecalibration
 
