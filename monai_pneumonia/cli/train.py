@@ -50,10 +50,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="STATE_CHECKPOINT",
                         help="continue a stopped run: from this state_checkpoint_epoch=N.pt (the run folder is its "
                              "folder), or, alone, from the latest one in --output-dir")
-    parser.add_argument("--teacher-predictions", nargs="+", type=Path, default=None, metavar="CSV",
-                        help="distil: layer configs/distill.json over train.json and train on soft targets mixed from "
-                             "the labels and the mean of these models' predictions.csv on the training images "
-                             "(monai-pneumonia evaluate --split training)")
+    teachers = parser.add_mutually_exclusive_group()
+    teachers.add_argument("--teacher-predictions", nargs="+", type=Path, default=None, metavar="CSV",
+                          help="distil: layer configs/distill.json over train.json and train on soft targets mixed "
+                               "from the labels and the mean of these models' predictions.csv on the training images "
+                               "(monai-pneumonia evaluate --split training)")
+    teachers.add_argument("--teacher-checkpoints", nargs="+", type=Path, default=None, metavar="MODEL_PT",
+                          help="distil: layer configs/distill_online.json over train.json; these models run on every "
+                               "augmented batch and the mean of their probabilities is mixed with the labels")
     add_bundle_argument(parser)
     add_common_options(parser)
     parser.set_defaults(func=run)
@@ -119,6 +123,9 @@ def run(args: argparse.Namespace) -> int:
     if args.teacher_predictions:
         configs.append("distill.json")
         overrides["teacher_predictions"] = [os.fspath(path.resolve()) for path in args.teacher_predictions]
+    if args.teacher_checkpoints:
+        configs.append("distill_online.json")
+        overrides["teacher_checkpoints"] = [os.fspath(path.resolve()) for path in args.teacher_checkpoints]
     try:
         with logs_to_stderr():
             workflow = run_workflow(configs, bundle_root=bundle_root, **overrides)

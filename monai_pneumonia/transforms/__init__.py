@@ -19,5 +19,6 @@ __all__ = [
     "SoftTargetD",
     "SoftTargetDict",
     "SoftTargetd",
+    "mix_soft_targets",
     "xray_preprocessing",
 ]

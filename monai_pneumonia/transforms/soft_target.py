@@ -15,7 +15,22 @@ import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Transform
 
-__all__ = ["SoftTarget", "SoftTargetd", "SoftTargetD", "SoftTargetDict"]
+__all__ = ["SoftTarget", "SoftTargetd", "SoftTargetD", "SoftTargetDict", "mix_soft_targets"]
+
+
+def mix_soft_targets(labels: torch.Tensor, teacher: torch.Tensor, teacher_weight: float) -> torch.Tensor:
+    """``(1 - teacher_weight) * one_hot(labels) + teacher_weight * teacher`` for a batch.
+
+    Args:
+        labels: ``(B,)`` or ``(B, 1)`` integer classes.
+        teacher: ``(B, C)`` class probabilities.
+        teacher_weight: share of the teacher, in [0, 1].
+
+    Returns:
+        ``(B, C)`` float32 targets for ``torch.nn.CrossEntropyLoss``.
+    """
+    one_hot = torch.nn.functional.one_hot(labels.reshape(-1).long(), teacher.shape[-1]).to(teacher.dtype)
+    return ((1.0 - teacher_weight) * one_hot + teacher_weight * teacher).float()
 
 
 class SoftTarget(Transform):
@@ -58,8 +73,7 @@ class SoftTarget(Transform):
         ):
             raise ValueError(f"teacher probabilities must be {self.num_classes} values in [0, 1] summing to 1, "
                              f"got {probs.tolist()}")
-        target = torch.nn.functional.one_hot(torch.tensor(index), self.num_classes).double()
-        return ((1.0 - self.teacher_weight) * target + self.teacher_weight * probs).float()
+        return mix_soft_targets(torch.tensor([index]), probs[None], self.teacher_weight)[0]
 
 
 class SoftTargetd(MapTransform):

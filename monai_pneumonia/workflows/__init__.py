@@ -8,7 +8,13 @@ from monai_pneumonia.workflows.datasets import (
     find_input_error,
     image_items,
 )
-from monai_pneumonia.workflows.distillation import TeacherPredictionError, attach_teacher, mean_predictions
+from monai_pneumonia.workflows.distillation import (
+    TeacherPredictionError,
+    TeacherPrepareBatch,
+    attach_teacher,
+    load_teachers,
+    mean_predictions,
+)
 from monai_pneumonia.workflows.evaluator import XrayEvaluator
 from monai_pneumonia.workflows.handlers import (
     CAM_PATHS_KEY,
@@ -42,6 +48,7 @@ __all__ = [
     "ProgressBar",
     "ProgressiveResize",
     "RefusingDataset",
+    "TeacherPrepareBatch",
     "TeacherPredictionError",
     "XrayEvaluator",
     "attach_teacher",
@@ -49,6 +56,7 @@ __all__ = [
     "find_input_error",
     "image_items",
     "latest_state_checkpoint",
+    "load_teachers",
     "mean_predictions",
     "operating_threshold",
     "pneumonia_probability",

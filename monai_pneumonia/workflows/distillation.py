@@ -1,18 +1,31 @@
-"""Teacher predictions for distillation: an ensemble's probabilities attached to the training items.
+"""Teachers for distillation: an ensemble's probabilities as soft training targets.
 
-``distill.json`` layers over ``train.json`` and trains on :class:`~monai_pneumonia.transforms.SoftTargetd` targets
-made from these. The teacher is the mean of one or more models' probabilities, each read from the
-``predictions.csv`` that ``monai-pneumonia evaluate --split training`` writes for that model.
+Two ways, each an overlay of ``train.json``:
+
+* ``distill.json``: the teachers' probabilities on the un-augmented training images, read once from the
+  ``predictions.csv`` that ``monai-pneumonia evaluate --split training`` writes per model (:func:`attach_teacher`,
+  then :class:`~monai_pneumonia.transforms.SoftTargetd`); no teacher runs during training.
+* ``distill_online.json``: the teacher networks run on every augmented batch (:class:`TeacherPrepareBatch`), so
+  teacher and student see the same view ("consistent teaching", Beyer et al., 2022), at the cost of their forward
+  passes.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import torch
+from monai.engines.utils import PrepareBatch, default_prepare_batch
 
-__all__ = ["TeacherPredictionError", "attach_teacher", "mean_predictions"]
+from monai_pneumonia.inferers import AutocastInferer
+from monai_pneumonia.networks.checkpoint import load_weights
+from monai_pneumonia.transforms.soft_target import mix_soft_targets
+
+__all__ = ["TeacherPrepareBatch", "TeacherPredictionError", "attach_teacher", "load_teachers", "mean_predictions"]
 
 
 class TeacherPredictionError(ValueError):
@@ -78,3 +91,58 @@ def attach_teacher(
             raise TeacherPredictionError(f"{item['image']}: label {item['label']} but the teachers' file says {label}")
         out.append({**item, key: float(np.clip(prob, 0.0, 1.0))})
     return out
+
+
+def load_teachers(network: torch.nn.Module, checkpoints: Sequence[str | os.PathLike],
+                  device: str | torch.device = "cpu") -> list[torch.nn.Module]:
+    """Frozen copies of ``network`` with each checkpoint's weights, in evaluation mode.
+
+    Args:
+        network: the configured network (``network_def``); it is copied, not changed.
+        checkpoints: one bundle ``model.pt`` per teacher.
+        device: where the teachers run.
+
+    Returns:
+        The teachers.
+
+    Raises:
+        ValueError: no checkpoint given, or one that does not fit the network.
+        FileNotFoundError: a checkpoint is missing.
+    """
+    if not checkpoints:
+        raise ValueError("no teacher checkpoints given")
+    teachers = []
+    for path in checkpoints:
+        teacher = load_weights(copy.deepcopy(network), path).to(device).eval()
+        teacher.requires_grad_(False)
+        teachers.append(teacher)
+    return teachers
+
+
+class TeacherPrepareBatch(PrepareBatch):
+    """A trainer's ``prepare_batch`` that replaces the labels with soft targets from teachers on the same batch.
+
+    The targets are ``(1 - teacher_weight) * one_hot(label) + teacher_weight * mean(softmax(teacher(image)))``,
+    computed on the augmented images the student is about to see.
+
+    Args:
+        teachers: frozen networks with the student's input and classes (:func:`load_teachers`).
+        teacher_weight: share of the teachers in the target, in [0, 1].
+        inferer: runs each teacher (default: bfloat16 autocast, channels-last, as training does).
+    """
+
+    def __init__(self, teachers: Sequence[torch.nn.Module], teacher_weight: float = 0.5,
+                 inferer: AutocastInferer | None = None) -> None:
+        if not teachers:
+            raise ValueError("TeacherPrepareBatch needs at least one teacher")
+        if not 0.0 <= teacher_weight <= 1.0:
+            raise ValueError(f"teacher_weight must be in [0, 1], got {teacher_weight!r}")
+        self.teachers, self.teacher_weight = list(teachers), teacher_weight
+        self.inferer = inferer if inferer is not None else AutocastInferer()
+
+    def __call__(self, batchdata: dict[str, torch.Tensor], device: str | torch.device | None = None,
+                 non_blocking: bool = False, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = default_prepare_batch(batchdata, device, non_blocking, **kwargs)
+        with torch.no_grad():
+            probs = torch.stack([torch.softmax(self.inferer(images, t).float(), dim=1) for t in self.teachers]).mean(0)
+        return images, mix_soft_targets(labels, probs, self.teacher_weight)

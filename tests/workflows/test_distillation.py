@@ -5,8 +5,17 @@ from __future__ import annotations
 import csv
 
 import pytest
+import torch
 
-from monai_pneumonia.workflows import TeacherPredictionError, attach_teacher, mean_predictions
+from monai_pneumonia.inferers import AutocastInferer
+from monai_pneumonia.workflows import (
+    TeacherPredictionError,
+    TeacherPrepareBatch,
+    attach_teacher,
+    load_teachers,
+    mean_predictions,
+)
+from tests.conftest import configured_network
 
 
 def _predictions(path, rows):
@@ -62,3 +71,51 @@ def test_teachers_over_different_images_are_refused(teachers, tmp_path):
         mean_predictions([paths[0], other])
     with pytest.raises(TeacherPredictionError, match="no teacher predictions"):
         mean_predictions([])
+
+
+class _MeanLogit(torch.nn.Module):
+    """A stand-in teacher whose pneumonia logit is ``scale`` times the image mean (so it reads the batch it gets)."""
+
+    def __init__(self, scale: float) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.float().flatten(1).mean(1)
+        return torch.stack([torch.zeros_like(mean), self.scale * mean], dim=1)
+
+
+def test_teachers_score_the_same_batch_and_their_mean_is_mixed_with_the_labels():
+    images = torch.stack([torch.full((1, 8, 8), v) for v in (-1.0, 0.0, 2.0)])
+    batch = {"image": images, "label": torch.tensor([0, 1, 1])}
+    prepare = TeacherPrepareBatch([_MeanLogit(1.0), _MeanLogit(3.0)], teacher_weight=0.25,
+                                  inferer=AutocastInferer(dtype=None, channels_last=False))
+    out_images, targets = prepare(batch, torch.device("cpu"))
+    assert out_images is images or torch.equal(out_images, images)
+    means = torch.tensor([-1.0, 0.0, 2.0])
+    teacher = (torch.sigmoid(means) + torch.sigmoid(3 * means)) / 2  # pneumonia probability of the two-class softmax
+    expected = 0.75 * torch.nn.functional.one_hot(batch["label"], 2).float() + 0.25 * torch.stack([1 - teacher, teacher], 1)
+    torch.testing.assert_close(targets, expected)
+    torch.testing.assert_close(targets.sum(1), torch.ones(3))
+
+
+def test_teacher_batches_need_a_teacher_and_a_valid_weight():
+    with pytest.raises(ValueError, match="at least one teacher"):
+        TeacherPrepareBatch([])
+    with pytest.raises(ValueError, match="teacher_weight"):
+        TeacherPrepareBatch([_MeanLogit(1.0)], teacher_weight=1.5)
+
+
+def test_teachers_are_frozen_copies_with_their_own_weights(trained_bundle):
+    student = configured_network(depth=18)
+    before = {k: v.clone() for k, v in student.state_dict().items()}
+    checkpoint = trained_bundle["ckpt_dir"] / "model.pt"
+    (teacher,) = load_teachers(student, [checkpoint])
+    assert teacher is not student and not teacher.training
+    assert not any(p.requires_grad for p in teacher.parameters())
+    stored = torch.load(checkpoint, weights_only=True)
+    name = next(k for k, v in stored.items() if v.is_floating_point() and v.ndim == 4)
+    torch.testing.assert_close(teacher.state_dict()[name], stored[name].float())
+    assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items()), "the student was changed"
+    with pytest.raises(ValueError, match="no teacher checkpoints"):
+        load_teachers(student, [])
