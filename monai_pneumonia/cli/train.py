@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         args: the parsed arguments.
 
     Returns:
-        0, or 2 when ``--resume`` finds nothing to resume or the teacher predictions do not cover the training list.
+        0, or 2 when ``--resume`` finds nothing to resume, a teacher checkpoint is missing or the teacher predictions
+        do not cover the training list.
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import default_bundle_root, run_workflow
@@ -124,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
         configs.append("distill.json")
         overrides["teacher_predictions"] = [os.fspath(path.resolve()) for path in args.teacher_predictions]
     if args.teacher_checkpoints:
+        missing = [os.fspath(path) for path in args.teacher_checkpoints if not path.is_file()]
+        if missing:
+            print(f"monai-pneumonia train: error: no teacher checkpoint at {', '.join(missing)}", file=sys.stderr)
+            return 2
         configs.append("distill_online.json")
         overrides["teacher_checkpoints"] = [os.fspath(path.resolve()) for path in args.teacher_checkpoints]
     try:

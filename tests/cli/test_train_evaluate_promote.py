@@ -181,3 +181,11 @@ def test_distillation_from_evaluate_predictions_and_a_one_line_error_for_uncover
     err = capsys.readouterr().err
     assert status == 2
     assert f"error: {missing}: no teacher prediction" in err and "Traceback" not in err
+
+
+def test_missing_teacher_checkpoint_is_a_one_line_error(tiny_bundle, tiny_dataset, tmp_path, capsys):
+    status = _train(tiny_bundle, tiny_dataset, "--epochs", "1", "--output-dir", str(tmp_path / "run"),
+                    "--teacher-checkpoints", str(tmp_path / "absent.pt"))
+    err = capsys.readouterr().err
+    assert status == 2 and f"no teacher checkpoint at {tmp_path / 'absent.pt'}" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
