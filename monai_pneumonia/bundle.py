@@ -206,7 +206,9 @@ def load_workflow(
         )
 
 
-def run_workflow(config_name: str | Sequence[str], bundle_root: str | os.PathLike | None = None, **overrides: Any) -> BundleWorkflow:
+def run_workflow(
+    config_name: str | Sequence[str], bundle_root: str | os.PathLike | None = None, **overrides: Any
+) -> BundleWorkflow:
     """Run one of the bundle's configs as ``python -m monai.bundle run`` would (initialize, run, finalize).
 
     Args:

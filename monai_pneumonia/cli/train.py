@@ -87,6 +87,40 @@ def _resume_paths(resume: str | None, output_dir: Path | None) -> tuple[Path | N
     return checkpoint, checkpoint.parent
 
 
+#: The run folder's record of what a distillation run learns from; ``--resume`` must name the same teachers.
+TEACHERS_RECORD = "teachers.json"
+
+
+def _teachers(args: argparse.Namespace, overrides: dict) -> dict:
+    """What this run distils from: the overlay, each teacher file's SHA-256 and the weight (``{}``: no teacher)."""
+    from monai_pneumonia.registry import sha256_file
+
+    for overlay, files in (("distill.json", args.teacher_predictions), ("distill_online.json", args.teacher_checkpoints)):
+        if files:
+            return {"overlay": overlay, "sha256": [sha256_file(path) for path in files],
+                    "teacher_weight": overrides.get("teacher_weight")}
+    return {}
+
+
+def _check_teachers(run_dir: Path, teachers: dict, resuming: bool) -> str | None:
+    """Refuse a resume whose teachers differ from the ones the run started with; record them otherwise.
+
+    Returns:
+        The error, or ``None``.
+    """
+    record = run_dir / TEACHERS_RECORD
+    if resuming and record.is_file():
+        started = json.loads(record.read_text())
+        if started != teachers:
+            given = "no teacher" if not teachers else f"{teachers['overlay']} with other teachers or weight"
+            return (f"{run_dir} was started with {started['overlay']} and the teachers in {record}; --resume got "
+                    f"{given}: give the same --teacher-* options (and --set teacher_weight) as the first time")
+    if teachers:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(teachers, indent=2) + "\n")
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the training; print a summary (JSON on stdout) with the promote command to ship the model.
 
@@ -94,14 +128,14 @@ def run(args: argparse.Namespace) -> int:
         args: the parsed arguments.
 
     Returns:
-        0, or 2 when ``--resume`` finds nothing to resume, a teacher checkpoint is missing or the teacher predictions
-        do not cover the training list.
+        0, or 2 when ``--resume`` finds nothing to resume or names other teachers than the run started with, a
+        teacher file is missing, or the teacher predictions do not cover the training list.
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import default_bundle_root, run_workflow
     from monai_pneumonia.errors import find_cause
     from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
-    from monai_pneumonia.registry import sha256_file
+    from monai_pneumonia.registry import run_name, sha256_file
     from monai_pneumonia.workflows.distillation import TeacherPredictionError
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
@@ -112,23 +146,28 @@ def run(args: argparse.Namespace) -> int:
         print(f"monai-pneumonia train: error: {error}", file=sys.stderr)
         return 2
     overrides = common_overrides(args)
+    if output_dir is None:  # the folder train.json would name, known now so the teachers can be recorded in it
+        output_dir = bundle_root / "runs" / run_name()
     overrides.update(
         dataset_dir=os.fspath(args.dataset_dir.resolve()) if args.dataset_dir else None,
         datalist=os.fspath(args.datalist.resolve()) if args.datalist else None,
-        output_dir=os.fspath(output_dir.resolve()) if output_dir else None,
+        output_dir=os.fspath(output_dir.resolve()),
         max_epochs=args.epochs,
     )
     if resume is not None:
         overrides["resume"] = os.fspath(resume.resolve())
+    teacher_files = args.teacher_predictions or args.teacher_checkpoints or []
+    missing = [os.fspath(path) for path in teacher_files if not path.is_file()]
+    problem = f"no teacher file at {', '.join(missing)}" if missing else None
+    problem = problem or _check_teachers(output_dir, _teachers(args, overrides), resuming=resume is not None)
+    if problem:
+        print(f"monai-pneumonia train: error: {problem}", file=sys.stderr)
+        return 2
     configs = ["train.json"]
     if args.teacher_predictions:
         configs.append("distill.json")
         overrides["teacher_predictions"] = [os.fspath(path.resolve()) for path in args.teacher_predictions]
     if args.teacher_checkpoints:
-        missing = [os.fspath(path) for path in args.teacher_checkpoints if not path.is_file()]
-        if missing:
-            print(f"monai-pneumonia train: error: no teacher checkpoint at {', '.join(missing)}", file=sys.stderr)
-            return 2
         configs.append("distill_online.json")
         overrides["teacher_checkpoints"] = [os.fspath(path.resolve()) for path in args.teacher_checkpoints]
     try:

@@ -28,7 +28,13 @@ def mix_soft_targets(labels: torch.Tensor, teacher: torch.Tensor, teacher_weight
 
     Returns:
         ``(B, C)`` float32 targets for ``torch.nn.CrossEntropyLoss``.
+
+    Raises:
+        ValueError: ``labels`` are not one class index per row of ``teacher`` (e.g. already soft targets).
     """
+    if labels.numel() != teacher.shape[0]:
+        raise ValueError(f"expected one class index per image ({teacher.shape[0]}), got labels of shape "
+                         f"{tuple(labels.shape)}: are the labels already soft targets?")
     one_hot = torch.nn.functional.one_hot(labels.reshape(-1).long(), teacher.shape[-1]).to(teacher.dtype)
     return ((1.0 - teacher_weight) * one_hot + teacher_weight * teacher).float()
 
@@ -62,7 +68,10 @@ class SoftTarget(Transform):
         Raises:
             ValueError: the label is out of range, or the teacher's probabilities are not a distribution.
         """
-        index = int(torch.as_tensor(label).reshape(-1)[0])
+        label = torch.as_tensor(label)
+        if label.numel() != 1:
+            raise ValueError(f"expected one class index, got a label of shape {tuple(label.shape)}")
+        index = int(label.reshape(-1)[0])
         if not 0 <= index < self.num_classes:
             raise ValueError(f"label {index} out of range [0, {self.num_classes})")
         probs = torch.as_tensor(teacher, dtype=torch.float64).reshape(-1)

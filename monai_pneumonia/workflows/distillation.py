@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.engines.utils import PrepareBatch, default_prepare_batch
+from monai.engines import PrepareBatch, default_prepare_batch
+from monai.inferers import Inferer
 
 from monai_pneumonia.inferers import AutocastInferer
 from monai_pneumonia.networks.checkpoint import load_weights
@@ -50,7 +51,11 @@ def mean_predictions(paths: Sequence[str | os.PathLike]) -> dict[str, tuple[int,
         raise TeacherPredictionError("no teacher predictions given")
     reference, total = None, None
     for path in paths:
-        images, labels, probs = read_predictions(path)
+        try:
+            images, labels, probs = read_predictions(path)
+        except (OSError, KeyError, ValueError) as error:
+            detail = f"no column {error}" if isinstance(error, KeyError) else getattr(error, "strerror", None) or error
+            raise TeacherPredictionError(f"{path}: not a labelled predictions.csv ({detail})") from error
         pairs = zip(labels.tolist(), probs.tolist(), strict=True)
         keyed = dict(zip((os.path.realpath(image) for image in images), pairs, strict=True))
         if len(keyed) != len(images):
@@ -97,6 +102,9 @@ def load_teachers(network: torch.nn.Module, checkpoints: Sequence[str | os.PathL
                   device: str | torch.device = "cpu") -> list[torch.nn.Module]:
     """Frozen copies of ``network`` with each checkpoint's weights, in evaluation mode.
 
+    A teacher must have the student's architecture and have been trained on the same preprocessing (``intensity``,
+    image size): it scores the student's batches.
+
     Args:
         network: the configured network (``network_def``); it is copied, not changed.
         checkpoints: one bundle ``model.pt`` per teacher.
@@ -106,14 +114,22 @@ def load_teachers(network: torch.nn.Module, checkpoints: Sequence[str | os.PathL
         The teachers.
 
     Raises:
-        ValueError: no checkpoint given, or one that does not fit the network.
+        ValueError: no checkpoint given, or one that does not fit the network (teachers share the student's
+            ``network_def`` and preprocessing).
         FileNotFoundError: a checkpoint is missing.
     """
     if not checkpoints:
         raise ValueError("no teacher checkpoints given")
     teachers = []
     for path in checkpoints:
-        teacher = load_weights(copy.deepcopy(network), path).to(device).eval()
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no teacher checkpoint")
+        try:
+            teacher = load_weights(copy.deepcopy(network), path)
+        except (RuntimeError, ValueError) as error:
+            raise ValueError(f"{path}: not a teacher for this network_def (teachers share the student's network "
+                             f"and preprocessing): {str(error).splitlines()[0]}") from error
+        teacher = teacher.to(device).eval()
         teacher.requires_grad_(False)
         teachers.append(teacher)
     return teachers
@@ -128,11 +144,12 @@ class TeacherPrepareBatch(PrepareBatch):
     Args:
         teachers: frozen networks with the student's input and classes (:func:`load_teachers`).
         teacher_weight: share of the teachers in the target, in [0, 1].
-        inferer: runs each teacher (default: bfloat16 autocast, channels-last, as training does).
+        inferer: runs each teacher (default: :class:`~monai_pneumonia.inferers.AutocastInferer`, bfloat16 autocast
+            and channels-last, as training does).
     """
 
     def __init__(self, teachers: Sequence[torch.nn.Module], teacher_weight: float = 0.5,
-                 inferer: AutocastInferer | None = None) -> None:
+                 inferer: Inferer | None = None) -> None:
         if not teachers:
             raise ValueError("TeacherPrepareBatch needs at least one teacher")
         if not 0.0 <= teacher_weight <= 1.0:

@@ -187,5 +187,30 @@ def test_missing_teacher_checkpoint_is_a_one_line_error(tiny_bundle, tiny_datase
     status = _train(tiny_bundle, tiny_dataset, "--epochs", "1", "--output-dir", str(tmp_path / "run"),
                     "--teacher-checkpoints", str(tmp_path / "absent.pt"))
     err = capsys.readouterr().err
-    assert status == 2 and f"no teacher checkpoint at {tmp_path / 'absent.pt'}" in err and "Traceback" not in err
+    assert status == 2 and f"no teacher file at {tmp_path / 'absent.pt'}" in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_distillation_run_resumes_only_with_the_teachers_it_started_with(tiny_bundle, tiny_dataset, tmp_path,
+                                                                          capsys):
+    """Teachers are not part of the training state: a resume without them would silently train on hard labels."""
+    from monai_pneumonia.cli.train import TEACHERS_RECORD
+
+    teacher = tiny_bundle / "models" / "model.pt"
+    other = tmp_path / "other.pt"
+    other.write_bytes(teacher.read_bytes())
+    with open(other, "ab") as stream:
+        stream.write(b"\0")  # other bytes: another teacher, as far as the record can tell
+    run_dir = tmp_path / "run"
+    first = ["--epochs", "2", "--output-dir", str(run_dir), "--teacher-checkpoints", str(teacher)]
+    assert _train(tiny_bundle, tiny_dataset, *first, "--set", "train#trainer#max_epochs=1") == 0
+    record = json.loads((run_dir / TEACHERS_RECORD).read_text())
+    assert record["overlay"] == "distill_online.json" and record["sha256"] == [sha256_file(teacher)]
+    capsys.readouterr()
+    for extra in ([], ["--teacher-checkpoints", str(other)],
+                  ["--teacher-checkpoints", str(teacher), "--set", "teacher_weight=0.3"]):
+        status = _train(tiny_bundle, tiny_dataset, "--epochs", "2", "--output-dir", str(run_dir), "--resume", *extra)
+        err = capsys.readouterr().err
+        assert status == 2 and "was started with distill_online.json" in err and "Traceback" not in err, extra
+    assert _train(tiny_bundle, tiny_dataset, *first, "--resume") == 0
+    assert json.loads(capsys.readouterr().out)["epochs"] == 2

@@ -119,3 +119,25 @@ def test_teachers_are_frozen_copies_with_their_own_weights(trained_bundle):
     assert all(torch.equal(v, before[k]) for k, v in student.state_dict().items()), "the student was changed"
     with pytest.raises(ValueError, match="no teacher checkpoints"):
         load_teachers(student, [])
+
+
+def test_unreadable_or_unlabelled_teacher_files_are_errors_naming_them(tmp_path):
+    unlabelled = tmp_path / "predict.csv"
+    unlabelled.write_text("image,prob_pneumonia,prediction\na.png,0.2,NORMAL\n")  # what predict writes
+    with pytest.raises(TeacherPredictionError, match=r"predict\.csv: not a labelled predictions.csv \(no column 'label'"):
+        mean_predictions([unlabelled])
+    with pytest.raises(TeacherPredictionError, match=r"absent\.csv: not a labelled predictions.csv"):
+        mean_predictions([tmp_path / "absent.csv"])
+
+
+def test_a_checkpoint_of_another_network_is_refused_as_a_teacher(trained_bundle, tmp_path):
+    checkpoint = trained_bundle["ckpt_dir"] / "model.pt"
+    with pytest.raises(ValueError, match="not a teacher for this network_def"):
+        load_teachers(configured_network(depth=34), [checkpoint])
+    with pytest.raises(FileNotFoundError, match="absent.pt: no teacher checkpoint"):
+        load_teachers(configured_network(depth=18), [tmp_path / "absent.pt"])
+
+
+def test_labels_that_are_already_soft_are_refused():
+    with pytest.raises(ValueError, match="already soft targets"):
+        TeacherPrepareBatch([_MeanLogit(1.0)])({"image": torch.zeros(2, 1, 4, 4), "label": torch.ones(2, 2) / 2})
