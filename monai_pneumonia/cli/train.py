@@ -90,16 +90,26 @@ def _resume_paths(resume: str | None, output_dir: Path | None) -> tuple[Path | N
 #: The run folder's record of what a distillation run learns from; ``--resume`` must name the same teachers.
 TEACHERS_RECORD = "teachers.json"
 
+#: Each teacher option: the overlay of ``train.json`` it layers and the overlay's knob that takes its files.
+_DISTILLATION = (("teacher_predictions", "distill.json"), ("teacher_checkpoints", "distill_online.json"))
 
-def _teachers(args: argparse.Namespace, overrides: dict) -> dict:
+
+def _distillation(args: argparse.Namespace) -> tuple[str | None, str | None, list[Path]]:
+    """The overlay, its knob and the teacher files the options name (``None, None, []``: no distillation)."""
+    for knob, overlay in _DISTILLATION:
+        if getattr(args, knob):
+            return overlay, knob, getattr(args, knob)
+    return None, None, []
+
+
+def _teachers(overlay: str | None, files: list[Path], overrides: dict) -> dict:
     """What this run distils from: the overlay, each teacher file's SHA-256 and the weight (``{}``: no teacher)."""
     from monai_pneumonia.registry import sha256_file
 
-    for overlay, files in (("distill.json", args.teacher_predictions), ("distill_online.json", args.teacher_checkpoints)):
-        if files:
-            return {"overlay": overlay, "sha256": [sha256_file(path) for path in files],
-                    "teacher_weight": overrides.get("teacher_weight")}
-    return {}
+    if overlay is None:
+        return {}
+    return {"overlay": overlay, "sha256": [sha256_file(path) for path in files],
+            "teacher_weight": overrides.get("teacher_weight")}
 
 
 def _check_teachers(run_dir: Path, teachers: dict, resuming: bool) -> str | None:
@@ -156,20 +166,18 @@ def run(args: argparse.Namespace) -> int:
     )
     if resume is not None:
         overrides["resume"] = os.fspath(resume.resolve())
-    teacher_files = args.teacher_predictions or args.teacher_checkpoints or []
+    overlay, knob, teacher_files = _distillation(args)
     missing = [os.fspath(path) for path in teacher_files if not path.is_file()]
     problem = f"no teacher file at {', '.join(missing)}" if missing else None
-    problem = problem or _check_teachers(output_dir, _teachers(args, overrides), resuming=resume is not None)
+    problem = problem or _check_teachers(output_dir, _teachers(overlay, teacher_files, overrides),
+                                         resuming=resume is not None)
     if problem:
         print(f"monai-pneumonia train: error: {problem}", file=sys.stderr)
         return 2
     configs = ["train.json"]
-    if args.teacher_predictions:
-        configs.append("distill.json")
-        overrides["teacher_predictions"] = [os.fspath(path.resolve()) for path in args.teacher_predictions]
-    if args.teacher_checkpoints:
-        configs.append("distill_online.json")
-        overrides["teacher_checkpoints"] = [os.fspath(path.resolve()) for path in args.teacher_checkpoints]
+    if overlay is not None:
+        configs.append(overlay)
+        overrides[knob] = [os.fspath(path.resolve()) for path in teacher_files]
     try:
         with logs_to_stderr():
             workflow = run_workflow(configs, bundle_root=bundle_root, **overrides)

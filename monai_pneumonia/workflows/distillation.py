@@ -122,10 +122,10 @@ def load_teachers(network: torch.nn.Module, checkpoints: Sequence[str | os.PathL
         raise ValueError("no teacher checkpoints given")
     teachers = []
     for path in checkpoints:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{path}: no teacher checkpoint")
         try:
             teacher = load_weights(copy.deepcopy(network), path)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{path}: no teacher checkpoint") from error
         except (RuntimeError, ValueError) as error:
             raise ValueError(f"{path}: not a teacher for this network_def (teachers share the student's network "
                              f"and preprocessing): {str(error).splitlines()[0]}") from error
