@@ -23,6 +23,7 @@ from .shortcut import cam_energy_shares, region_areas, region_masks, shortcut_me
 from .stress import (
     acquisition_series,
     format_table,
+    pool_predictions,
     read_predictions,
     rescore_stress,
     shipping_decision,
@@ -42,6 +43,7 @@ __all__ = [
     "fit_temperature",
     "format_transfer",
     "guarded_bayes_threshold",
+    "pool_predictions",
     "region_areas",
     "region_masks",
     "rescore_stress",

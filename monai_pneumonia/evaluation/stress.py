@@ -29,6 +29,7 @@ from .shortcut import shortcut_measurement
 __all__ = [
     "acquisition_series",
     "format_table",
+    "pool_predictions",
     "read_predictions",
     "rescore_stress",
     "shipping_decision",
@@ -85,8 +86,10 @@ def _balanced_accuracy(metrics: dict) -> float:
     return 0.5 * (metrics["sensitivity"] + metrics["specificity"])
 
 
-def _pool(per_shift: list[tuple[list[str], np.ndarray, np.ndarray]]) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Concatenate per-shift ``(images, labels, probabilities)`` in shift order."""
+def pool_predictions(
+    per_shift: list[tuple[list[str], np.ndarray, np.ndarray]],
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Concatenate per-shift ``(images, labels, probabilities)`` in shift order (the pooled shifted validation)."""
     return ([image for images, _, _ in per_shift for image in images],
             np.concatenate([labels for _, labels, _ in per_shift]), np.concatenate([probs for _, _, probs in per_shift]))
 
@@ -205,7 +208,7 @@ def stress_report(
     Returns:
         The report of :func:`stress_test` without ``shortcut``.
     """
-    pooled_images, pooled_labels, pooled_probs = _pool(list(predictions.values()))
+    pooled_images, pooled_labels, pooled_probs = pool_predictions(list(predictions.values()))
     stressed = choose_threshold(pooled_labels, pooled_probs, method=threshold_method, target=threshold_target)
     for name, (_, labels, probs) in predictions.items():
         results[name]["at_stressed"] = _summary(binary_metrics(labels, probs, stressed, n_bootstrap=0))
@@ -286,7 +289,8 @@ def shipping_decision(candidate: str | os.PathLike, incumbent: str | os.PathLike
     for folder in (Path(candidate), Path(incumbent)):
         report = json.loads((folder / "stress.json").read_text())
         reports.append(report)
-        pooled.append(_pool([read_predictions(folder / name / "predictions.csv") for name in report["shifts"]]))
+        per_shift = [read_predictions(folder / name / "predictions.csv") for name in report["shifts"]]
+        pooled.append(pool_predictions(per_shift))
     if pooled[0][0] != pooled[1][0] or list(reports[0]["shifts"]) != list(reports[1]["shifts"]):
         raise ValueError(f"{candidate} and {incumbent} did not score the same images under the same shifts")
     auc = [r["pooled"]["at_stressed"]["auc"] for r in reports]

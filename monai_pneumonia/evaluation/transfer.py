@@ -17,7 +17,7 @@ import numpy as np
 
 from .metrics import roc_auc
 from .operating_point import choose_threshold
-from .stress import _pool, read_predictions
+from .stress import pool_predictions, read_predictions
 
 __all__ = ["TRANSFER_RULES", "format_transfer", "source_transfer"]
 
@@ -76,7 +76,7 @@ def source_transfer(
         raise ValueError(f"held-out source {held_out!r} is not a valid regular expression: {error}") from None
     stress = json.loads((output / "stress.json").read_text())
     per_shift = {name: read_predictions(output / name / "predictions.csv") for name in stress["shifts"]}
-    images, labels, probs = _pool(list(per_shift.values()))
+    images, labels, probs = pool_predictions(list(per_shift.values()))
     clean = np.concatenate([np.full(len(shift[0]), name == "none") for name, shift in per_shift.items()])
     held = np.array([bool(pattern.search(os.path.basename(image))) for image in images])
     if not (held & (labels == 0)).any():

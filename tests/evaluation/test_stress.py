@@ -12,6 +12,7 @@ from monai_pneumonia.cli import main
 from monai_pneumonia.evaluation import (
     acquisition_series,
     choose_threshold,
+    pool_predictions,
     rescore_stress,
     shipping_decision,
     stress_test,
@@ -73,6 +74,15 @@ def test_acquisition_series_of_the_public_file_names():
     assert acquisition_series("/d/NORMAL/NORMAL2-IM-1427-0001.jpeg") == "NORMAL2"
     assert acquisition_series("IM-0115-0001.jpeg") == "IM"
     assert acquisition_series("person1_virus_6.jpeg") == "other"
+
+
+def test_pool_predictions_keeps_shift_order_and_pairs():
+    clean = (["a.jpeg", "b.jpeg"], np.array([0, 1]), np.array([0.1, 0.9]))
+    blurred = (["a.jpeg", "b.jpeg"], np.array([0, 1]), np.array([0.2, 0.7]))
+    images, labels, probs = pool_predictions([clean, blurred])
+    assert images == ["a.jpeg", "b.jpeg", "a.jpeg", "b.jpeg"]
+    np.testing.assert_array_equal(labels, [0, 1, 0, 1])
+    np.testing.assert_allclose(probs, [0.1, 0.9, 0.2, 0.7])
 
 
 def test_shipping_decision_applies_the_rule_and_needs_the_same_images(bundle_copy, datalist, tmp_path):
