@@ -14,16 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from monai.bundle import BundleWorkflow, ConfigParser, create_workflow
-from monai.bundle.utils import MACRO_KEY
+from monai.bundle import BundleWorkflow, create_workflow
 
 from monai_pneumonia.errors import DeviceUnavailableError, NoInputError, NoReadableInputError, find_cause
 
-__all__ = ["BUNDLE_ENV", "available_device", "bundle_file", "config_literal", "default_bundle_root", "load_workflow",
-           "monai_logs_to_stderr", "run_workflow", "sibling_macros"]
+__all__ = ["BUNDLE_ENV", "EVALUATE_CONFIGS", "available_device", "bundle_file", "config_literal", "default_bundle_root",
+           "load_workflow", "monai_logs_to_stderr", "run_workflow"]
 
 #: Environment variable that points every entry point (CLI, DICOM service, MONAI Label app) at another bundle.
 BUNDLE_ENV = "MONAI_PNEUMONIA_BUNDLE"
+
+#: The labelled evaluation: ``evaluate.json`` is an overlay of ``inference.json``, merged by file list as
+#: ``python -m monai.bundle run --config_file "['configs/inference.json','configs/evaluate.json']"`` does.
+EVALUATE_CONFIGS: tuple[str, ...] = ("inference.json", "evaluate.json")
 
 
 def default_bundle_root() -> Path:
@@ -106,29 +109,6 @@ def monai_logs_to_stderr() -> None:
         monai_logger.propagate = True
 
 
-def sibling_macros(config_file: str | os.PathLike, bundle_root: str | os.PathLike) -> dict[str, str]:
-    """Overrides that point a config's macros on its sibling configs at the files of ``bundle_root``.
-
-    ``evaluate.json`` reuses entries of ``inference.json`` with MONAI macros such as
-    ``"%bundle/configs/inference.json#network_def"``; MONAI resolves a macro's file against the working directory,
-    which for the documented command (run from the folder holding ``bundle/``) is right, the same convention as
-    ``"bundle_root": "bundle"``. For a bundle elsewhere each such entry is overridden with the same macro on
-    ``<bundle_root>/configs/<file>``, as an absolute path.
-
-    Args:
-        config_file: the config.
-        bundle_root: the bundle whose sibling configs the macros must use.
-
-    Returns:
-        ``{key: "%<bundle_root>/configs/<file>#<id>"}`` for each top-level entry that is such a macro.
-    """
-    config = ConfigParser.load_config_file(config_file)
-    prefix = f"{MACRO_KEY}{config.get('bundle_root', 'bundle')}/configs/"
-    configs = Path(bundle_root).absolute() / "configs"
-    return {key: MACRO_KEY + os.fspath(configs / value[len(prefix):]) for key, value in config.items()
-            if isinstance(value, str) and value.startswith(prefix)}
-
-
 def available_device(name: str) -> torch.device:
     """A ``torch.device`` from its name, checked to exist on this machine.
 
@@ -169,8 +149,9 @@ def load_workflow(
     (:func:`monai_logs_to_stderr`). The executed config is not saved.
 
     Args:
-        config_name: e.g. ``"inference.json"`` or ``"evaluate.json"``; a list layers each config over the ones
-            before it, as ``--config_file "['train.json', 'distill.json']"`` does for ``python -m monai.bundle run``.
+        config_name: e.g. ``"inference.json"``; a list layers each config over the ones before it, as
+            ``--config_file "['inference.json','evaluate.json']"`` does for ``python -m monai.bundle run``
+            (:data:`EVALUATE_CONFIGS`); names are relative to the bundle's ``configs/`` folder.
         bundle_root: the bundle (default: :func:`default_bundle_root`).
         workflow_type: ``"inference"`` or ``"train"`` to have MONAI check and expose the standard properties.
         overrides: config overrides (``None`` values are left out); a ``device`` string becomes a ``torch.device``
@@ -189,8 +170,6 @@ def load_workflow(
     overrides = {key: config_literal(value) for key, value in overrides.items() if value is not None}
     if isinstance(overrides.get("device"), str):
         overrides["device"] = available_device(overrides["device"])
-    macros = {key: value for file in config_files for key, value in sibling_macros(file, root).items()}
-    overrides = {**macros, **overrides}  # our own macros, after the literal quoting
     monai_logs_to_stderr()
     with warnings.catch_warnings():
         # create_workflow's notice that configs run code: the bundle's own configs are the trusted input here

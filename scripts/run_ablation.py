@@ -3,7 +3,7 @@
 Every arm trains with ``bundle/configs/train.json`` unchanged except the two switches of ``network_def``
 (``attention``: ``cbam`` or ``None``; ``fusion``: ``true`` or ``false``), on the same datalist (so the validation
 patients are the same for every arm and seed), then runs the stress validation of
-:func:`monai_pneumonia.evaluation.stress_test` on its best-AUC checkpoint: the clean row gives the validation
+:func:`monai_pneumonia.studies.stress_test` on its best-AUC checkpoint: the clean row gives the validation
 metrics with 95% intervals at the arm's own stored threshold, the pooled rows the robustness under synthetic
 acquisition shifts. ``--image-size`` and ``--max-epochs`` shrink the recipe for every arm alike when the full one
 does not fit the compute at hand; the report records them.
@@ -85,7 +85,7 @@ def ensure_datalist(args: argparse.Namespace) -> None:
 
 def run_arm(args: argparse.Namespace, arm: str, seed: int) -> dict:
     """Train one arm with one seed, stress-validate its checkpoint, return its report entry."""
-    from monai_pneumonia.evaluation import stress_test
+    from monai_pneumonia.studies import stress_test
 
     run_dir = args.output / f"{arm}-seed{seed}"
     command = train_command(args, arm, seed, run_dir)
@@ -143,7 +143,7 @@ def format_table(entries: list[dict]) -> str:
 
 def _validation_predictions(output: Path, arm: str, seed: int) -> dict[str, tuple[int, float]]:
     """``image -> (label, pneumonia probability)`` of an arm's clean validation evaluation."""
-    from monai_pneumonia.evaluation import read_predictions
+    from monai_pneumonia.studies import read_predictions
 
     images, labels, probs = read_predictions(output / f"{arm}-seed{seed}" / "stress" / "none" / "predictions.csv")
     return {image: (int(label), float(prob)) for image, label, prob in zip(images, labels, probs, strict=True)}

@@ -80,7 +80,7 @@ def describe_samples(samples: Path) -> list[dict]:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; exit status 0 on success."""
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
-    from monai_pneumonia.bundle import bundle_file, default_bundle_root, run_workflow
+    from monai_pneumonia.bundle import EVALUATE_CONFIGS, bundle_file, default_bundle_root, run_workflow
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     samples = (args.samples or default_samples_dir()).resolve()
@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     output = args.output_dir.resolve()
     print(f"Evaluating {samples} with {model} ...", file=sys.stderr)
-    run_workflow("evaluate.json", bundle_root=bundle_root, dataset_dir=os.fspath(samples),
+    run_workflow(EVALUATE_CONFIGS, bundle_root=bundle_root, dataset_dir=os.fspath(samples),
                  output_dir=os.fspath(output / "evaluation"), progress_bar=False, num_workers=0)
     print(f"Classifying {samples} with Grad-CAM overlays ...", file=sys.stderr)
     predictions, refusals = run_inference([samples], output / "inference", bundle_root=bundle_root,

@@ -1,4 +1,4 @@
-"""``monai-pneumonia evaluate``: the bundle's ``evaluate.json`` on labelled images, with a summary table."""
+"""``monai-pneumonia evaluate``: the bundle's evaluation (``inference.json`` + ``evaluate.json``) with a summary table."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from monai_pneumonia.errors import NoReadableInputError
 __all__ = ["add_parser", "format_summary", "run"]
 
 _DESCRIPTION = """\
-Evaluate a model with the bundle's configs/evaluate.json, exactly as
+Evaluate a model with the bundle's configs/inference.json and its configs/evaluate.json overlay, exactly as
 
-    python -m monai.bundle run --config_file bundle/configs/evaluate.json --dataset_dir D --output_dir O
+    python -m monai.bundle run --config_file "['bundle/configs/inference.json','bundle/configs/evaluate.json']" \
+        --dataset_dir D --output_dir O
 
 would (every option below is one override of that command): metrics with 95% confidence intervals at the
 model's stored threshold (metrics.json), predictions.csv, errors.csv (refused inputs) and report.html in the
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         The exit status.
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
-    from monai_pneumonia.bundle import run_workflow
+    from monai_pneumonia.bundle import EVALUATE_CONFIGS, run_workflow
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     output_dir = args.output_dir.resolve()
@@ -102,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         with logs_to_stderr():
-            run_workflow("evaluate.json", bundle_root=args.bundle, **overrides)
+            run_workflow(EVALUATE_CONFIGS, bundle_root=args.bundle, **overrides)
     except NoReadableInputError as error:
         print(f"monai-pneumonia evaluate: {error}", file=sys.stderr)
         return 1

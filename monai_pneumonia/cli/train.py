@@ -50,14 +50,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="STATE_CHECKPOINT",
                         help="continue a stopped run: from this state_checkpoint_epoch=N.pt (the run folder is its "
                              "folder), or, alone, from the latest one in --output-dir")
-    teachers = parser.add_mutually_exclusive_group()
-    teachers.add_argument("--teacher-predictions", nargs="+", type=Path, default=None, metavar="CSV",
-                          help="distil: layer configs/distill.json over train.json and train on soft targets mixed "
-                               "from the labels and the mean of these models' predictions.csv on the training images "
-                               "(monai-pneumonia evaluate --split training)")
-    teachers.add_argument("--teacher-checkpoints", nargs="+", type=Path, default=None, metavar="MODEL_PT",
-                          help="distil: layer configs/distill_online.json over train.json; these models run on every "
-                               "augmented batch and the mean of their probabilities is mixed with the labels")
     add_bundle_argument(parser)
     add_common_options(parser)
     parser.set_defaults(func=run)
@@ -87,50 +79,6 @@ def _resume_paths(resume: str | None, output_dir: Path | None) -> tuple[Path | N
     return checkpoint, checkpoint.parent
 
 
-#: The run folder's record of what a distillation run learns from; ``--resume`` must name the same teachers.
-TEACHERS_RECORD = "teachers.json"
-
-#: Each teacher option: the overlay of ``train.json`` it layers and the overlay's knob that takes its files.
-_DISTILLATION = (("teacher_predictions", "distill.json"), ("teacher_checkpoints", "distill_online.json"))
-
-
-def _distillation(args: argparse.Namespace) -> tuple[str | None, str | None, list[Path]]:
-    """The overlay, its knob and the teacher files the options name (``None, None, []``: no distillation)."""
-    for knob, overlay in _DISTILLATION:
-        if getattr(args, knob):
-            return overlay, knob, getattr(args, knob)
-    return None, None, []
-
-
-def _teachers(overlay: str | None, files: list[Path], overrides: dict) -> dict:
-    """What this run distils from: the overlay, each teacher file's SHA-256 and the weight (``{}``: no teacher)."""
-    from monai_pneumonia.registry import sha256_file
-
-    if overlay is None:
-        return {}
-    return {"overlay": overlay, "sha256": [sha256_file(path) for path in files],
-            "teacher_weight": overrides.get("teacher_weight")}
-
-
-def _check_teachers(run_dir: Path, teachers: dict, resuming: bool) -> str | None:
-    """Refuse a resume whose teachers differ from the ones the run started with; record them otherwise.
-
-    Returns:
-        The error, or ``None``.
-    """
-    record = run_dir / TEACHERS_RECORD
-    if resuming and record.is_file():
-        started = json.loads(record.read_text())
-        if started != teachers:
-            given = "no teacher" if not teachers else f"{teachers['overlay']} with other teachers or weight"
-            return (f"{run_dir} was started with {started['overlay']} and the teachers in {record}; --resume got "
-                    f"{given}: give the same --teacher-* options (and --set teacher_weight) as the first time")
-    if teachers:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(teachers, indent=2) + "\n")
-    return None
-
-
 def run(args: argparse.Namespace) -> int:
     """Run the training; print a summary (JSON on stdout) with the promote command to ship the model.
 
@@ -138,15 +86,12 @@ def run(args: argparse.Namespace) -> int:
         args: the parsed arguments.
 
     Returns:
-        0, or 2 when ``--resume`` finds nothing to resume or names other teachers than the run started with, a
-        teacher file is missing, or the teacher predictions do not cover the training list.
+        0, or 2 when ``--resume`` finds nothing to resume.
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import default_bundle_root, run_workflow
-    from monai_pneumonia.errors import find_cause
     from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
-    from monai_pneumonia.registry import run_name, sha256_file
-    from monai_pneumonia.workflows.distillation import TeacherPredictionError
+    from monai_pneumonia.registry import sha256_file
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     bundle_root = (args.bundle or default_bundle_root()).resolve()
@@ -156,37 +101,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"monai-pneumonia train: error: {error}", file=sys.stderr)
         return 2
     overrides = common_overrides(args)
-    if output_dir is None:  # the folder train.json would name, known now so the teachers can be recorded in it
-        output_dir = bundle_root / "runs" / run_name()
     overrides.update(
         dataset_dir=os.fspath(args.dataset_dir.resolve()) if args.dataset_dir else None,
         datalist=os.fspath(args.datalist.resolve()) if args.datalist else None,
-        output_dir=os.fspath(output_dir.resolve()),
+        output_dir=os.fspath(output_dir.resolve()) if output_dir else None,  # None: train.json's new run folder
         max_epochs=args.epochs,
     )
     if resume is not None:
         overrides["resume"] = os.fspath(resume.resolve())
-    overlay, knob, teacher_files = _distillation(args)
-    missing = [os.fspath(path) for path in teacher_files if not path.is_file()]
-    problem = f"no teacher file at {', '.join(missing)}" if missing else None
-    problem = problem or _check_teachers(output_dir, _teachers(overlay, teacher_files, overrides),
-                                         resuming=resume is not None)
-    if problem:
-        print(f"monai-pneumonia train: error: {problem}", file=sys.stderr)
-        return 2
-    configs = ["train.json"]
-    if overlay is not None:
-        configs.append(overlay)
-        overrides[knob] = [os.fspath(path.resolve()) for path in teacher_files]
-    try:
-        with logs_to_stderr():
-            workflow = run_workflow(configs, bundle_root=bundle_root, **overrides)
-    except Exception as error:
-        teacher_error = find_cause(error, TeacherPredictionError)
-        if teacher_error is None:
-            raise
-        print(f"monai-pneumonia train: error: {teacher_error}", file=sys.stderr)  # the user's files: one line
-        return 2
+    with logs_to_stderr():
+        workflow = run_workflow("train.json", bundle_root=bundle_root, **overrides)
     parser = workflow.parser
     validator = parser.get_parsed_content("validate#evaluator").state
     trainer = parser.get_parsed_content("train#trainer").state

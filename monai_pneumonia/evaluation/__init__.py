@@ -1,5 +1,10 @@
-"""Evaluation of the pneumonia classifier: metrics with confidence intervals and a self-contained HTML report."""
+"""Evaluation of the pneumonia classifier: metrics with confidence intervals and a self-contained HTML report.
 
+Pure statistics and the report only; the model-development studies built on them live in
+:mod:`monai_pneumonia.studies`.
+"""
+
+from .cam_regions import cam_energy_shares, region_areas, region_masks
 from .metrics import (
     binary_metrics,
     calibration_bins,
@@ -19,42 +24,18 @@ from .operating_point import (
 )
 from .report import write_report
 from .shifts import ACQUISITION_SHIFTS, acquisition_shift
-from .shortcut import cam_energy_shares, region_areas, region_masks, shortcut_measurement
-from .stress import (
-    acquisition_series,
-    format_table,
-    pool_predictions,
-    read_predictions,
-    rescore_stress,
-    shipping_decision,
-    stress_report,
-    stress_test,
-)
-from .transfer import TRANSFER_RULES, format_transfer, source_transfer
 
 __all__ = [
     "ACQUISITION_SHIFTS",
     "BAYES_THRESHOLD",
     "THRESHOLD_RULES",
-    "TRANSFER_RULES",
-    "acquisition_series",
     "cam_energy_shares",
     "choose_threshold",
     "fit_temperature",
-    "format_transfer",
     "guarded_bayes_threshold",
-    "pool_predictions",
     "region_areas",
     "region_masks",
-    "rescore_stress",
-    "shipping_decision",
-    "stress_report",
-    "shortcut_measurement",
     "acquisition_shift",
-    "format_table",
-    "read_predictions",
-    "source_transfer",
-    "stress_test",
     "binary_metrics",
     "calibration_bins",
     "confusion_counts",

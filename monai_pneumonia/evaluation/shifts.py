@@ -3,7 +3,7 @@
 A patient-level split of the training folder is nearly separable and says little about films from other
 machines or years. Evaluating the validation split again under each of these shifts shows which acquisition
 changes the model is robust to, and pooling the shifted predictions gives a threshold that does not sit in a
-gap only the clean validation images leave open (see :mod:`monai_pneumonia.evaluation.stress`).
+gap only the clean validation images leave open (see :mod:`monai_pneumonia.studies.stress`).
 
 Every shift acts on the loaded, resized image in [0, 1] (bright bone), before the per-image intensity
 normalisation, exactly where the training augmentations act (``xray_preprocessing(augmentations=...)``).

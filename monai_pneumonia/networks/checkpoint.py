@@ -1,7 +1,7 @@
 """The bundle's checkpoint file: a plain state dict with the ``operating_threshold`` entry, loaded with ``weights_only``.
 
 Two edits happen after training, both on the file, never on a live network: storing a threshold chosen on
-validation data (:func:`store_threshold`, e.g. the stressed one of ``monai-pneumonia stress``) and writing the
+validation data (:func:`store_threshold`, e.g. the stressed one of ``monai-pneumonia study stress``) and writing the
 release copy with half-precision weights (:func:`half_precision_checkpoint`), which halves the file. Loading a
 half-precision file into the float32 network (``load_state_dict`` copies with a cast) is all the consumers do.
 """

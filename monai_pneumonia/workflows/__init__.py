@@ -8,13 +8,6 @@ from monai_pneumonia.workflows.datasets import (
     find_input_error,
     image_items,
 )
-from monai_pneumonia.workflows.distillation import (
-    TeacherPredictionError,
-    TeacherPrepareBatch,
-    attach_teacher,
-    load_teachers,
-    mean_predictions,
-)
 from monai_pneumonia.workflows.evaluator import XrayEvaluator
 from monai_pneumonia.workflows.handlers import (
     CAM_PATHS_KEY,
@@ -48,16 +41,11 @@ __all__ = [
     "ProgressBar",
     "ProgressiveResize",
     "RefusingDataset",
-    "TeacherPrepareBatch",
-    "TeacherPredictionError",
     "XrayEvaluator",
-    "attach_teacher",
     "collate_with_refusals",
     "find_input_error",
     "image_items",
     "latest_state_checkpoint",
-    "load_teachers",
-    "mean_predictions",
     "operating_threshold",
     "pneumonia_probability",
     "predicted_class",

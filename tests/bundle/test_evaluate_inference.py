@@ -21,15 +21,18 @@ def read_rows(path):
         return list(csv.DictReader(stream))
 
 
-def run_config(name, dataset_dir, ckpt_dir, output_dir, *extra):
-    return run_bundle("run", "--config_file", str(CONFIGS / name), "--dataset_dir", str(dataset_dir),
+def run_config(names, dataset_dir, ckpt_dir, output_dir, *extra):
+    """``python -m monai.bundle run`` on one config, or on a list merged in order (the model-zoo overlay)."""
+    files = [names] if isinstance(names, str) else names
+    config_file = str(CONFIGS / files[0]) if len(files) == 1 else "[" + ",".join(f"'{CONFIGS / f}'" for f in files) + "]"
+    return run_bundle("run", "--config_file", config_file, "--dataset_dir", str(dataset_dir),
                       "--ckpt_dir", str(ckpt_dir), "--output_dir", str(output_dir), *TINY, *extra)
 
 
 @pytest.fixture(scope="module")
 def evaluation(trained_bundle, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("evaluation")
-    run_config("evaluate.json", trained_bundle["dataset_dir"], trained_bundle["ckpt_dir"], output_dir,
+    run_config(["inference.json", "evaluate.json"], trained_bundle["dataset_dir"], trained_bundle["ckpt_dir"], output_dir,
                "--gallery_size", "2", "--n_bootstrap", "200")
     return output_dir
 
@@ -173,24 +176,23 @@ def test_onnx_export_round_trip(trained_bundle, trained_network, tmp_path):
         np.testing.assert_allclose(output, network(inputs).numpy(), atol=1e-4, rtol=1e-4)
 
 
-def test_evaluate_is_an_overlay_of_inference():
-    """evaluate.json copies nothing from inference.json but ``network_def``: every other shared entry is a macro.
+def test_evaluate_is_a_plain_overlay_of_inference():
+    """evaluate.json adds and replaces entries of inference.json (merged by file list); it copies and macros none."""
+    from monai.bundle import ConfigParser
 
-    ``network_def`` stays written out because MONAI applies nested command-line overrides (``--network_def#depth``,
-    used by the ablation and the tests) before it resolves macros, and cannot index into a macro string; it must
-    equal inference.json's.
-    """
     inference = json.loads((CONFIGS / "inference.json").read_text())
     evaluate = json.loads((CONFIGS / "evaluate.json").read_text())
-    copied = [key for key, value in evaluate.items() if key != "bundle_root" and key in inference and inference[key] == value]
-    assert copied == ["network_def"]
-    reused = [key for key, value in evaluate.items() if value == f"%bundle/configs/inference.json#{key}"]
-    assert {"network", "inferer", "postprocessing", "evaluator", "dataloader", "device"} <= set(reused)
+    assert "network_def" not in evaluate and "imports" not in evaluate
+    assert not [key for key, value in evaluate.items() if key in inference and inference[key] == value]
+    assert "%" not in json.dumps(evaluate), "no macros into inference.json: the file list merges them"
+    merged = ConfigParser.load_config_files([CONFIGS / "inference.json", CONFIGS / "evaluate.json"])
+    assert merged["network_def"] == inference["network_def"] and merged["evaluator"] == inference["evaluator"]
+    assert merged["preprocessing"] == {**inference["preprocessing"], "augmentations": evaluate["preprocessing#augmentations"]}
+    assert merged["handlers"] == evaluate["handlers"]
 
 
-def test_another_bundle_s_evaluate_uses_its_own_inference_entries(tmp_path):
-    from monai_pneumonia.bundle import sibling_macros
-
-    macros = sibling_macros(CONFIGS / "evaluate.json", tmp_path)
-    assert macros["inferer"] == f"%{tmp_path / 'configs' / 'inference.json'}#inferer"
-    assert "data" not in macros and "handlers" not in macros
+def test_train_and_inference_build_the_same_network():
+    """The model inference.json loads is the one train.json trains: one ``network_def`` in both."""
+    train = json.loads((CONFIGS / "train.json").read_text())
+    inference = json.loads((CONFIGS / "inference.json").read_text())
+    assert train["network_def"] == inference["network_def"]

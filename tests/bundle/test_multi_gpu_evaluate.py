@@ -18,10 +18,10 @@ def read_rows(path):
         return list(csv.DictReader(stream))
 
 
-def torchrun(config: str, *args: str) -> subprocess.CompletedProcess:
+def torchrun(configs: list[str], *args: str) -> subprocess.CompletedProcess:
+    files = ",".join(f"'{CONFIGS / name}'" for name in [*configs, "multi_gpu_evaluate.json"])
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-               "monai.bundle", "run", "--config_file",
-               f"['{CONFIGS / config}','{CONFIGS / 'multi_gpu_evaluate.json'}']", *args, *TINY]
+               "monai.bundle", "run", "--config_file", f"[{files}]", *args, *TINY]
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -43,7 +43,7 @@ def test_distributed_inference_matches_one_process_in_input_order(archive, train
     common = ["--dataset_dir", str(archive), "--ckpt_dir", str(trained_bundle["ckpt_dir"])]
     run_bundle("run", "--config_file", str(CONFIGS / "inference.json"), *common, "--output_dir", str(tmp_path / "one"),
                *TINY)
-    torchrun("inference.json", *common, "--output_dir", str(tmp_path / "two"))
+    torchrun(["inference.json"], *common, "--output_dir", str(tmp_path / "two"))
     one, two = read_rows(tmp_path / "one" / "predictions.csv"), read_rows(tmp_path / "two" / "predictions.csv")
     assert len(two) == 23
     assert [row["image"] for row in two] == [row["image"] for row in one] == sorted(row["image"] for row in one)
@@ -54,7 +54,7 @@ def test_distributed_inference_matches_one_process_in_input_order(archive, train
 
 @pytest.mark.slow
 def test_distributed_evaluation_counts_every_film_once(trained_bundle, tmp_path):
-    torchrun("evaluate.json", "--dataset_dir", str(trained_bundle["dataset_dir"]), "--ckpt_dir",
+    torchrun(["inference.json", "evaluate.json"], "--dataset_dir", str(trained_bundle["dataset_dir"]), "--ckpt_dir",
              str(trained_bundle["ckpt_dir"]), "--output_dir", str(tmp_path / "eval"), "--gallery_size", "1",
              "--n_bootstrap", "50")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -155,62 +155,9 @@ def test_resume_refuses_what_it_cannot_resume(bundle_copy, tiny_dataset, tmp_pat
     assert "missing.pt: no such training-state checkpoint" in capsys.readouterr().err
 
 
-def test_distillation_from_evaluate_predictions_and_a_one_line_error_for_uncovered_images(tiny_bundle, tiny_dataset,
-                                                                                         tmp_path, capsys):
-    """``evaluate --split training`` gives the teachers' predictions; ``train --teacher-predictions`` trains on them."""
-    images = sorted(tiny_dataset.rglob("*.png"))
-    items = [{"image": str(p), "label": int(p.parent.name == "PNEUMONIA"), "patient": p.stem} for p in images]
-    datalist = tmp_path / "datalist.json"
-    datalist.write_text(json.dumps({"training": items[::2] + items[1::4], "validation": items[3::4]}))
-    assert main(["evaluate", "--bundle", str(tiny_bundle), "--datalist", str(datalist), "--split", "training",
-                 "--output-dir", str(tmp_path / "teacher"), "--no-progress", "--set", "n_bootstrap=0",
-                 "--set", "gallery_size=0"]) == 0
-    teacher = tmp_path / "teacher" / "predictions.csv"
-    capsys.readouterr()
-    assert main(["train", "--bundle", str(tiny_bundle), "--datalist", str(datalist), "--epochs", "1", "--batch-size",
-                 "4", "--num-workers", "0", "--no-progress", "--output-dir", str(tmp_path / "run2"),
-                 "--teacher-predictions", str(teacher), str(teacher)]) == 0
-    summary = json.loads(capsys.readouterr().out)
-    assert summary["epochs"] == 1 and 0.0 < summary["threshold"] < 1.0
-
-    partial = tmp_path / "partial.csv"
-    partial.write_text("".join(teacher.read_text().splitlines(keepends=True)[:-1]))
-    missing = teacher.read_text().splitlines()[-1].split(",")[0]
-    status = main(["train", "--bundle", str(tiny_bundle), "--datalist", str(datalist), "--epochs", "1",
-                   "--no-progress", "--output-dir", str(tmp_path / "run3"), "--teacher-predictions", str(partial)])
-    err = capsys.readouterr().err
-    assert status == 2
-    assert f"error: {missing}: no teacher prediction" in err and "Traceback" not in err
-
-
-def test_missing_teacher_checkpoint_is_a_one_line_error(tiny_bundle, tiny_dataset, tmp_path, capsys):
-    status = _train(tiny_bundle, tiny_dataset, "--epochs", "1", "--output-dir", str(tmp_path / "run"),
-                    "--teacher-checkpoints", str(tmp_path / "absent.pt"))
-    err = capsys.readouterr().err
-    assert status == 2 and f"no teacher file at {tmp_path / 'absent.pt'}" in err and "Traceback" not in err
-    assert not (tmp_path / "run").exists()
-
-
-def test_a_distillation_run_resumes_only_with_the_teachers_it_started_with(tiny_bundle, tiny_dataset, tmp_path,
-                                                                          capsys):
-    """Teachers are not part of the training state: a resume without them would silently train on hard labels."""
-    from monai_pneumonia.cli.train import TEACHERS_RECORD
-
-    teacher = tiny_bundle / "models" / "model.pt"
-    other = tmp_path / "other.pt"
-    other.write_bytes(teacher.read_bytes())
-    with open(other, "ab") as stream:
-        stream.write(b"\0")  # other bytes: another teacher, as far as the record can tell
-    run_dir = tmp_path / "run"
-    first = ["--epochs", "2", "--output-dir", str(run_dir), "--teacher-checkpoints", str(teacher)]
-    assert _train(tiny_bundle, tiny_dataset, *first, "--set", "train#trainer#max_epochs=1") == 0
-    record = json.loads((run_dir / TEACHERS_RECORD).read_text())
-    assert record["overlay"] == "distill_online.json" and record["sha256"] == [sha256_file(teacher)]
-    capsys.readouterr()
-    for extra in ([], ["--teacher-checkpoints", str(other)],
-                  ["--teacher-checkpoints", str(teacher), "--set", "teacher_weight=0.3"]):
-        status = _train(tiny_bundle, tiny_dataset, "--epochs", "2", "--output-dir", str(run_dir), "--resume", *extra)
-        err = capsys.readouterr().err
-        assert status == 2 and "was started with distill_online.json" in err and "Traceback" not in err, extra
-    assert _train(tiny_bundle, tiny_dataset, *first, "--resume") == 0
-    assert json.loads(capsys.readouterr().out)["epochs"] == 2
+def test_train_takes_no_teacher_options():
+    """Distillation is a study (``bundle/configs/experiments/``), not an option of training on one's own data."""
+    for option in ("--teacher-predictions", "--teacher-checkpoints"):
+        with pytest.raises(SystemExit) as raised:
+            main(["train", "--dataset-dir", "d", option, "x"])
+        assert raised.value.code == 2

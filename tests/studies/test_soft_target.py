@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from monai_pneumonia.transforms import SoftTarget, SoftTargetd
+from monai_pneumonia.studies import SoftTarget, SoftTargetd
 
 
 def test_target_mixes_one_hot_label_and_teacher():

@@ -1,4 +1,4 @@
-"""Soft training targets for knowledge distillation: the label mixed with a teacher's class probabilities.
+"""Soft training targets for the distillation study: the label mixed with a teacher's class probabilities.
 
 Distillation (Hinton et al., 2015) trains one network on what an ensemble of networks predicts, so a single model
 can keep most of the ensemble's gain at the cost of one. The teacher's probabilities are computed once, on the

@@ -1,4 +1,4 @@
-"""Where the model looks: the share of Grad-CAM energy in the central thorax versus the image border and corners.
+"""Where a saliency map's energy lies: the central thorax versus the image border and corners.
 
 Text markers, lead letters and collimation edges sit at the border and in the corners of a radiograph; they say
 which machine and technologist took the film, not whether the lungs are ill. A model whose Grad-CAM energy sits
@@ -15,17 +15,12 @@ A uniform map gives each region its area share (:func:`region_areas`), the refer
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
-import torch
+from numpy.typing import ArrayLike
 
-from monai_pneumonia.inference import BundleClassifier
-from monai_pneumonia.visualize import grad_cam
-from monai_pneumonia.workflows.datasets import REFUSED_KEY
-
-__all__ = ["cam_energy_shares", "region_areas", "region_masks", "shortcut_measurement"]
+__all__ = ["cam_energy_shares", "region_areas", "region_masks"]
 
 
 def region_masks(shape: Sequence[int], border: float = 0.1, corner: float = 0.15) -> dict[str, np.ndarray]:
@@ -58,11 +53,12 @@ def region_areas(shape: Sequence[int]) -> dict[str, float]:
     return {name: float(mask.mean()) for name, mask in region_masks(shape).items()}
 
 
-def cam_energy_shares(maps: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
+def cam_energy_shares(maps: ArrayLike) -> dict[str, np.ndarray]:
     """Per-image share of Grad-CAM energy (the sum of the non-negative map) in each region.
 
     Args:
-        maps: (N, 1, W, H) Grad-CAM maps (non-negative, e.g. from :func:`~monai_pneumonia.visualize.grad_cam`).
+        maps: (N, 1, W, H) Grad-CAM maps (non-negative, e.g. from :func:`~monai_pneumonia.visualize.grad_cam`;
+            a CPU tensor or an array).
 
     Returns:
         ``{region: (N,) shares in [0, 1]}``; an all-zero map counts as uniform.
@@ -74,47 +70,3 @@ def cam_energy_shares(maps: torch.Tensor | np.ndarray) -> dict[str, np.ndarray]:
     array[flat] = 1.0
     total = array.sum(axis=(1, 2))
     return {name: (array * mask).sum(axis=(1, 2)) / total for name, mask in masks.items()}
-
-
-def shortcut_measurement(
-    images: Sequence[str | os.PathLike],
-    bundle_root: str | os.PathLike | None = None,
-    ckpt_path: str | os.PathLike | None = None,
-    batch_size: int = 8,
-    device: str | None = "cpu",
-) -> dict:
-    """Grad-CAM energy shares of the bundle's model on a set of images, with the uniform-map reference.
-
-    Args:
-        images: image files (normally the validation split); refused files are skipped and counted.
-        bundle_root: the bundle (default: the shipped one).
-        ckpt_path: the checkpoint (default: the bundle's ``model.pt``).
-        batch_size: images per Grad-CAM pass.
-        device: where the network runs.
-
-    Returns:
-        ``{"n", "refused", "uniform": {region: area share}, "mean": {region: mean share},
-        "ci95": {region: [low, high]} (normal approximation over images)}``.
-    """
-    classifier = BundleClassifier.from_bundle(bundle_root, ckpt_path=ckpt_path, device=device)
-    shares: dict[str, list[np.ndarray]] = {}
-    refused, shape = 0, None
-    for batch in classifier.batches(list(images), batch_size=batch_size):
-        refused += len(batch[REFUSED_KEY])
-        if "image" in batch:
-            shape = tuple(batch["image"].shape[2:])
-            maps = grad_cam(classifier.network, batch["image"].to(classifier.device))
-            for name, values in cam_energy_shares(maps).items():
-                shares.setdefault(name, []).append(values)
-    values = {name: np.concatenate(parts) for name, parts in shares.items()}
-    n = len(next(iter(values.values()))) if values else 0
-    return {
-        "n": n,
-        "refused": refused,
-        "uniform": region_areas(shape) if shape else {},
-        "mean": {name: float(v.mean()) for name, v in values.items()},
-        "ci95": {
-            name: [float(v.mean() - 1.96 * v.std(ddof=1) / np.sqrt(n)), float(v.mean() + 1.96 * v.std(ddof=1) / np.sqrt(n))]
-            for name, v in values.items()
-        } if n > 1 else {},
-    }

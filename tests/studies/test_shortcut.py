@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from monai_pneumonia.evaluation import cam_energy_shares, region_areas, region_masks, shortcut_measurement
+from monai_pneumonia.evaluation import cam_energy_shares, region_areas, region_masks
+from monai_pneumonia.studies import shortcut_measurement
 
 
 def test_region_masks_cover_what_they_say():

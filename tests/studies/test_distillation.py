@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from monai_pneumonia.inferers import AutocastInferer
-from monai_pneumonia.workflows import (
+from monai_pneumonia.studies import (
     TeacherPredictionError,
     TeacherPrepareBatch,
     attach_teacher,

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .metrics import roc_auc
-from .operating_point import choose_threshold
-from .stress import pool_predictions, read_predictions
+from monai_pneumonia.evaluation import choose_threshold, roc_auc
+from monai_pneumonia.studies.stress import pool_predictions, read_predictions
 
 __all__ = ["TRANSFER_RULES", "format_transfer", "source_transfer"]
 
-#: The rules compared: ``(name, threshold rule, its target or None)`` (:func:`~monai_pneumonia.evaluation.choose_threshold`).
+#: The rules compared: ``(name, threshold rule, its target or None)`` (:func:`~monai_pneumonia.evaluation.choose_threshold`);
+#: the set of the model-v2 campaign (``docs/research/model-v2-protocol.md``, addendum 4).
 TRANSFER_RULES: tuple[tuple[str, str, float | None], ...] = (
     ("youden", "youden", None),
     ("bayes-guarded", "bayes-guarded", None),
@@ -47,20 +47,22 @@ def source_transfer(
     held_out: str,
     rules: tuple[tuple[str, str, float | None], ...] = TRANSFER_RULES,
     min_sensitivity: float = 0.95,
+    tie: float = TIE,
 ) -> dict:
     """Compare threshold rules on a source the model never saw, from a stress validation's predictions.
 
     Each rule's threshold is chosen on the pooled predictions (every condition) of the in-source images; the report
     gives the in-source sensitivity and specificity and the specificity on the held-out source's normals, pooled and
     on the clean condition, and picks the rule with the highest held-out balanced accuracy (in-source sensitivity
-    and held-out specificity) among those keeping ``min_sensitivity``; a tie within 0.005 goes to the higher
-    sensitivity (``docs/model-v2-protocol.md``, addendum 4).
+    and held-out specificity) among those keeping ``min_sensitivity``; a tie within ``tie`` goes to the higher
+    sensitivity.
 
     Args:
-        output_dir: a :func:`~monai_pneumonia.evaluation.stress_test` output folder.
+        output_dir: a :func:`~monai_pneumonia.studies.stress_test` output folder.
         held_out: regex searched in each image's file name; the matching images are the held-out source.
         rules: the rules compared.
         min_sensitivity: the in-source pooled sensitivity a rule must keep to be chosen.
+        tie: balanced accuracies this close count as a tie (default: :data:`TIE`).
 
     Returns:
         The report, also written to ``output_dir/transfer.json``.
@@ -113,7 +115,7 @@ def source_transfer(
                 if row["pooled"]["in_source_sensitivity"] >= min_sensitivity]
     if eligible:
         best = max(value["held_out_balanced_accuracy"] for _, value in eligible)
-        tied = [(name, value) for name, value in eligible if value["held_out_balanced_accuracy"] >= best - TIE]
+        tied = [(name, value) for name, value in eligible if value["held_out_balanced_accuracy"] >= best - tie]
         report["chosen_rule"] = max(tied, key=lambda pair: pair[1]["in_source_sensitivity"])[0]
     else:
         report["chosen_rule"] = None

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from monai_pneumonia.cli import main
-from monai_pneumonia.evaluation import choose_threshold, source_transfer
+from monai_pneumonia.evaluation import choose_threshold
+from monai_pneumonia.studies import source_transfer
 
 CONDITIONS = ("none", "blur-2")
 
@@ -87,8 +88,7 @@ def test_cli_prints_the_comparison(tmp_path, capsys):
     (out / "transfer.json").unlink()
     for name in CONDITIONS:  # what --rescore needs besides the predictions
         (out / name / "metrics.json").write_text(json.dumps({"threshold": 0.5}))
-    assert main(["stress", str(tmp_path / "d.json"), "--output", str(out), "--rescore",
-                 "--held-out-source", "^NORMAL2-"]) == 0
+    assert main(["study", "rescore", str(out), "--held-out-source", "^NORMAL2-"]) == 0
     printed = capsys.readouterr().out
     assert "held-out source '^NORMAL2-'" in printed and f"chosen rule: {report['chosen_rule']}" in printed
     assert json.loads((out / "transfer.json").read_text())["rules"] == report["rules"]

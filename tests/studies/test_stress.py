@@ -9,12 +9,13 @@ import pytest
 import torch
 
 from monai_pneumonia.cli import main
-from monai_pneumonia.evaluation import (
+from monai_pneumonia.evaluation import choose_threshold
+from monai_pneumonia.studies import (
     acquisition_series,
-    choose_threshold,
     pool_predictions,
     rescore_stress,
     shipping_decision,
+    stress_report,
     stress_test,
 )
 
@@ -76,6 +77,21 @@ def test_acquisition_series_of_the_public_file_names():
     assert acquisition_series("person1_virus_6.jpeg") == "other"
 
 
+def test_another_data_set_names_its_own_series():
+    series = {"site-a": "A_", "site-b": "B_"}
+    assert [acquisition_series(name, series) for name in ("A_1.dcm", "/x/B_2.dcm", "IM-0115-0001.jpeg")] == [
+        "site-a", "site-b", "other"]
+
+
+def test_the_report_gives_the_specificity_of_the_series_it_is_given():
+    predictions = {"none": (["A_1.png", "A_2.png", "B_1.png", "p_1.png", "p_2.png"], np.array([0, 0, 0, 1, 1]),
+                            np.array([0.1, 0.6, 0.2, 0.9, 0.4]))}
+    results = {"none": {"description": "clean", "at_stored": {}}}
+    report = stress_report(predictions, results, 0.5, "validation", "d.json", series={"a": "A_", "b": "B_"})
+    assert report["series"]["at_stored"] == {"a": {"n": 2, "specificity": 0.5}, "b": {"n": 1, "specificity": 1.0}}
+    assert stress_report(predictions, results, 0.5, "validation", "d.json")["series"]["at_stored"] == {}
+
+
 def test_pool_predictions_keeps_shift_order_and_pairs():
     clean = (["a.jpeg", "b.jpeg"], np.array([0, 1]), np.array([0.1, 0.9]))
     blurred = (["a.jpeg", "b.jpeg"], np.array([0, 1]), np.array([0.2, 0.7]))
@@ -105,11 +121,12 @@ def test_shipping_decision_applies_the_rule_and_needs_the_same_images(bundle_cop
 
 
 def test_cli_stores_the_stressed_threshold(bundle_copy, datalist, tmp_path, capsys):
-    status = main(["stress", str(datalist), "--output", str(tmp_path / "out"), "--bundle", str(bundle_copy),
+    status = main(["study", "stress", str(datalist), "--output", str(tmp_path / "out"), "--bundle", str(bundle_copy),
                    "--shifts", "none", "blur-1", "--store-threshold"])
     assert status == 0
     report = json.loads((tmp_path / "out" / "stress.json").read_text())
     assert report["threshold_method"] == "youden"
+    assert report["split"] == "validation", "a threshold is chosen on the validation list, never on the test list"
     state = torch.load(bundle_copy / "models" / "model.pt", weights_only=True)
     assert float(state["operating_threshold"]) == pytest.approx(report["stressed_threshold"], abs=1e-6)
     printed = capsys.readouterr().out
@@ -118,7 +135,7 @@ def test_cli_stores_the_stressed_threshold(bundle_copy, datalist, tmp_path, caps
 
 
 def test_cli_shortcut_and_comparison(bundle_copy, datalist, tmp_path, capsys):
-    args = ["stress", str(datalist), "--bundle", str(bundle_copy), "--shifts", "none"]
+    args = ["study", "stress", str(datalist), "--bundle", str(bundle_copy), "--shifts", "none"]
     assert main([*args, "--output", str(tmp_path / "one")]) == 0
     assert main([*args, "--output", str(tmp_path / "two"), "--shortcut", "--compare-with", str(tmp_path / "one")]) == 0
     printed = capsys.readouterr().out
@@ -126,11 +143,6 @@ def test_cli_shortcut_and_comparison(bundle_copy, datalist, tmp_path, capsys):
     assert '"ship": true' in printed
     report = json.loads((tmp_path / "two" / "stress.json").read_text())
     assert report["shortcut"]["n"] == 24
-
-
-def test_cli_refuses_the_test_split(datalist, tmp_path):
-    with pytest.raises(SystemExit, match="test split"):
-        main(["stress", str(datalist), "--split", "test", "--output", str(tmp_path / "out")])
 
 
 def test_rescore_rebuilds_the_report_by_another_rule_without_running_the_model(bundle_copy, datalist, tmp_path):
@@ -156,12 +168,11 @@ def test_rescore_rebuilds_the_report_by_another_rule_without_running_the_model(b
     assert strict["stressed_threshold"] == pytest.approx(choose_threshold(labels, probs, "specificity", target=0.99))
     with pytest.raises(ValueError, match="takes no target"):
         rescore_stress(out, threshold_method="youden", threshold_target=0.9)
-    assert main(["stress", str(datalist), "--output", str(out), "--rescore", "--threshold-method", "sensitivity",
-                 "--threshold-target", "0.9"]) == 0
+    assert main(["study", "rescore", str(out), "--threshold-method", "sensitivity", "--threshold-target", "0.9"]) == 0
     assert json.loads((out / "stress.json").read_text())["stressed_threshold"] == pytest.approx(
         choose_threshold(labels, probs, "sensitivity", target=0.9))
-    assert main(["stress", str(datalist), "--output", str(out), "--rescore"]) == 0
-    with pytest.raises(SystemExit, match="--shortcut cannot apply"):
-        main(["stress", str(datalist), "--output", str(out), "--rescore", "--shortcut"])
+    assert main(["study", "rescore", str(out)]) == 0
+    with pytest.raises(SystemExit):  # rescoring runs no model: it takes no --shortcut
+        main(["study", "rescore", str(out), "--shortcut"])
     assert json.loads((out / "stress.json").read_text())["stressed_threshold"] == pytest.approx(
         original["stressed_threshold"])

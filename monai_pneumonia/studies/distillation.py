@@ -1,10 +1,11 @@
-"""Teachers for distillation: an ensemble's probabilities as soft training targets.
+"""The distillation study: an ensemble's probabilities as soft training targets.
 
-Two ways, each an overlay of ``train.json``:
+None of the distilled candidates shipped (``docs/research/model-v2-protocol.md``); the study is kept so that its
+results can be reproduced. Two ways, each an overlay of ``train.json`` under ``bundle/configs/experiments/``:
 
 * ``distill.json``: the teachers' probabilities on the un-augmented training images, read once from the
   ``predictions.csv`` that ``monai-pneumonia evaluate --split training`` writes per model (:func:`attach_teacher`,
-  then :class:`~monai_pneumonia.transforms.SoftTargetd`); no teacher runs during training.
+  then :class:`~monai_pneumonia.studies.SoftTargetd`); no teacher runs during training.
 * ``distill_online.json``: the teacher networks run on every augmented batch (:class:`TeacherPrepareBatch`), so
   teacher and student see the same view ("consistent teaching", Beyer et al., 2022), at the cost of their forward
   passes.
@@ -24,7 +25,8 @@ from monai.inferers import Inferer
 
 from monai_pneumonia.inferers import AutocastInferer
 from monai_pneumonia.networks.checkpoint import load_weights
-from monai_pneumonia.transforms.soft_target import mix_soft_targets
+from monai_pneumonia.studies.soft_target import mix_soft_targets
+from monai_pneumonia.studies.stress import read_predictions
 
 __all__ = ["TeacherPrepareBatch", "TeacherPredictionError", "attach_teacher", "load_teachers", "mean_predictions"]
 
@@ -45,8 +47,6 @@ def mean_predictions(paths: Sequence[str | os.PathLike]) -> dict[str, tuple[int,
     Raises:
         TeacherPredictionError: no file given, or the files do not cover the same images with the same labels.
     """
-    from monai_pneumonia.evaluation.stress import read_predictions  # lazy: evaluation imports the workflows
-
     if not paths:
         raise TeacherPredictionError("no teacher predictions given")
     reference, total = None, None

@@ -1,7 +1,7 @@
 """Stress validation: the bundle's evaluation repeated under synthetic acquisition shifts.
 
-For each shift of :data:`~monai_pneumonia.evaluation.shifts.ACQUISITION_SHIFTS` the bundle's own ``evaluate.json``
-runs on the same labelled split (normally the validation split of the training data) with that shift inserted
+For each shift of :data:`~monai_pneumonia.evaluation.shifts.ACQUISITION_SHIFTS` the bundle's own evaluation
+(``inference.json`` with the ``evaluate.json`` overlay) runs on the same labelled split (normally the validation split of the training data) with that shift inserted
 before the intensity normalisation. The result is a table of metrics per shift at the model's stored threshold,
 and a *stressed operating threshold*: the threshold chosen (by the same rule as in training) on the pooled
 predictions of every shift, which keeps working when the films look different from the clean validation set.
@@ -14,19 +14,23 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from monai_pneumonia.bundle import run_workflow
-
-from .metrics import binary_metrics, paired_auc_difference
-from .operating_point import choose_threshold, fit_temperature
-from .shifts import ACQUISITION_SHIFTS
-from .shortcut import shortcut_measurement
+from monai_pneumonia.bundle import EVALUATE_CONFIGS, run_workflow
+from monai_pneumonia.evaluation import (
+    ACQUISITION_SHIFTS,
+    binary_metrics,
+    choose_threshold,
+    fit_temperature,
+    paired_auc_difference,
+)
+from monai_pneumonia.studies.shortcut import shortcut_measurement
 
 __all__ = [
+    "NORMAL_SERIES",
     "acquisition_series",
     "format_table",
     "pool_predictions",
@@ -40,6 +44,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
+
+#: The public training folder's two acquisition batches of normal films: ``{series: file-name prefix}``
+#: (``NORMAL2-IM-*`` and ``IM-*``); another data set passes its own.
+NORMAL_SERIES: dict[str, str] = {"NORMAL2": "NORMAL2-", "IM": "IM-"}
 
 
 def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -60,22 +68,24 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
     )
 
 
-def acquisition_series(path: str) -> str:
-    """The acquisition batch of a public-data file name: ``"NORMAL2"``, ``"IM"`` (the two normal series) or ``"other"``.
+def acquisition_series(path: str, series: Mapping[str, str] = NORMAL_SERIES) -> str:
+    """The acquisition batch of a file: the first series whose prefix starts its name, else ``"other"``.
 
-    The public training folder holds normal films from two acquisition batches (``NORMAL2-IM-*`` and ``IM-*``);
-    specificity per batch shows whether the operating point holds on normals from either "site".
+    Specificity per batch shows whether the operating point holds on normals from either "site".
+
+    Args:
+        path: an image file.
+        series: ``{series: file-name prefix}``, tried in order (default: :data:`NORMAL_SERIES`).
     """
     name = os.path.basename(path)
-    if name.startswith("NORMAL2-"):
-        return "NORMAL2"
-    return "IM" if name.startswith("IM-") else "other"
+    return next((key for key, prefix in series.items() if name.startswith(prefix)), "other")
 
 
-def _series_specificity(images: list[str], labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
-    series = np.array([acquisition_series(image) for image in images])
+def _series_specificity(images: list[str], labels: np.ndarray, probs: np.ndarray, threshold: float,
+                        series_prefixes: Mapping[str, str]) -> dict:
+    series = np.array([acquisition_series(image, series_prefixes) for image in images])
     out = {}
-    for name in ("NORMAL2", "IM"):
+    for name in series_prefixes:
         chosen = (series == name) & (labels == 0)
         if chosen.any():
             out[name] = {"n": int(chosen.sum()), "specificity": float((probs[chosen] < threshold).mean())}
@@ -118,6 +128,7 @@ def stress_test(
     n_bootstrap: int = 1000,
     shortcut: bool = False,
     threshold_target: float | None = None,
+    series: Mapping[str, str] = NORMAL_SERIES,
     **overrides,
 ) -> dict:
     """Evaluate the bundle's model on ``split`` of ``datalist`` under each acquisition shift.
@@ -134,9 +145,10 @@ def stress_test(
             the shipped threshold was chosen by).
         n_bootstrap: bootstrap resamples of each evaluation's AUC/F1 intervals.
         shortcut: also measure where the model looks on the clean split
-            (:func:`~monai_pneumonia.evaluation.shortcut.shortcut_measurement`), as ``report["shortcut"]``.
+            (:func:`~monai_pneumonia.studies.shortcut.shortcut_measurement`), as ``report["shortcut"]``.
         threshold_target: the rule's target (see :func:`stress_report`); default: the rule's own.
-        overrides: further ``evaluate.json`` overrides (e.g. ``device``, ``num_workers``).
+        series: the normal acquisition series reported apart (see :func:`acquisition_series`).
+        overrides: further evaluation overrides (e.g. ``device``, ``num_workers``).
 
     Returns:
         ``{"split", "stored_threshold", "stressed_threshold", "shifts": {name: {"description", "at_stored",
@@ -159,7 +171,7 @@ def stress_test(
         folder = output / name
         logger.info("stress validation: %s (%s)", name, ACQUISITION_SHIFTS[name][0])
         run_workflow(
-            "evaluate.json",
+            EVALUATE_CONFIGS,
             bundle_root,
             datalist=os.fspath(datalist),
             datalist_split=split,
@@ -174,7 +186,7 @@ def stress_test(
         stored, predictions[name], results[name] = _read_shift(folder, name)
 
     report = stress_report(predictions, results, stored, split, os.fspath(datalist), threshold_method,
-                           threshold_target)
+                           threshold_target, series)
     if shortcut:
         clean = predictions.get("none", predictions[names[0]])[0]
         ckpt = Path(ckpt_dir) / "model.pt" if ckpt_dir is not None else None
@@ -191,6 +203,7 @@ def stress_report(
     datalist: str,
     threshold_method: str = "youden",
     threshold_target: float | None = None,
+    series: Mapping[str, str] = NORMAL_SERIES,
 ) -> dict:
     """The stress report from per-shift predictions: the pooled threshold, each shift and the pool at both thresholds.
 
@@ -204,6 +217,7 @@ def stress_report(
         threshold_method: rule for the pooled threshold (:func:`~monai_pneumonia.evaluation.choose_threshold`).
         threshold_target: the rule's target (:func:`~monai_pneumonia.evaluation.choose_threshold`'s ``target``);
             default: the rule's own.
+        series: the normal acquisition series reported apart (see :func:`acquisition_series`).
 
     Returns:
         The report of :func:`stress_test` without ``shortcut``.
@@ -230,15 +244,15 @@ def stress_report(
             "pooled": fit_temperature(pooled_labels, pooled_probs),
         },
         "series": {
-            "at_stored": _series_specificity(pooled_images, pooled_labels, pooled_probs, stored),
-            "at_stressed": _series_specificity(pooled_images, pooled_labels, pooled_probs, stressed),
+            "at_stored": _series_specificity(pooled_images, pooled_labels, pooled_probs, stored, series),
+            "at_stressed": _series_specificity(pooled_images, pooled_labels, pooled_probs, stressed, series),
         },
         "shifts": results,
     }
 
 
 def rescore_stress(output_dir: str | os.PathLike, threshold_method: str = "youden",
-                   threshold_target: float | None = None) -> dict:
+                   threshold_target: float | None = None, series: Mapping[str, str] = NORMAL_SERIES) -> dict:
     """Rebuild a stress report from the per-shift evaluations already in ``output_dir``, by another threshold rule.
 
     No model runs: each shift's ``metrics.json`` and ``predictions.csv`` are read back, so two models can be compared
@@ -248,6 +262,7 @@ def rescore_stress(output_dir: str | os.PathLike, threshold_method: str = "youde
         output_dir: a :func:`stress_test` output folder (its ``stress.json`` names the shifts and the datalist).
         threshold_method: rule for the pooled threshold.
         threshold_target: the rule's target (see :func:`stress_report`).
+        series: the normal acquisition series reported apart (see :func:`acquisition_series`).
 
     Returns:
         The new report, also written to ``output_dir/stress.json``.
@@ -261,7 +276,7 @@ def rescore_stress(output_dir: str | os.PathLike, threshold_method: str = "youde
     for name in previous["shifts"]:
         stored, predictions[name], results[name] = _read_shift(output / name, name)
     report = stress_report(predictions, results, stored, previous["split"], previous["datalist"], threshold_method,
-                           threshold_target)
+                           threshold_target, series)
     if "shortcut" in previous:
         report["shortcut"] = previous["shortcut"]
     (output / "stress.json").write_text(json.dumps(report, indent=2))
@@ -269,11 +284,12 @@ def rescore_stress(output_dir: str | os.PathLike, threshold_method: str = "youde
 
 
 def shipping_decision(candidate: str | os.PathLike, incumbent: str | os.PathLike) -> dict:
-    """Apply the shipping rule of ``docs/model-v2-protocol.md`` to two stress validations of the same split.
+    """Apply the model-v2 campaign's shipping rule to two stress validations of the same split.
 
     The candidate replaces the incumbent only if, on the pooled shifted validation, its AUC is not lower and its
     balanced accuracy at its own stressed threshold is not lower. The paired AUC difference (candidate minus
-    incumbent, stratified bootstrap) is reported alongside.
+    incumbent, stratified bootstrap) is reported alongside. The rule was fixed before any candidate was judged
+    (``docs/research/model-v2-protocol.md``).
 
     Args:
         candidate: the candidate's stress output folder (with ``stress.json`` and one folder per shift).
