@@ -30,7 +30,9 @@ $(ML_STAMP): setup.cfg pyproject.toml constraints.txt requirements-monailabel.tx
 	$(ML_PIP) install -q -c constraints.txt --no-deps -r requirements-monailabel-nodeps.txt -e .
 	touch $(ML_STAMP)
 
+# The import contracts (.importlinter: layers, the product apart from the studies) run first: a few seconds.
 test: setup
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 lint: setup
@@ -45,4 +47,4 @@ bench: setup
 	$(PY) benchmarks/bench_training.py
 
 clean:
-	rm -rf $(VENV) $(ML_VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(ML_VENV) build *.egg-info .pytest_cache .import_linter_cache

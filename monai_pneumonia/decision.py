@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLASS_NAMES", "PNEUMONIA_INDEX", "THRESHOLD_RULES", "class_name", "decide", "is_positive",
-           "positive_probability"]
+__all__ = ["CLASS_NAMES", "PNEUMONIA_INDEX", "THRESHOLD_RULES", "NonFiniteScoreError", "class_name", "decide",
+           "is_positive", "positive_probability"]
 
 #: Names of the model's output channels, in order (pneumonia is the positive class).
 CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
@@ -32,9 +32,21 @@ def positive_probability(pred: Any) -> float:
     return float(np.asarray(pred, dtype=np.float64).reshape(-1)[PNEUMONIA_INDEX])
 
 
+class NonFiniteScoreError(ValueError):
+    """A probability or threshold that is NaN or infinite: no decision can be made (``NaN >= t`` would read NORMAL)."""
+
+
 def is_positive(prob_pneumonia: Any, threshold: Any) -> Any:
-    """``prob_pneumonia >= threshold``: the decision rule, elementwise for arrays (a NumPy bool or bool array)."""
-    return np.asarray(prob_pneumonia) >= np.asarray(threshold)
+    """``prob_pneumonia >= threshold``: the decision rule, elementwise for arrays (a NumPy bool or bool array).
+
+    Raises:
+        NonFiniteScoreError: a probability or the threshold is NaN or infinite.
+    """
+    prob, cut = np.asarray(prob_pneumonia), np.asarray(threshold)
+    if not (np.isfinite(prob).all() and np.isfinite(cut).all()):
+        shown = f"probability {prob.item()}" if prob.size == 1 else f"{int((~np.isfinite(prob)).sum())} non-finite"
+        raise NonFiniteScoreError(f"no decision from a non-finite score ({shown}, threshold {cut.tolist()})")
+    return prob >= cut
 
 
 def decide(prob_pneumonia: float, threshold: float) -> int:

@@ -7,7 +7,8 @@ from typing import TypeVar
 
 _E = TypeVar("_E", bound=BaseException)
 
-__all__ = ["DeviceUnavailableError", "NoInputError", "NoReadableInputError", "XrayInputError", "find_cause"]
+__all__ = ["CheckpointError", "DeviceUnavailableError", "NoInputError", "NoReadableInputError", "XrayInputError",
+           "find_cause"]
 
 
 class XrayInputError(ValueError):
@@ -44,6 +45,14 @@ class NoInputError(ValueError):
 
 class DeviceUnavailableError(ValueError):
     """A torch device asked for (``--device cuda:0``) that this machine does not have."""
+
+
+class CheckpointError(ValueError):
+    """A ``model.pt`` that cannot be used: unreadable or truncated, not this bundle's, or unable to decide.
+
+    The message names the file and the problem in one line, so every entry point refuses the model instead of
+    classifying with it (a NaN threshold or NaN weights would call every film NORMAL).
+    """
 
 
 def find_cause(error: BaseException, error_type: type[_E]) -> _E | None:

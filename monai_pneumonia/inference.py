@@ -21,7 +21,7 @@ import torch
 from monai.data import DataLoader, decollate_batch
 
 from monai_pneumonia.bundle import bundle_file, default_bundle_root, load_workflow
-from monai_pneumonia.decision import CLASS_NAMES, class_name, positive_probability
+from monai_pneumonia.decision import CLASS_NAMES, NonFiniteScoreError, class_name, positive_probability
 from monai_pneumonia.errors import find_cause
 from monai_pneumonia.visualize import explain, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY, RefusingDataset, collate_with_refusals
@@ -155,8 +155,8 @@ class BundleClassifier:
             num_workers: DataLoader workers for decoding.
 
         Yields:
-            A :class:`Classification` or, for a file the loader refused, a :class:`Refusal`, never an exception;
-            ``result.image`` is the path as given.
+            A :class:`Classification` or, for a file the loader refused or a non-finite score, a :class:`Refusal`,
+            never an exception; ``result.image`` is the path as given.
         """
         sources = [os.fspath(path) for path in paths]
         threshold = self.threshold
@@ -171,7 +171,11 @@ class BundleClassifier:
                     yield Refusal(source, refused[position]["error"])
                 else:
                     prob, meta = next(answers)
-                    yield Classification(source, prob, class_name(prob, threshold), threshold, meta)
+                    try:
+                        result = Classification(source, prob, class_name(prob, threshold), threshold, meta)
+                    except NonFiniteScoreError as error:  # a NaN never becomes NORMAL: the film is refused
+                        result = Refusal(source, f"{source}: the model gave no usable answer ({error})")
+                    yield result
             start += size
 
     def batches(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_pneumonia import __version__
-from monai_pneumonia.errors import DeviceUnavailableError, NoInputError
+from monai_pneumonia.errors import CheckpointError, DeviceUnavailableError, NoInputError
 
 __all__ = ["add_bundle_argument", "build_parser", "main"]
 
@@ -65,6 +65,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (DeviceUnavailableError, NoInputError) as error:  # the user's input, not a bug: one line, no traceback
+    except (CheckpointError, DeviceUnavailableError, NoInputError) as error:  # the user's input, not a bug: one line, no traceback
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         0 on success, 1 when the source cannot be used (the reason is printed).
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
-    from monai_pneumonia.data.datalist import build_datalist, write_datalist
+    from monai_pneumonia.data import build_datalist, write_datalist
 
     try:
         datalist, summary = build_datalist(

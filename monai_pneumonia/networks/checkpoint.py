@@ -8,19 +8,37 @@ half-precision file into the float32 network (``load_state_dict`` copies with a 
 
 from __future__ import annotations
 
+import math
 import os
+import pickle
 from pathlib import Path
 
 import torch
 
-__all__ = ["THRESHOLD_KEY", "half_precision_checkpoint", "load_checkpoint", "load_weights", "store_threshold"]
+from monai_pneumonia.errors import CheckpointError
+
+__all__ = ["THRESHOLD_KEY", "CheckpointError", "half_precision_checkpoint", "load_checkpoint", "load_weights",
+           "store_threshold"]
 
 #: The state-dict entry holding the decision threshold (the network's buffer of that name); always float32.
 THRESHOLD_KEY = "operating_threshold"
 
 
+def _check_usable(state: dict, path: str | os.PathLike) -> None:
+    """Refuse a threshold that is not a number in [0, 1] and weights holding NaN or infinite values."""
+    try:
+        threshold = float(state[THRESHOLD_KEY])
+    except (TypeError, ValueError, RuntimeError):
+        raise CheckpointError(f"{path}: the stored {THRESHOLD_KEY} is not a single number") from None
+    if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+        raise CheckpointError(f"{path}: the stored {THRESHOLD_KEY} {threshold} is not a number in [0, 1]")
+    for key, value in state.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"{path}: the weights hold NaN or infinite values (first in {key})")
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A bundle checkpoint as a state dict (``torch.load(..., weights_only=True)`` on CPU).
+    """A bundle checkpoint as a state dict (``torch.load(..., weights_only=True)`` on CPU), checked before use.
 
     Args:
         path: the ``model.pt`` file.
@@ -29,11 +47,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         The state dict.
 
     Raises:
-        ValueError: the file holds no ``operating_threshold`` entry (not a checkpoint of this bundle's network).
+        CheckpointError: (a ``ValueError``) the file is unreadable or truncated, holds no ``operating_threshold``
+            entry (not a checkpoint of this bundle's network), a threshold that is not a number in [0, 1], or
+            weights with NaN or infinite values.
     """
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as error:  # truncated, not torch
+        first = str(error).strip().split(". ")[0].splitlines()[0][:120] if str(error).strip() else ""
+        reason = first or type(error).__name__
+        raise CheckpointError(f"{path}: unreadable or truncated checkpoint ({reason})") from None
     if not isinstance(state, dict) or THRESHOLD_KEY not in state:
-        raise ValueError(f"{path}: no {THRESHOLD_KEY!r} entry; not a checkpoint of this bundle's network")
+        raise CheckpointError(f"{path}: no {THRESHOLD_KEY!r} entry; not a checkpoint of this bundle's network")
+    _check_usable(state, path)
     return state
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from monai_pneumonia.cli import main
-from monai_pneumonia.data.datalist import SPLITS, assert_patients_disjoint
+from monai_pneumonia.data import SPLITS, assert_patients_disjoint
 from tests.data import write_tiny_dicom, write_tiny_image
 
 

@@ -62,21 +62,22 @@ def test_promote_swaps_the_model_and_records_what_it_replaced(bundle_copy, tmp_p
     shipped = bundle_copy / "models" / "model.pt"
     old_bytes, old_sha = shipped.read_bytes(), sha256_file(shipped)
     candidate = store_threshold(shipped, 0.4242, output=tmp_path / "candidate.pt")
-    assert main(["promote", str(candidate), "--bundle", str(bundle_copy), "--note", "test"]) == 0
+    assert main(["promote", str(candidate), "--bundle", str(bundle_copy), "--force", "--note", "test"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert shipped.read_bytes() == candidate.read_bytes()
     assert record["sha256"] == sha256_file(candidate) and record["replaced_sha256"] == old_sha
     assert record["threshold"] == pytest.approx(0.4242) and record["note"] == "test"
+    assert record["forced"] is True and record["evaluation"] is None  # no gate without --datalist
     kept = bundle_copy / "models" / "replaced" / f"model-{old_sha[:12]}.pt"
     assert record["replaced_kept_as"] == str(kept) and kept.read_bytes() == old_bytes
     logged = [json.loads(line) for line in (bundle_copy / "models" / "promotions.jsonl").read_text().splitlines()]
     assert logged == [record]
     # the same file again is refused, and so is a checkpoint of another network; the model stays as it is
-    assert main(["promote", str(candidate), "--bundle", str(bundle_copy)]) == 1
+    assert main(["promote", str(candidate), "--bundle", str(bundle_copy), "--force", "--note", "again"]) == 2
     state = torch.load(candidate, weights_only=True)
     state.pop(next(key for key in state if key.endswith("weight")))
     torch.save(state, tmp_path / "other.pt")
-    assert main(["promote", str(tmp_path / "other.pt"), "--bundle", str(bundle_copy)]) == 1
+    assert main(["promote", str(tmp_path / "other.pt"), "--bundle", str(bundle_copy), "--force", "--note", "x"]) == 2
     assert "does not fit the network" in capsys.readouterr().err
     assert shipped.read_bytes() == candidate.read_bytes()
     assert len((bundle_copy / "models" / "promotions.jsonl").read_text().splitlines()) == 1

@@ -1,4 +1,4 @@
-"""Tests of :mod:`monai_pneumonia.data.datalist`."""
+"""Tests of the datalist builders of :mod:`monai_pneumonia.data` (patients, split, sources, JSON I/O)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import random
 
 import pytest
 
-from monai_pneumonia.data import datalist as dl
-from monai_pneumonia.data.datalist import (
+from monai_pneumonia import data as dl
+from monai_pneumonia.data import (
     CsvRowError,
     DatalistError,
     EmptyClassError,
@@ -28,6 +28,7 @@ from monai_pneumonia.data.datalist import (
     split_by_patient,
     write_datalist,
 )
+from monai_pneumonia.errors import XrayInputError
 from tests.data import write_tiny_dicom, write_tiny_image
 
 REAL_TRAIN = "/work/shared/data/chest_xray/train"
@@ -187,6 +188,16 @@ def test_folder_errors(tmp_path):
     assert issubclass(EmptyClassError, ValueError) and issubclass(EmptyClassError, DatalistError)
 
 
+def test_datalist_errors_are_value_errors_not_refused_radiographs(tmp_path):
+    """A bad datalist source is the user's input, not a film refused by the loader (no XrayInputError)."""
+    for error_type in (DatalistError, SourceNotFoundError, NoClassFoldersError, EmptyClassError,
+                       UnknownLabelError, CsvRowError):
+        assert issubclass(error_type, ValueError) and not issubclass(error_type, XrayInputError)
+    with pytest.raises(SourceNotFoundError) as caught:
+        datalist_from_folder(tmp_path / "missing")
+    assert caught.value.path == str(tmp_path / "missing") and caught.value.reason == "no such folder"
+
+
 # -------------------------------------------------------------------------------------------------- CSV
 def test_csv_source(tmp_path):
     rows = ["path,label,patient", "imgs/a.png,NORMAL,", "imgs/b.png,0,p2", "/abs/c.png,pneumonia,p3", "", "d.png,1,p4"]
@@ -303,7 +314,7 @@ def test_load_json_errors(tmp_path):
 def test_real_training_split():
     datalist, summary = datalist_from_folder(REAL_TRAIN, val_fraction=0.1, seed=0)
     assert sum(len(datalist[split]) for split in dl.SPLITS) == 5216
-    per_class = {name: sum(summary.counts[s]["images"][name] for s in dl.SPLITS) for name in dl.CLASS_NAMES}
+    per_class = {name: sum(summary.counts[s]["images"][name] for s in dl.SPLITS) for name in ("normal", "pneumonia")}
     assert per_class == {"normal": 1341, "pneumonia": 3875}
     assert_patients_disjoint(datalist)
     assert not summary.warnings  # every public file name yields a patient id

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from monai_pneumonia.errors import CheckpointError
 from monai_pneumonia.networks import AttentionResNet, half_precision_checkpoint, load_checkpoint, store_threshold
 
 
@@ -54,3 +55,26 @@ def test_half_precision_halves_the_file_and_keeps_the_outputs(checkpoint, tmp_pa
     assert next(reduced_net.parameters()).dtype == torch.float32
     assert float(reduced_net.operating_threshold) == pytest.approx(0.3)
     assert torch.allclose(full, reduced, atol=1e-3)
+
+
+@pytest.mark.parametrize("threshold", [float("nan"), 1.5, -0.5, float("inf")])
+def test_a_threshold_outside_the_unit_interval_is_refused_on_load(checkpoint, tmp_path, threshold):
+    state = torch.load(checkpoint, weights_only=True)
+    state["operating_threshold"] = torch.tensor(threshold)
+    torch.save(state, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"bad.pt: the stored operating_threshold .* not a number in \[0, 1\]"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_non_finite_weights_and_truncated_files_are_refused_on_load(checkpoint, tmp_path):
+    state = torch.load(checkpoint, weights_only=True)
+    key = next(k for k, v in state.items() if v.is_floating_point() and k != "operating_threshold")
+    state[key][...] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match=f"nan.pt: the weights hold NaN or infinite values \\(first in {key}\\)"):
+        load_checkpoint(tmp_path / "nan.pt")
+    data = checkpoint.read_bytes()
+    for size in (0, 100, len(data) // 2):
+        (tmp_path / "cut.pt").write_bytes(data[:size])
+        with pytest.raises(CheckpointError, match="cut.pt: unreadable or truncated checkpoint"):
+            load_checkpoint(tmp_path / "cut.pt")
