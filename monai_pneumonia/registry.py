@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from monai.bundle import ConfigParser
 from monai_pneumonia import __version__
 from monai_pneumonia.bundle import bundle_file
 from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
+from monai_pneumonia.results import atomic_write
 
 __all__ = ["PROMOTION_LOG", "REPLACED_DIR", "promote", "run_name", "sha256_file"]
 
@@ -116,17 +116,7 @@ def promote(
             shutil.copy2(target, kept)
         kept_as = os.fspath(kept)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".model-", suffix=".pt", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(target, source.read_bytes(), mode=0o644)
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "version": __version__,

@@ -4,20 +4,19 @@ from .metrics import (
     binary_metrics,
     calibration_bins,
     confusion_counts,
+    operating_points,
     paired_auc_difference,
     roc_auc,
     roc_curve,
-    select_threshold,
     wilson_interval,
 )
 from .operating_point import (
     BAYES_THRESHOLD,
-    THRESHOLD_RULES,
     choose_threshold,
     fit_temperature,
     guarded_bayes_threshold,
 )
-from .report import write_report
+from .report import gallery_cases, write_report
 from .shifts import ACQUISITION_SHIFTS, acquisition_shift
 from .shortcut import cam_energy_shares, region_areas, region_masks, shortcut_measurement
 from .stress import (
@@ -35,13 +34,13 @@ from .transfer import TRANSFER_RULES, format_transfer, source_transfer
 __all__ = [
     "ACQUISITION_SHIFTS",
     "BAYES_THRESHOLD",
-    "THRESHOLD_RULES",
     "TRANSFER_RULES",
     "acquisition_series",
     "cam_energy_shares",
     "choose_threshold",
     "fit_temperature",
     "format_transfer",
+    "gallery_cases",
     "guarded_bayes_threshold",
     "pool_predictions",
     "region_areas",
@@ -61,7 +60,7 @@ __all__ = [
     "paired_auc_difference",
     "roc_auc",
     "roc_curve",
-    "select_threshold",
+    "operating_points",
     "wilson_interval",
     "write_report",
 ]

@@ -24,6 +24,7 @@ from monai.inferers import Inferer
 
 from monai_pneumonia.inferers import AutocastInferer
 from monai_pneumonia.networks.checkpoint import load_weights
+from monai_pneumonia.results import read_predictions
 from monai_pneumonia.transforms.soft_target import mix_soft_targets
 
 __all__ = ["TeacherPrepareBatch", "TeacherPredictionError", "attach_teacher", "load_teachers", "mean_predictions"]
@@ -45,8 +46,6 @@ def mean_predictions(paths: Sequence[str | os.PathLike]) -> dict[str, tuple[int,
     Raises:
         TeacherPredictionError: no file given, or the files do not cover the same images with the same labels.
     """
-    from monai_pneumonia.evaluation.stress import read_predictions  # lazy: evaluation imports the workflows
-
     if not paths:
         raise TeacherPredictionError("no teacher predictions given")
     reference, total = None, None
