@@ -11,16 +11,20 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CLASS_NAMES", "PNEUMONIA_INDEX", "THRESHOLD_RULES", "NonFiniteScoreError", "class_name", "decide",
+__all__ = ["CLASS_NAMES", "DEFAULT_THRESHOLD_RULE", "PNEUMONIA_INDEX", "THRESHOLD_RULES", "NonFiniteScoreError",
+           "class_name", "decide",
            "is_positive", "positive_probability"]
 
 #: Names of the model's output channels, in order (pneumonia is the positive class).
 CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 #: Output channel of the pneumonia class.
 PNEUMONIA_INDEX = 1
-#: The rules that choose the operating threshold (:func:`monai_pneumonia.evaluation.choose_threshold`); here so
-#: that the command line can offer them without importing torch.
-THRESHOLD_RULES: tuple[str, ...] = ("bayes-guarded", "youden", "sensitivity", "specificity")
+#: The registry of the rules that choose the operating threshold on validation predictions, by name (implemented
+#: by :func:`monai_pneumonia.evaluation.choose_threshold`); here so that the command line and the configs can
+#: name them without importing torch or scikit-learn.
+THRESHOLD_RULES: tuple[str, ...] = ("youden", "sensitivity", "specificity", "bayes-guarded")
+#: The rule the shipped threshold was chosen by, and every caller's default: Youden's J.
+DEFAULT_THRESHOLD_RULE = "youden"
 
 
 def positive_probability(pred: Any) -> float:

@@ -21,13 +21,15 @@ import torch
 from monai.data import DataLoader, decollate_batch
 
 from monai_pneumonia.bundle import bundle_file, default_bundle_root, load_workflow
-from monai_pneumonia.decision import CLASS_NAMES, NonFiniteScoreError, class_name, positive_probability
+from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, NonFiniteScoreError, class_name, positive_probability
 from monai_pneumonia.errors import find_cause
-from monai_pneumonia.visualize import explain, render_cam, save_png
+from monai_pneumonia.networks.checkpoint import operating_threshold
+from monai_pneumonia.results import Refusal
+from monai_pneumonia.visualize import explain, overlay_name, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY, RefusingDataset, collate_with_refusals
-from monai_pneumonia.workflows.handlers import CamWriter, operating_threshold
 
 __all__ = ["BundleClassifier", "Classification", "Refusal"]
+
 
 @dataclass(frozen=True)
 class Classification:
@@ -50,15 +52,7 @@ class Classification:
     @property
     def positive(self) -> bool:
         """True when the prediction is pneumonia."""
-        return self.prediction == CLASS_NAMES[1]
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """An input the loader refused, with the reason."""
-
-    image: str
-    error: str
+        return self.prediction == CLASS_NAMES[PNEUMONIA_INDEX]
 
 
 class BundleClassifier:
@@ -155,26 +149,27 @@ class BundleClassifier:
             num_workers: DataLoader workers for decoding.
 
         Yields:
-            A :class:`Classification` or, for a file the loader refused or a non-finite score, a :class:`Refusal`,
-            never an exception; ``result.image`` is the path as given.
+            A :class:`Classification` or, for a file the loader refused or a non-finite score, a
+            :class:`~monai_pneumonia.results.Refusal` (with ``index``, the position in ``paths``), never an exception;
+            ``result.image`` is the path as given.
         """
         sources = [os.fspath(path) for path in paths]
         threshold = self.threshold
         start = 0
         for batch in self.batches(sources, batch_size, num_workers):  # each the next contiguous slice of sources
-            refused = {record["index"]: record for record in batch.pop(REFUSED_KEY)}
+            refused = {refusal.index: refusal for refusal in batch.pop(REFUSED_KEY)}
             answers = iter(self._classify_batch(batch, threshold) if "image" in batch else [])
             size = len(refused) + (len(batch["image"]) if "image" in batch else 0)
             for position in range(start, start + size):
                 source = sources[position]
                 if position in refused:
-                    yield Refusal(source, refused[position]["error"])
+                    yield refused[position]
                 else:
                     prob, meta = next(answers)
                     try:
                         result = Classification(source, prob, class_name(prob, threshold), threshold, meta)
                     except NonFiniteScoreError as error:  # a NaN never becomes NORMAL: the film is refused
-                        result = Refusal(source, f"{source}: the model gave no usable answer ({error})")
+                        result = Refusal(source, f"{source}: the model gave no usable answer ({error})", position)
                     yield result
             start += size
 
@@ -190,8 +185,9 @@ class BundleClassifier:
 
         Yields:
             :func:`~monai_pneumonia.workflows.datasets.collate_with_refusals` batches of consecutive files: the
-            readable ones collated (no ``"image"`` key when all were refused) and the refusal records
-            ``{"image", "error", "index"}`` (``index``: the position in ``paths``) under ``REFUSED_KEY``.
+            readable ones collated (no ``"image"`` key when all were refused) and the
+            :class:`~monai_pneumonia.results.Refusal` records (``index``: the position in ``paths``) under
+            ``REFUSED_KEY``.
         """
         items = [{"image": os.fspath(path)} for path in paths]
         yield from DataLoader(RefusingDataset(items, transform=self.preprocessing),
@@ -256,8 +252,8 @@ class BundleClassifier:
         return render_cam(display, cam, result.prob_pneumonia, result.threshold)
 
     def save_cam_overlay(self, result: Classification, folder: str | os.PathLike) -> Path:
-        """Write the captioned overlay of a classified file as ``<folder>/<CamWriter.overlay_name>``."""
-        return save_png(self.cam_overlay(result.image, result), Path(folder) / CamWriter.overlay_name(result.image))
+        """Write the captioned overlay of a classified file as ``<folder>/<overlay_name(image)>`` (the bundle's name)."""
+        return save_png(self.cam_overlay(result.image, result), Path(folder) / overlay_name(result.image))
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(threshold={self.threshold:.4f}, device={self.device}, batch_size={self.batch_size}, "

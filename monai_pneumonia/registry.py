@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from monai_pneumonia import __version__
 from monai_pneumonia.bundle import bundle_file
 from monai_pneumonia.errors import CheckpointError
 from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
+from monai_pneumonia.results import atomic_write
 
 __all__ = ["PROMOTION_LOG", "REPLACED_DIR", "promote", "read_promotions", "record_refusal", "rollback", "run_name",
            "sha256_file", "validate_checkpoint"]
@@ -144,17 +144,7 @@ def _install(source: Path, target: Path, fields: dict[str, Any]) -> dict[str, An
         kept.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(target, kept)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".model-", suffix=".pt", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(target, source.read_bytes(), mode=0o644)
     _append(target.parent / PROMOTION_LOG, line)
     return record
 

@@ -7,8 +7,9 @@ import csv
 import pytest
 import torch
 
-from monai_pneumonia.inference import BundleClassifier, Classification, Refusal
-from monai_pneumonia.workflows import CLASS_NAMES
+from monai_pneumonia.decision import CLASS_NAMES
+from monai_pneumonia.inference import BundleClassifier, Classification
+from monai_pneumonia.results import Refusal
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
 from tests.conftest import REPO, TINY, run_bundle
 
@@ -87,7 +88,7 @@ def test_batches_are_the_preprocessed_inputs_in_order_with_refusals_by_position(
     bad.write_bytes(b"nope")
     batches = list(classifier.batches([images[0], bad, images[1], images[2]], batch_size=2))
     assert [len(b["image"]) for b in batches] == [1, 2]
-    assert [(r["image"], r["index"]) for r in batches[0][REFUSED_KEY]] == [(str(bad), 1)] and not batches[1][REFUSED_KEY]
+    assert [(r.image, r.index) for r in batches[0][REFUSED_KEY]] == [(str(bad), 1)] and not batches[1][REFUSED_KEY]
     alone = classifier.preprocessing({"image": images[2]})["image"]
     assert batches[1]["image"].shape == (2, *alone.shape)
     assert torch.equal(batches[1]["image"][1].as_tensor(), alone.as_tensor())

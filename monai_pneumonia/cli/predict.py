@@ -106,23 +106,24 @@ def run_inference(
 
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
-    from monai_pneumonia.inference import BundleClassifier, Refusal
-    from monai_pneumonia.workflows.handlers import format_flags, write_predictions
+    from monai_pneumonia.inference import BundleClassifier
+    from monai_pneumonia.io.policy import format_flags
+    from monai_pneumonia.results import Refusal, write_predictions
 
     classifier = BundleClassifier.from_bundle(
         bundle_root, ckpt_path=Path(ckpt_dir) / "model.pt" if ckpt_dir else None, device=device,
         batch_size=batch_size)
-    predictions, refusals = [], []
+    predictions, refused = [], []
     for result in classifier.iterate(expand_inputs(inputs), num_workers=num_workers):
         if isinstance(result, Refusal):
-            refusals.append({"image": result.image, "error": result.error})
+            refused.append(result)
             continue
         cam = os.fspath(classifier.save_cam_overlay(result, Path(output_dir) / "cam")) if save_cam else ""
         predictions.append({"image": result.image, "prob_pneumonia": round(result.prob_pneumonia, 6),
                             "prediction": result.prediction, "threshold": result.threshold, "cam": cam,
                             "flags": format_flags(result.meta)})
-    write_predictions(output_dir, predictions, refusals)
-    return predictions, refusals
+    write_predictions(output_dir, predictions, refused)
+    return predictions, [{"image": r.image, "error": r.error} for r in refused]
 
 
 def print_table(predictions: list[dict], refusals: list[dict]) -> None:

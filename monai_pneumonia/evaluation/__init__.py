@@ -9,40 +9,39 @@ from .metrics import (
     binary_metrics,
     calibration_bins,
     confusion_counts,
+    operating_points,
     paired_auc_difference,
     roc_auc,
     roc_curve,
-    select_threshold,
     wilson_interval,
 )
 from .operating_point import (
     BAYES_THRESHOLD,
-    THRESHOLD_RULES,
     choose_threshold,
     fit_temperature,
     guarded_bayes_threshold,
 )
-from .report import write_report
+from .report import gallery_cases, write_report
 from .shifts import ACQUISITION_SHIFTS, acquisition_shift
 
 __all__ = [
     "ACQUISITION_SHIFTS",
     "BAYES_THRESHOLD",
-    "THRESHOLD_RULES",
-    "cam_energy_shares",
-    "choose_threshold",
-    "fit_temperature",
-    "guarded_bayes_threshold",
-    "region_areas",
-    "region_masks",
     "acquisition_shift",
     "binary_metrics",
     "calibration_bins",
+    "cam_energy_shares",
+    "choose_threshold",
     "confusion_counts",
+    "fit_temperature",
+    "gallery_cases",
+    "guarded_bayes_threshold",
+    "operating_points",
     "paired_auc_difference",
+    "region_areas",
+    "region_masks",
     "roc_auc",
     "roc_curve",
-    "select_threshold",
     "wilson_interval",
     "write_report",
 ]

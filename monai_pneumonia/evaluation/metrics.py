@@ -44,10 +44,10 @@ __all__ = [
     "binary_metrics",
     "calibration_bins",
     "confusion_counts",
+    "operating_points",
     "paired_auc_difference",
     "roc_auc",
     "roc_curve",
-    "select_threshold",
     "wilson_interval",
 ]
 
@@ -59,9 +59,7 @@ _CI_METHOD = (
     "Wilson score 95% interval for accuracy, sensitivity, specificity and precision; "
     "stratified percentile bootstrap ({n} replicates, seed {seed}) for F1 and AUC"
 )
-_THRESHOLD_METHODS = ("youden", "sensitivity", "specificity")
 _BOOTSTRAP_CHUNK_ELEMENTS = 2_000_000  # bounds the (replicates x images) work arrays to a few tens of MB
-_TIE_TOL = 1e-12
 
 
 def _to_numpy(values: Any) -> np.ndarray:
@@ -378,55 +376,29 @@ def _candidate_thresholds(s: np.ndarray) -> np.ndarray:
     return np.unique(candidates[(candidates > 0.0) & (candidates < 1.0)])
 
 
-def select_threshold(labels: Any, probs: Any, method: str = "youden", **kw: float) -> float:
-    """Chooses a decision threshold on validation data (never on the test split).
+def operating_points(labels: Any, probs: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every distinct operating point of ``prob >= threshold`` with a threshold inside (0, 1).
 
-    The returned threshold lies strictly between two adjacent distinct scores (their midpoint), so applying
-    ``prob >= threshold`` to the same data reproduces exactly the chosen operating point regardless of ties.
-
-    Methods:
-        - ``"youden"`` (default): maximises Youden's J = sensitivity + specificity - 1. Among thresholds with
-          the same J the lowest one (the highest sensitivity: a missed pneumonia is the dangerous error) wins.
-        - ``"sensitivity"``: the highest threshold whose sensitivity is >= ``target`` (keyword, default 0.97),
-          i.e. the best specificity that keeps that sensitivity.
-        - ``"specificity"``: the lowest threshold whose specificity is >= ``target`` (default 0.97), i.e. the
-          best sensitivity that keeps that specificity.
+    Each threshold lies strictly between two adjacent distinct scores (their midpoint), so applying
+    ``prob >= threshold`` to the same data reproduces exactly that operating point regardless of ties; the
+    threshold rules (:func:`~monai_pneumonia.evaluation.choose_threshold`) pick one of them.
 
     Args:
         labels: 0/1 ground truth with both classes present.
         probs: pneumonia probabilities in [0, 1].
-        method: one of ``"youden"``, ``"sensitivity"``, ``"specificity"``.
-        kw: ``target`` for the ``"sensitivity"`` and ``"specificity"`` methods, in (0, 1].
 
     Returns:
-        The threshold, a float in (0, 1).
+        ``(thresholds, sensitivity, specificity)``, thresholds ascending.
 
     Raises:
-        ValueError: a single class, an unknown method, a target out of range, or no threshold in (0, 1)
-            reaching the target (e.g. sensitivity 1.0 when a pneumonia image has probability exactly 0).
-        TypeError: an unexpected keyword.
+        ValueError: a single class, or invalid inputs.
     """
     y, s = _validate(labels, probs)
     if y.all() or not y.any():
-        raise ValueError("select_threshold needs both pneumonia and normal images")
-    if method not in _THRESHOLD_METHODS:
-        raise ValueError(f"unknown method {method!r}; choose one of {_THRESHOLD_METHODS}")
-    unexpected = set(kw) - ({"target"} if method != "youden" else set())
-    if unexpected:
-        raise TypeError(f"select_threshold(method={method!r}) got unexpected keyword(s) {sorted(unexpected)}")
-    candidates = _candidate_thresholds(s)
-    sensitivity, specificity = _operating_points(y, s, candidates)
-    if method == "youden":
-        youden = sensitivity + specificity - 1.0
-        return float(candidates[np.flatnonzero(youden >= youden.max() - _TIE_TOL)[0]])
-    target = float(kw.get("target", 0.97))
-    if not 0.0 < target <= 1.0:
-        raise ValueError(f"target must be in (0, 1], got {target}")
-    achieved = sensitivity if method == "sensitivity" else specificity
-    ok = np.flatnonzero(achieved >= target - _TIE_TOL)
-    if ok.size == 0:
-        raise ValueError(f"no threshold in (0, 1) reaches {method} >= {target}")
-    return float(candidates[ok[-1] if method == "sensitivity" else ok[0]])
+        raise ValueError("choosing a threshold needs both pneumonia and normal images")
+    thresholds = _candidate_thresholds(s)
+    sensitivity, specificity = _operating_points(y, s, thresholds)
+    return thresholds, sensitivity, specificity
 
 
 def calibration_bins(labels: Any, probs: Any, n_bins: int = 10) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from monai_pneumonia.decision import CLASS_NAMES, decide
 from monai_pneumonia.evaluation.metrics import calibration_bins, roc_curve
 from monai_pneumonia.visualize.overlay import as_uint8_picture
 
-__all__ = ["CLASS_NAMES", "DISCLAIMER", "MIN_FILMS_PER_CLASS", "ROC_COLOR", "small_sample_warning", "write_report"]
+__all__ = ["DISCLAIMER", "MIN_FILMS_PER_CLASS", "ROC_COLOR", "gallery_cases", "small_sample_warning", "write_report"]
 
 ROC_COLOR = "#d62728"
 """Colour of the ROC curve (a test looks for it in a rendering of the report)."""
@@ -381,15 +381,39 @@ def _group_limits(cam_gallery: int | Mapping[str, int] | None) -> dict[str, int]
     return limits
 
 
+def _members(records: Sequence[Mapping[str, Any]], predictions: np.ndarray, group: _Group) -> list[Mapping[str, Any]]:
+    """The records of a gallery group, most telling case first."""
+    members = [r for r, p in zip(records, predictions, strict=True)
+               if int(r["label"]) == group.label and p == group.prediction]
+    return sorted(members, key=lambda r: float(r["prob_pneumonia"]), reverse=group.descending)
+
+
+def gallery_cases(records: Sequence[Mapping[str, Any]], per_group: int, threshold: float = 0.5) -> list[Mapping[str, Any]]:
+    """The records the Grad-CAM gallery shows first, so that a writer computes overlays for those only.
+
+    Args:
+        records: as for :func:`write_report` (``label``, ``prob_pneumonia``, optionally ``prediction``).
+        per_group: cases per group; 0 selects none.
+        threshold: decides the records without a ``prediction``.
+
+    Returns:
+        Up to ``per_group`` records of each group, in the gallery's order: false negatives (lowest pneumonia
+        probability first), false positives (highest first), then the most confident true positives and true
+        negatives.
+    """
+    if per_group <= 0 or not records:
+        return []
+    _, _, predictions = _arrays(records, threshold)
+    return [r for group in _GROUPS for r in _members(records, predictions, group)[:per_group]]
+
+
 def _gallery(records: Sequence[Mapping[str, Any]], predictions: np.ndarray,
              cam_gallery: int | Mapping[str, int] | None) -> str:
     limits = _group_limits(cam_gallery)
     parts = []
     for group in _GROUPS:
-        members = [r for r, p in zip(records, predictions, strict=True)
-                   if int(r["label"]) == group.label and p == group.prediction]
+        members = _members(records, predictions, group)
         shown = [r for r in members if not group.needs_cam or r.get("cam_png") is not None]
-        shown.sort(key=lambda r: float(r["prob_pneumonia"]), reverse=group.descending)
         shown = shown[: max(0, limits[group.key])]
         if not shown and group.needs_cam:
             continue

@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -47,13 +48,16 @@ from monai_pneumonia.errors import XrayInputError
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DICOM_META_KEYWORDS",
+    "FLAGS_KEY",
     "MONOCHROME",
     "PROJECTION_MODALITIES",
     "SECONDARY_CAPTURE_MODALITIES",
     "XrayPolicy",
+    "format_flags",
     "header_text",
     "join_flags",
     "make_meta",
+    "split_flags",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,9 +82,27 @@ def header_text(ds, keyword: str) -> str:
     return str(value).strip()
 
 
-def join_flags(flags: list[str]) -> str:
-    """Join flags into the collatable ``meta["xray_flags"]`` string (``""`` when there are none)."""
-    return ";".join(dict.fromkeys(flags))
+#: Image-metadata key of the loader's policy flags (a ``;``-joined string, see the module docstring).
+FLAGS_KEY = "xray_flags"
+
+
+def join_flags(flags: Iterable[str]) -> str:
+    """Join flags into the collatable ``meta[FLAGS_KEY]`` string (``""`` when there are none; repeats dropped)."""
+    return ";".join(dict.fromkeys(map(str, flags)))
+
+
+def split_flags(flags: str | Iterable[str] | None) -> list[str]:
+    """The flags of a ``meta[FLAGS_KEY]`` value: a joined string, or a sequence of flags (``[]`` when none)."""
+    if flags is None:
+        return []
+    if isinstance(flags, str):
+        return [flag for flag in flags.split(";") if flag]
+    return [flag for flag in map(str, flags) if flag]
+
+
+def format_flags(meta: Mapping[str, Any]) -> str:
+    """The policy flags in image metadata as one ``;``-separated string (``""`` when none), e.g. for a results file."""
+    return join_flags(split_flags(meta.get(FLAGS_KEY)))
 
 
 @dataclass(frozen=True)
@@ -298,7 +320,7 @@ def make_meta(
         "spacing_source": spacing_source if known else "",
         "affine": np.asarray(affine, dtype=np.float64),
         "original_affine": np.asarray(affine, dtype=np.float64).copy(),
-        "xray_flags": join_flags(flags or []),
+        FLAGS_KEY: join_flags(flags or []),
         "intensity_rule": intensity_rule,
         "bits_stored": int(bits),
         "TransferSyntaxUID": "",

@@ -30,6 +30,7 @@ from monai_pneumonia.bundle import bundle_file
 from monai_pneumonia.decision import PNEUMONIA_INDEX, decide, positive_probability
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.inference import BundleClassifier
+from monai_pneumonia.io.policy import format_flags
 from monai_pneumonia.visualize import cam_at_size, grad_cam, save_png
 
 __all__ = ["CAM_PARAM", "ModelNotReadyError", "PneumoniaInferTask", "bundle_labels", "series_file"]
@@ -162,7 +163,7 @@ class PneumoniaInferTask(BasicInferTask):
             prob_pneumonia=prob,
             threshold=classifier.threshold,
             predicted={"idx": index, "label": names[index]},
-            flags=str(data[self.input_key].meta.get("xray_flags", "")),
+            flags=format_flags(data[self.input_key].meta),
         )
         if not strtobool(str(data.get(CAM_PARAM, False))):
             return None, result

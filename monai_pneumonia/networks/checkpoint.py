@@ -18,6 +18,7 @@ import torch
 from monai_pneumonia.errors import CheckpointError
 
 __all__ = ["THRESHOLD_KEY", "CheckpointError", "half_precision_checkpoint", "load_checkpoint", "load_weights",
+           "operating_threshold",
            "store_threshold"]
 
 #: The state-dict entry holding the decision threshold (the network's buffer of that name); always float32.
@@ -92,6 +93,15 @@ def _save(state: dict[str, torch.Tensor], source: str | os.PathLike, output: str
     target = Path(output) if output is not None else Path(source)
     torch.save(state, target)
     return target
+
+
+def operating_threshold(network: torch.nn.Module) -> float:
+    """The decision threshold a live network holds (its ``operating_threshold`` buffer; a DDP wrapper is unwrapped).
+
+    The buffer travels in the state dict (:data:`THRESHOLD_KEY`): the threshold is stored with the model, never
+    passed on the side.
+    """
+    return float(getattr(getattr(network, "module", network), THRESHOLD_KEY))
 
 
 def store_threshold(checkpoint: str | os.PathLike, threshold: float, output: str | os.PathLike | None = None) -> Path:

@@ -22,7 +22,7 @@ _EXPORTS = {
     "build_pneumonia_sr": "reports",
     "AssociationLimits": "scp", "StorageSCP": "scp", "TLSConfig": "scp",
     "screen": "screening",
-    "Spool": "spool", "atomic_write": "spool",
+    "Spool": "spool",
     "InvalidUIDError": "uids", "derive_uid": "uids", "is_valid_uid": "uids",
 }
 
@@ -47,7 +47,6 @@ __all__ = [
     "StorageSCP",
     "StowDestination",
     "TLSConfig",
-    "atomic_write",
     "build_cam_secondary_capture",
     "build_pneumonia_sr",
     "derive_uid",

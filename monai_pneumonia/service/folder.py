@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from monai_pneumonia.results import atomic_write
 from monai_pneumonia.service.delivery import Destination
-from monai_pneumonia.service.spool import atomic_write
 
 __all__ = ["FolderDestination"]
 

@@ -10,44 +10,15 @@ are created owner-only (``0600``) in an owner-only folder (``0700``).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from monai_pneumonia.results import atomic_write
 from monai_pneumonia.service.uids import require_valid_uid
 
-__all__ = ["Spool", "atomic_write"]
+__all__ = ["Spool"]
 
 _SUFFIX = ".dcm"
-_TEMP_PREFIX = ".incoming-"
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and durably (temp file, fsync, rename, fsync of the folder).
-
-    The file is created with mode ``0600``. On any error the temporary file is removed and the error raised;
-    ``path`` is then either absent or its previous content.
-    """
-    fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)  # mkstemp creates 0600
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
 
 
 class Spool:
@@ -88,8 +59,12 @@ class Spool:
             yield path.name[: -len(_SUFFIX)], path
 
     def discard_partial(self) -> int:
-        """Delete temporary files left by a crash mid-write (never acknowledged); returns how many."""
-        partial = list(self.root.glob(f"{_TEMP_PREFIX}*"))
+        """Delete temporary files left by a crash mid-write (never acknowledged); returns how many.
+
+        Every hidden file is one: :func:`~monai_pneumonia.results.atomic_write` writes to ``.<name>.*.partial``
+        (earlier versions to ``.incoming-*``), and nothing else writes here.
+        """
+        partial = [path for path in self.root.glob(".*") if path.is_file()]
         for path in partial:
             path.unlink(missing_ok=True)
         return len(partial)

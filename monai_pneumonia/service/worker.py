@@ -27,16 +27,17 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from monai_pneumonia.inference import Classification, Refusal
+from monai_pneumonia.inference import Classification
 from monai_pneumonia.io.deflate import dcmread_bounded, inflated_limit
-from monai_pneumonia.io.policy import DEFAULT_MAX_PIXELS
+from monai_pneumonia.io.policy import DEFAULT_MAX_PIXELS, format_flags
 from monai_pneumonia.io.redaction import install as _install_redaction
+from monai_pneumonia.results import Refusal, atomic_write
 from monai_pneumonia.service.activity import log_classified
 from monai_pneumonia.service.journal import CLASSIFIED, Journal
 from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding, render_results
 from monai_pneumonia.service.resultslog import ResultsLog
 from monai_pneumonia.service.screening import screen
-from monai_pneumonia.service.spool import Spool, atomic_write
+from monai_pneumonia.service.spool import Spool
 from monai_pneumonia.service.uids import is_valid_uid
 
 __all__ = ["Worker"]
@@ -255,7 +256,7 @@ class Worker(threading.Thread):
         files = [(uid, atomic_write(self.outbox / f"{uid}.dcm", data)) for uid, data in encoded]
         detail = {**_uids(header, sop_uid), "prob_pneumonia": round(result.prob_pneumonia, 6),
                   "prediction": result.prediction, "threshold": round(result.threshold, 6),
-                  "flags": result.meta.get("xray_flags", ""), "results": [uid for uid, _ in files],
+                  "flags": format_flags(result.meta), "results": [uid for uid, _ in files],
                   "received": self._received(path), "classified": time.time(), "inference_s": round(seconds, 4)}
         if self.journal.record_classified(sop_uid, detail, files, self.targets):
             self.results_log.write("classified", **detail)

@@ -25,8 +25,8 @@ from monai.inferers import Inferer
 
 from monai_pneumonia.inferers import AutocastInferer
 from monai_pneumonia.networks.checkpoint import load_weights
+from monai_pneumonia.results import read_predictions
 from monai_pneumonia.studies.soft_target import mix_soft_targets
-from monai_pneumonia.studies.stress import read_predictions
 
 __all__ = ["TeacherPrepareBatch", "TeacherPredictionError", "attach_teacher", "load_teachers", "mean_predictions"]
 

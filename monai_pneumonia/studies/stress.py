@@ -10,7 +10,6 @@ predictions of every shift, which keeps working when the films look different fr
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from monai_pneumonia.evaluation import (
     fit_temperature,
     paired_auc_difference,
 )
+from monai_pneumonia.results import read_predictions
 from monai_pneumonia.studies.shortcut import shortcut_measurement
 
 __all__ = [
@@ -48,24 +48,6 @@ _REPORTED = ("accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
 #: The public training folder's two acquisition batches of normal films: ``{series: file-name prefix}``
 #: (``NORMAL2-IM-*`` and ``IM-*``); another data set passes its own.
 NORMAL_SERIES: dict[str, str] = {"NORMAL2": "NORMAL2-", "IM": "IM-"}
-
-
-def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Read the ``predictions.csv`` of a labelled evaluation (``image,label,prob_pneumonia,prediction``).
-
-    Args:
-        path: the file written by :class:`~monai_pneumonia.workflows.EvaluationWriter`.
-
-    Returns:
-        ``(images, labels, probabilities)`` in file order.
-    """
-    with open(path, newline="") as stream:
-        rows = list(csv.DictReader(stream))
-    return (
-        [row["image"] for row in rows],
-        np.array([int(row["label"]) for row in rows]),
-        np.array([float(row["prob_pneumonia"]) for row in rows]),
-    )
 
 
 def acquisition_series(path: str, series: Mapping[str, str] = NORMAL_SERIES) -> str:

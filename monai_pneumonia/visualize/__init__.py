@@ -1,7 +1,7 @@
 """Visualisation: Grad-CAM maps, the overlay renderer and PNG output (see :mod:`.overlay` for the (W, H) convention)."""
 
 from .cam import grad_cam, normalize_per_image
-from .overlay import as_uint8_picture, encode_png, overlay_cam, save_png
+from .overlay import as_uint8_picture, encode_png, overlay_cam, overlay_name, save_png
 from .render import cam_at_size, caption, explain, render_cam
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "grad_cam",
     "normalize_per_image",
     "overlay_cam",
+    "overlay_name",
     "render_cam",
     "save_png",
 ]

@@ -10,6 +10,7 @@ The returned RGB array is always row-major ``(H, W, 3)``, ready for :func:`save_
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from pathlib import Path
@@ -19,7 +20,7 @@ import matplotlib
 import numpy as np
 from PIL import Image
 
-__all__ = ["as_uint8_picture", "encode_png", "overlay_cam", "save_png"]
+__all__ = ["as_uint8_picture", "encode_png", "overlay_cam", "overlay_name", "save_png"]
 
 SpatialOrder = Literal["xy", "yx"]
 
@@ -145,3 +146,15 @@ def save_png(rgb: Any, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(encode_png(rgb))
     return path
+
+
+def overlay_name(path: str | os.PathLike) -> str:
+    """The overlay PNG's file name for a source path: ``<name>-<hash>.png``.
+
+    ``name`` is the source's file name *with* its extension (``IM-1.dcm-….png`` and ``IM-1.jpeg-….png`` of one
+    film are told apart at a glance), with characters other than letters, digits, ``-``, ``_`` and ``.``
+    replaced by ``_``; the hash of the full source path keeps files of the same name from different folders apart.
+    """
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:8]
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(path).name)
+    return f"{name}-{digest}.png"

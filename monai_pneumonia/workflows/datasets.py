@@ -3,7 +3,8 @@
 A folder from a PACS export or a research archive always holds a few files the loader refuses (a report, a
 lateral film under the strict policy, a truncated transfer). Training fails loudly on such files — a training set
 should be clean — but evaluation and inference record each refusal with its reason and carry on:
-:class:`RefusingDataset` turns an :class:`~monai_pneumonia.errors.XrayInputError` into a refusal record,
+:class:`RefusingDataset` turns an :class:`~monai_pneumonia.errors.XrayInputError` into a
+:class:`~monai_pneumonia.results.Refusal`,
 :func:`collate_with_refusals` moves those records out of the batch, and
 :class:`~monai_pneumonia.workflows.evaluator.XrayEvaluator` hands them to the handlers that write ``errors.csv``.
 """
@@ -19,13 +20,14 @@ from monai.data import Dataset, list_data_collate
 
 from monai_pneumonia.data.discovery import find_images
 from monai_pneumonia.errors import NoInputError, XrayInputError, find_cause
+from monai_pneumonia.results import Refusal
 
 __all__ = ["REFUSED_KEY", "RefusingDataset", "collate_with_refusals", "find_input_error", "image_items"]
 
 logger = logging.getLogger(__name__)
 
-#: Batch key under which :func:`collate_with_refusals` passes refusal records ``{"image": path, "error": reason,
-#: "index": position in the dataset}``.
+#: Batch key under which :func:`collate_with_refusals` passes the :class:`~monai_pneumonia.results.Refusal` records
+#: (``index``: the position in the dataset).
 REFUSED_KEY = "refused"
 
 
@@ -58,7 +60,7 @@ class RefusingDataset(Dataset):
             if refusal is None:
                 raise
             source = self.data[index].get(self.image_key, refusal.path)
-            return {REFUSED_KEY: {"image": os.fspath(source), "error": refusal.reason, "index": index}}
+            return {REFUSED_KEY: Refusal(os.fspath(source), refusal.reason, index)}
 
 
 def collate_with_refusals(batch: Sequence[dict]) -> dict:

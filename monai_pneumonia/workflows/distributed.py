@@ -14,6 +14,8 @@ from typing import Any
 import torch.distributed as dist
 from ignite.engine import Engine
 
+from monai_pneumonia.results import Refusal
+
 __all__ = ["gather_results"]
 
 
@@ -27,13 +29,13 @@ def _input_order(engine: Engine, image_key: str = "image") -> dict[str, int]:
     return order
 
 
-def gather_results(engine: Engine, records: list[dict], refused: list[dict]) -> tuple[list[dict], list[dict], bool]:
+def gather_results(engine: Engine, records: list[dict], refused: list[Refusal]) -> tuple[list[dict], list[Refusal], bool]:
     """Merge the records and refusals of every process, in input order.
 
     Args:
         engine: the evaluator (its data loader's dataset gives the input order).
         records: this process's per-input results (each with ``image``).
-        refused: this process's refusal records (each with ``image``).
+        refused: this process's refusals.
 
     Returns:
         ``(records, refused, is_writer)``: everything when distributed (``is_writer`` on rank 0 only), else the
@@ -46,9 +48,11 @@ def gather_results(engine: Engine, records: list[dict], refused: list[dict]) -> 
     order = _input_order(engine)
     last = len(order)
 
-    def position(record: dict) -> int:
-        return order.get(str(record["image"]), last)
+    def position(image: str) -> int:
+        return order.get(str(image), last)
 
-    merged = sorted(itertools.chain.from_iterable(part[0] for part in gathered), key=position)
-    merged_refused = sorted(itertools.chain.from_iterable(part[1] for part in gathered), key=position)
+    all_records = itertools.chain.from_iterable(part[0] for part in gathered)
+    all_refused = itertools.chain.from_iterable(part[1] for part in gathered)
+    merged = sorted(all_records, key=lambda record: position(record["image"]))
+    merged_refused = sorted(all_refused, key=lambda refusal: position(refusal.image))
     return merged, merged_refused, dist.get_rank() == 0

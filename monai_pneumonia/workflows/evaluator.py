@@ -16,8 +16,8 @@ __all__ = ["XrayEvaluator"]
 class XrayEvaluator(SupervisedEvaluator):
     """``SupervisedEvaluator`` that accepts batches from :func:`~monai_pneumonia.workflows.collate_with_refusals`.
 
-    Refusal records are appended to ``engine.state.refused`` (a list of ``{"image", "error"}`` dicts, reset at
-    every run) and removed from the batch; a batch in which every input was refused produces an empty output
+    Refusal records are appended to ``engine.state.refused`` (a list of :class:`~monai_pneumonia.results.Refusal`,
+    reset at every run) and removed from the batch; a batch in which every input was refused produces an empty output
     instead of calling the network. Everything else is :class:`monai.engines.SupervisedEvaluator`.
     """
 

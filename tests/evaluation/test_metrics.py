@@ -14,12 +14,13 @@ from monai_pneumonia.evaluation.metrics import (
     binary_metrics,
     calibration_bins,
     confusion_counts,
+    operating_points,
     paired_auc_difference,
     roc_auc,
     roc_curve,
-    select_threshold,
     wilson_interval,
 )
+from monai_pneumonia.evaluation.operating_point import choose_threshold
 
 CI_NAMES = ("accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
 
@@ -139,7 +140,7 @@ def test_invalid_inputs_raise(labels, probs):
 
 
 def test_youden_threshold_reproduces_optimum():
-    threshold = select_threshold(YOUDEN_LABELS, YOUDEN_PROBS)
+    threshold = choose_threshold(YOUDEN_LABELS, YOUDEN_PROBS)
     assert threshold == pytest.approx(0.375)
     m = binary_metrics(YOUDEN_LABELS, YOUDEN_PROBS, threshold, n_bootstrap=0)
     assert (m["sensitivity"], m["specificity"]) == (1.0, 0.8)
@@ -152,21 +153,21 @@ def test_youden_threshold_reproduces_optimum():
 def test_threshold_ties_and_equal_youden():
     labels = [0, 0, 1, 0, 1, 1]
     probs = [0.2, 0.5, 0.5, 0.5, 0.8, 0.8]  # a tie across classes at 0.5
-    threshold = select_threshold(labels, probs)
+    threshold = choose_threshold(labels, probs)
     assert threshold not in probs and 0 < threshold < 1
     m = binary_metrics(labels, probs, threshold, n_bootstrap=0)
     assert m["sensitivity"] + m["specificity"] - 1 == pytest.approx(2 / 3)
     # J = 0.6 at 0.375, 0.5 and 0.65 in this example: the lowest (highest sensitivity) wins
-    assert select_threshold([0, 0, 0, 1, 0, 1, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.4, 0.45, 0.55, 0.6, 0.7, 0.8, 0.9]) == (
+    assert choose_threshold([0, 0, 0, 1, 0, 1, 0, 1, 1, 1], [0.1, 0.2, 0.3, 0.4, 0.45, 0.55, 0.6, 0.7, 0.8, 0.9]) == (
         pytest.approx(0.35)
     )
 
 
 def test_sensitivity_and_specificity_targets():
-    assert select_threshold(YOUDEN_LABELS, YOUDEN_PROBS, "sensitivity", target=0.8) == pytest.approx(0.45)
-    assert select_threshold(YOUDEN_LABELS, YOUDEN_PROBS, "specificity", target=1.0) == pytest.approx(0.65)
+    assert choose_threshold(YOUDEN_LABELS, YOUDEN_PROBS, "sensitivity", target=0.8) == pytest.approx(0.45)
+    assert choose_threshold(YOUDEN_LABELS, YOUDEN_PROBS, "specificity", target=1.0) == pytest.approx(0.65)
     labels, probs = _synthetic(60, 40, seed=4)
-    threshold = select_threshold(labels, probs, "sensitivity", target=0.97)
+    threshold = choose_threshold(labels, probs, "sensitivity", target=0.97)
     m = binary_metrics(labels, probs, threshold, n_bootstrap=0)
     assert m["sensitivity"] >= 0.97
     assert binary_metrics(labels, probs, np.nextafter(probs[probs >= threshold].min(), 1), n_bootstrap=0)[
@@ -174,15 +175,30 @@ def test_sensitivity_and_specificity_targets():
     ] < 0.97  # the next operating point up loses the target: the threshold is the highest one keeping it
 
 
-def test_select_threshold_errors():
-    with pytest.raises(ValueError, match="unknown method"):
-        select_threshold(YOUDEN_LABELS, YOUDEN_PROBS, "f2")
+def test_choose_threshold_errors():
+    with pytest.raises(ValueError, match="unknown threshold rule"):
+        choose_threshold(YOUDEN_LABELS, YOUDEN_PROBS, "f2")
+    with pytest.raises(ValueError, match="takes no target"):
+        choose_threshold(YOUDEN_LABELS, YOUDEN_PROBS, target=0.9)
     with pytest.raises(TypeError):
-        select_threshold(YOUDEN_LABELS, YOUDEN_PROBS, target=0.9)
+        choose_threshold(YOUDEN_LABELS, YOUDEN_PROBS, "youden", margin=0.1)
+    with pytest.raises(ValueError, match="target must be"):
+        choose_threshold(YOUDEN_LABELS, YOUDEN_PROBS, "sensitivity", target=1.5)
     with pytest.raises(ValueError, match="both"):
-        select_threshold([1, 1], [0.2, 0.3])
+        choose_threshold([1, 1], [0.2, 0.3])
     with pytest.raises(ValueError, match="no threshold"):
-        select_threshold([1, 0], [0.0, 0.5], "sensitivity", target=1.0)
+        choose_threshold([1, 0], [0.0, 0.5], "sensitivity", target=1.0)
+
+
+def test_operating_points_reproduce_each_point_exactly():
+    labels, probs = [0, 0, 1, 0, 1, 1], [0.2, 0.5, 0.5, 0.5, 0.8, 0.8]  # a tie across classes at 0.5
+    thresholds, sensitivity, specificity = operating_points(labels, probs)
+    assert list(thresholds) == pytest.approx([0.1, 0.35, 0.65, 0.9])
+    for threshold, sens, spec in zip(thresholds, sensitivity, specificity, strict=True):
+        m = binary_metrics(labels, probs, threshold, n_bootstrap=0)
+        assert (m["sensitivity"], m["specificity"]) == pytest.approx((sens, spec))
+    with pytest.raises(ValueError, match="both"):
+        operating_points([1, 1], [0.2, 0.3])
 
 
 def test_calibration_bins_hand_example():

@@ -292,7 +292,7 @@ def test_an_unwritable_spool_answers_an_error_status_never_success(receiving_ser
     status = _store(service.config.port, image)
     assert status == OUT_OF_RESOURCES, f"status 0x{status or 0:04X}"
     assert uid not in service.spool  # nothing half-written is taken for the instance
-    assert not list(service.spool.root.glob(".incoming-*"))
+    assert not list(service.spool.root.glob(".*"))  # no temporary file of atomic_write left
     assert service.worker.queue.empty()
     assert "answered 0xA700" in caplog.text
     monkeypatch.undo()

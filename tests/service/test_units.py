@@ -77,9 +77,10 @@ def test_spool_never_puts_an_invalid_uid_in_a_path(tmp_path):
 
 def test_spool_discards_partial_writes(tmp_path):
     spool = Spool(tmp_path)
-    (tmp_path / ".incoming-abc").write_bytes(b"half")
+    (tmp_path / ".incoming-abc").write_bytes(b"half")  # an earlier version's temporary name
+    (tmp_path / ".1.2.5.dcm.k3j9.partial").write_bytes(b"half")  # atomic_write's
     spool.write("1.2.4", b"whole")
-    assert spool.discard_partial() == 1
+    assert spool.discard_partial() == 2
     assert [uid for uid, _ in spool.pending()] == ["1.2.4"]
 
 

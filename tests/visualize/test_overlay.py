@@ -9,7 +9,7 @@ import torch
 from monai.transforms import LoadImage
 from PIL import Image
 
-from monai_pneumonia.visualize.overlay import encode_png, overlay_cam, save_png
+from monai_pneumonia.visualize.overlay import encode_png, overlay_cam, overlay_name, save_png
 
 
 @pytest.fixture
@@ -80,3 +80,12 @@ def test_encode_png_accepts_float_pictures():
     decoded = Image.open(io.BytesIO(encode_png(np.ones((5, 7, 3)))))
     assert decoded.format == "PNG" and decoded.size == (7, 5)
     assert np.all(np.asarray(decoded) == 255)
+
+
+def test_overlay_names_keep_same_named_files_apart():
+    first, second = overlay_name("/a/IM-1.dcm"), overlay_name("/b/IM-1.dcm")
+    assert first != second and first.startswith("IM-1.dcm-") and first.endswith(".png")
+    # the DICOM and the JPEG of one film in one folder: names that say which is which
+    dicom, jpeg = overlay_name("/a/IM-1.dcm"), overlay_name("/a/IM-1.jpeg")
+    assert dicom.startswith("IM-1.dcm-") and jpeg.startswith("IM-1.jpeg-")
+    assert "/" not in overlay_name("/x/../../etc passwd.png")

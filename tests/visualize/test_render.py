@@ -8,8 +8,7 @@ from PIL import Image
 
 from monai_pneumonia.inference import BundleClassifier, Classification
 from monai_pneumonia.service.reports import build_cam_secondary_capture
-from monai_pneumonia.visualize import cam_at_size, caption, render_cam
-from monai_pneumonia.workflows import CamWriter
+from monai_pneumonia.visualize import cam_at_size, caption, overlay_name, render_cam
 from tests.conftest import CONFIGS, REPO, TINY, run_bundle
 from tests.factories import gradient_picture, write_dicom
 
@@ -70,7 +69,7 @@ def test_the_service_secondary_capture_and_the_bundle_overlay_are_one_picture(tr
     run_bundle("run", "--config_file", str(CONFIGS / "inference.json"), "--dataset_dir", str(film.parent),
                "--ckpt_dir", str(trained_bundle["ckpt_dir"]), "--output_dir", str(tmp_path / "out"),
                "--save_cam", "true", "--device", "$torch.device('cpu')", *TINY)
-    bundle_png = np.asarray(Image.open(tmp_path / "out" / "cam" / CamWriter.overlay_name(str(film))).convert("RGB"))
+    bundle_png = np.asarray(Image.open(tmp_path / "out" / "cam" / overlay_name(str(film))).convert("RGB"))
 
     classifier = BundleClassifier.from_bundle(REPO / "bundle", ckpt_path=trained_bundle["ckpt_dir"] / "model.pt",
                                               device="cpu", **{"network_def#depth": 18, "image_size": 32})

@@ -7,6 +7,7 @@ import torch
 from monai.transforms import Compose, Lambdad
 
 from monai_pneumonia.errors import XrayInputError
+from monai_pneumonia.results import Refusal
 from monai_pneumonia.workflows import REFUSED_KEY, RefusingDataset, collate_with_refusals, find_input_error
 
 
@@ -32,7 +33,7 @@ def test_find_input_error_unwraps_monai_transform_errors():
 def test_refusing_dataset_turns_typed_refusals_into_records():
     dataset = RefusingDataset([{"image": "a.png"}, {"image": "b.bad"}], transform=TRANSFORM)
     assert dataset[0]["image"].shape == (1, 4, 4)
-    assert dataset[1] == {REFUSED_KEY: {"image": "b.bad", "error": "corrupt", "index": 1}}
+    assert dataset[1] == {REFUSED_KEY: Refusal("b.bad", "corrupt", 1)}
 
 
 def test_refusing_dataset_lets_bugs_propagate():
@@ -45,6 +46,6 @@ def test_collate_keeps_refusals_beside_the_batch():
     dataset = RefusingDataset([{"image": "a.png"}, {"image": "b.bad"}, {"image": "c.png"}], transform=TRANSFORM)
     batch = collate_with_refusals([dataset[i] for i in range(3)])
     assert batch["image"].shape == (2, 1, 4, 4)
-    assert batch[REFUSED_KEY] == [{"image": "b.bad", "error": "corrupt", "index": 1}]
+    assert batch[REFUSED_KEY] == [Refusal("b.bad", "corrupt", 1)]
     only_refused = collate_with_refusals([dataset[1]])
     assert set(only_refused) == {REFUSED_KEY}
