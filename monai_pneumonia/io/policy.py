@@ -247,6 +247,8 @@ DICOM_META_KEYWORDS = (
     "ViewPosition",
     "BodyPartExamined",
     "PhotometricInterpretation",
+    "Manufacturer",
+    "ManufacturerModelName",
 )
 
 

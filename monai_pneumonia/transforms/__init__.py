@@ -10,9 +10,20 @@ from monai_pneumonia.transforms.soft_target import (
     SoftTargetDict,
     mix_soft_targets,
 )
+from monai_pneumonia.transforms.statistics import (
+    ImageStatistics,
+    ImageStatisticsD,
+    ImageStatisticsd,
+    ImageStatisticsDict,
+    image_statistics,
+)
 
 __all__ = [
     "INTENSITY_NORMALIZATIONS",
+    "ImageStatistics",
+    "ImageStatisticsD",
+    "ImageStatisticsDict",
+    "ImageStatisticsd",
     "LoadXray",
     "LoadXrayD",
     "LoadXrayDict",
@@ -25,6 +36,7 @@ __all__ = [
     "SoftTargetD",
     "SoftTargetDict",
     "SoftTargetd",
+    "image_statistics",
     "mix_soft_targets",
     "xray_preprocessing",
 ]

@@ -1,0 +1,18 @@
+"""Drift monitoring: per-signal reference distributions stored with the model, window-wise tests against them.
+
+Pure statistics on per-film records (:mod:`monai_pneumonia.results`): no torch. The ``monitor`` command and the
+service's live monitor use it. The rule is docs/research/drift-rule.md.
+"""
+
+from monai_pneumonia.monitoring.drift import DriftRule, SignalTest, WindowResult, check_window, monitor_records, psi
+from monai_pneumonia.monitoring.live import LiveMonitor
+from monai_pneumonia.monitoring.reference import (
+    REFERENCE_SCHEMA,
+    Reference,
+    ReferenceError,
+    file_sha256,
+    load_reference,
+)
+
+__all__ = ["REFERENCE_SCHEMA", "DriftRule", "LiveMonitor", "Reference", "ReferenceError", "SignalTest",
+           "WindowResult", "file_sha256", "load_reference", "monitor_records", "psi", "check_window"]
