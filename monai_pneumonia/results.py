@@ -10,7 +10,7 @@ log; :mod:`monai_pneumonia.monitoring` reads both. Fields (:data:`RECORD_FIELDS`
 * ``probability``, ``decision`` (``"NORMAL"``/``"PNEUMONIA"``), ``threshold``, ``flags`` (the loader's and the
   gate's flags, ``;``-separated, ``""`` when none);
 * ``atypicality``: the intended-use gate's score (image metadata key ``"atypicality"``), ``null`` when absent;
-* ``image``: statistics of the loaded [0, 1] image (:data:`IMAGE_STATISTICS`, see
+* ``image_statistics``: statistics of the loaded [0, 1] image (:data:`IMAGE_STATISTICS`, see
   :class:`~monai_pneumonia.transforms.ImageStatisticsd`) and its ``rows``/``columns``;
 * ``acquisition``: non-identifying acquisition attributes when the file is DICOM (:data:`ACQUISITION_FIELDS`;
   absent ones are left out); ``PixelSpacing`` is the spacing actually used, with ``SpacingSource`` naming the
@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["ACQUISITION_FIELDS", "IMAGE_STATISTICS", "IMAGE_STATISTICS_KEY", "RECORD_FIELDS", "RecordError",
-           "film_record", "read_records", "refusal_record"]
+           "event_record", "film_record", "read_records", "refusal_record"]
 
 #: Top-level fields of a per-film record, in order.
-RECORD_FIELDS: tuple[str, ...] = ("time", "probability", "decision", "threshold", "flags", "atypicality", "image",
-                                  "acquisition", "model_sha256")
+RECORD_FIELDS: tuple[str, ...] = ("time", "probability", "decision", "threshold", "flags", "atypicality",
+                                  "image_statistics", "acquisition", "model_sha256")
 #: Image metadata key under which the loader's statistics step stores :data:`IMAGE_STATISTICS`.
 IMAGE_STATISTICS_KEY = "image_statistics"
 #: Statistics of the loaded [0, 1] image: intensity percentiles 1/50/99, mean, and sharpness (mean absolute
@@ -122,7 +122,7 @@ def film_record(probability: float, decision: str, threshold: float, meta: Mappi
     atypicality = _number(meta.get("atypicality"))
     return {"time": round(_time.time() if time is None else float(time), 6), "probability": round(float(probability), 6),
             "decision": str(decision), "threshold": round(float(threshold), 6), "flags": flags,
-            "atypicality": None if atypicality is None else round(atypicality, 6), "image": _image(meta),
+            "atypicality": None if atypicality is None else round(atypicality, 6), "image_statistics": _image(meta),
             "acquisition": _acquisition(meta), "model_sha256": model_sha256}
 
 
@@ -130,6 +130,18 @@ def refusal_record(reason: str, model_sha256: str = "", time: float | None = Non
     """The per-film record of a refused film: ``{"time", "refused": true, "reason", "model_sha256"}``."""
     return {"time": round(_time.time() if time is None else float(time), 6), "refused": True, "reason": str(reason),
             "model_sha256": model_sha256}
+
+
+def event_record(item: Mapping) -> dict | None:
+    """The per-film record in one line of a records file (:func:`read_records`), ``None`` for other events."""
+    event = item.get("event")
+    if event is None:
+        return {k: v for k, v in item.items() if k != "image"}
+    if event == "classified" and isinstance(item.get("record"), dict):
+        return dict(item["record"])
+    if event in ("refused", "quarantined"):
+        return refusal_record(item.get("reason", event), time=item.get("time"))
+    return None
 
 
 def read_records(path: str | os.PathLike) -> Iterator[dict]:
@@ -153,10 +165,5 @@ def read_records(path: str | os.PathLike) -> Iterator[dict]:
                 raise RecordError(f"{path}:{number}: not a JSON line ({error.msg})") from None
             if not isinstance(item, dict):
                 raise RecordError(f"{path}:{number}: not a JSON object")
-            event = item.get("event")
-            if event is None:
-                yield {k: v for k, v in item.items() if k != "image"}
-            elif event == "classified" and isinstance(item.get("record"), dict):
-                yield item["record"]
-            elif event in ("refused", "quarantined"):
-                yield refusal_record(item.get("reason", event), time=item.get("time"))
+            if (record := event_record(item)) is not None:
+                yield record

@@ -49,14 +49,15 @@ def _fail(message: str) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run ``monitor``; exit status 0 whether or not there is drift (read ``monitor.json``), 2 on a user error."""
     # lazy: SciPy and Matplotlib load only when the command runs
-    from monai_pneumonia.bundle import default_bundle_root
+    from monai_pneumonia.bundle import bundle_file, default_bundle_root
     from monai_pneumonia.monitoring import (
+        DriftReferenceError,
         DriftRule,
         Reference,
-        ReferenceError,
         file_sha256,
         load_reference,
         monitor_records,
+        reference_path,
     )
     from monai_pneumonia.monitoring.dashboard import write_dashboard
     from monai_pneumonia.results import read_records
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         return _fail(str(error) if isinstance(error, ValueError) else f"{args.records}: {error.strerror}")
     if args.save_reference is not None:
-        model = args.model or bundle / "models" / "model.pt"
+        model = args.model or bundle_file(bundle, "model.pt")
         if not model.is_file():
             return _fail(f"{model}: no checkpoint to bind the reference to")
         reference = Reference.from_records(records, file_sha256(model),
@@ -79,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return _fail("--output DIR is required (or --save-reference FILE)")
     try:
         rule = DriftRule(window=args.window, min_window=args.min_window)
-        reference = load_reference(args.reference or bundle / "models" / "model.reference.json")
-    except (ReferenceError, ValueError) as error:
+        reference = load_reference(args.reference or reference_path(bundle_file(bundle, "model.pt")))
+    except (DriftReferenceError, ValueError) as error:
         return _fail(str(error))
     report = monitor_records(reference, records, rule)
     named = {r.get("model_sha256") for r in records if r.get("model_sha256")}

@@ -8,11 +8,12 @@ from monai_pneumonia.monitoring.drift import DriftRule, SignalTest, WindowResult
 from monai_pneumonia.monitoring.live import LiveMonitor
 from monai_pneumonia.monitoring.reference import (
     REFERENCE_SCHEMA,
+    DriftReferenceError,
     Reference,
-    ReferenceError,
     file_sha256,
     load_reference,
+    reference_path,
 )
 
-__all__ = ["REFERENCE_SCHEMA", "DriftRule", "LiveMonitor", "Reference", "ReferenceError", "SignalTest",
-           "WindowResult", "file_sha256", "load_reference", "monitor_records", "psi", "check_window"]
+__all__ = ["REFERENCE_SCHEMA", "DriftRule", "LiveMonitor", "Reference", "DriftReferenceError", "SignalTest",
+           "WindowResult", "file_sha256", "load_reference", "monitor_records", "psi", "check_window", "reference_path"]

@@ -28,14 +28,20 @@ from monai_pneumonia.monitoring.signals import (
 )
 from monai_pneumonia.results import read_records
 
-__all__ = ["REFERENCE_SCHEMA", "Reference", "ReferenceError", "file_sha256", "load_reference"]
+__all__ = ["REFERENCE_SCHEMA", "Reference", "DriftReferenceError", "file_sha256", "load_reference", "reference_path"]
 
 #: ``"schema"`` value of a reference sidecar.
 REFERENCE_SCHEMA = "monai-pneumonia/drift-reference/1"
 
 
-class ReferenceError(ValueError):
+class DriftReferenceError(ValueError):
     """A reference file that cannot be used (names the file and the problem)."""
+
+
+def reference_path(checkpoint: str | os.PathLike) -> Path:
+    """Where a checkpoint's reference sidecar lives: ``model.pt`` -> ``model.reference.json`` beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.reference.json")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -114,10 +120,10 @@ class Reference:
         """Read a sidecar's content.
 
         Raises:
-            ReferenceError: not a reference of this schema.
+            DriftReferenceError: not a reference of this schema.
         """
         if data.get("schema") != REFERENCE_SCHEMA:
-            raise ReferenceError(f"{origin or 'reference'}: not a drift reference (schema {REFERENCE_SCHEMA} expected)")
+            raise DriftReferenceError(f"{origin or 'reference'}: not a drift reference (schema {REFERENCE_SCHEMA} expected)")
         return cls({k: [float(v) for v in vs] for k, vs in data.get("continuous", {}).items()},
                    {k: {str(c): int(n) for c, n in cs.items()} for k, cs in data.get("categorical", {}).items()},
                    str(data.get("model_sha256", "")), str(data.get("source", "")), int(data.get("count", 0)))
@@ -127,11 +133,11 @@ def load_reference(path: str | os.PathLike) -> Reference:
     """A reference from a sidecar (``*.reference.json``) or from any records file (a site's accepted sample).
 
     Raises:
-        ReferenceError: the file is missing, unreadable, or holds no classified record.
+        DriftReferenceError: the file is missing, unreadable, or holds no classified record.
     """
     path = Path(path)
     if not path.is_file():
-        raise ReferenceError(f"{path}: no such reference file")
+        raise DriftReferenceError(f"{path}: no such reference file")
     text = path.read_text(encoding="utf-8")
     try:
         data = json.loads(text)
@@ -142,7 +148,7 @@ def load_reference(path: str | os.PathLike) -> Reference:
     try:
         records = list(read_records(path))
     except ValueError as error:
-        raise ReferenceError(str(error)) from None
+        raise DriftReferenceError(str(error)) from None
     if not any(not is_refused(r) for r in records):
-        raise ReferenceError(f"{path}: no classified film to build a reference from")
+        raise DriftReferenceError(f"{path}: no classified film to build a reference from")
     return Reference.from_records(records, source=f"records of {path.name} ({len(records)} films)")

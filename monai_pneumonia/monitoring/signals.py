@@ -33,7 +33,7 @@ def _continuous(record: Mapping, name: str) -> float | None:
         spacing = (record.get("acquisition") or {}).get("PixelSpacing")
         value = spacing[0] if isinstance(spacing, Sequence) and spacing else None
     else:
-        value = (record.get("image") or {}).get(name)
+        value = (record.get("image_statistics") or {}).get(name)
     return None if value is None else float(value)
 
 
