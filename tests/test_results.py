@@ -53,3 +53,18 @@ def test_a_broken_records_line_names_the_file_and_line(tmp_path):
     path.write_text(json.dumps(film_record(0.2, "NORMAL", 0.5)) + "\n{not json\n")
     with pytest.raises(RecordError, match=r"bad\.jsonl:2"):
         list(read_records(path))
+
+
+def test_a_loaded_dicom_film_gives_its_acquisition_fields_and_no_uid(tmp_path):
+    from monai_pneumonia.transforms import xray_preprocessing
+    from tests.factories import gradient_picture, write_dicom
+
+    path = write_dicom(tmp_path / "film.dcm", gradient_picture(), pixel_spacing=(0.2, 0.2),
+                       extra={"Manufacturer": "ACME", "ManufacturerModelName": "X1", "PatientName": "Doe^Jane"})
+    meta = dict(xray_preprocessing(spatial_size=32)({"image": str(path)})["image"].meta)
+    record = film_record(0.4, "NORMAL", 0.5, meta)
+    assert record["acquisition"]["Manufacturer"] == "ACME" and record["acquisition"]["ManufacturerModelName"] == "X1"
+    assert record["acquisition"]["PixelSpacing"] == [0.2, 0.2] and record["acquisition"]["Modality"] == "DX"
+    assert (record["image_statistics"]["rows"], record["image_statistics"]["columns"]) == (96, 80)
+    text = json.dumps(record)
+    assert meta["SOPInstanceUID"] and meta["SOPInstanceUID"] not in text and "Doe" not in text
