@@ -188,6 +188,21 @@ def build_config(args: argparse.Namespace):
                          drift_window=args.drift_window, drift_min_window=args.drift_min_window)
 
 
+def _check_reference_binding(service, args: argparse.Namespace) -> None:
+    """Warn when the drift reference was made with another checkpoint than the one loaded (its alarms may be false)."""
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
+    from monai_pneumonia.bundle import bundle_file, default_bundle_root
+    from monai_pneumonia.monitoring import file_sha256
+
+    monitor = service.drift_monitor
+    ckpt = Path(args.ckpt or bundle_file(args.bundle or default_bundle_root(), "model.pt"))
+    if monitor is not None and monitor.reference.model_sha256 and ckpt.is_file() and \
+            file_sha256(ckpt) != monitor.reference.model_sha256:
+        logging.getLogger(__name__).warning(
+            "the drift reference %s was made with another model (SHA-256 %s...): re-make it for this checkpoint "
+            "(docs/monitoring.md)", service.config.drift_reference, monitor.reference.model_sha256[:12])
+
+
 def _shipped_reference(args: argparse.Namespace) -> Path | None:
     """The drift reference beside the checkpoint (``model.reference.json``), ``None`` when there is none."""
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
@@ -249,6 +264,7 @@ def run(args: argparse.Namespace) -> int:
     except DriftReferenceError as error:  # the drift reference: one line, naming the file
         print(f"monai-pneumonia serve: {error}", file=sys.stderr)
         return 2
+    _check_reference_binding(service, args)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
