@@ -261,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger(__name__).info("model loaded: %r", classifier)
     try:
         service = PneumoniaService(config, classifier)
-    except DriftReferenceError as error:  # the drift reference: one line, naming the file
+    except (DriftReferenceError, ValueError) as error:  # the drift reference or window: one line
         print(f"monai-pneumonia serve: {error}", file=sys.stderr)
         return 2
     _check_reference_binding(service, args)

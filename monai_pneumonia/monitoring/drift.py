@@ -38,8 +38,9 @@ class DriftRule:
     bins: int = 10
 
     def __post_init__(self) -> None:
-        if self.window < 1 or self.min_window < 1:
-            raise ValueError(f"window and min_window must be positive, got {self.window} and {self.min_window}")
+        if not 1 <= self.min_window <= self.window:
+            raise ValueError(f"the drift window ({self.window}) must be at least the minimum window size "
+                             f"({self.min_window}), which must be positive")
         if not 0 < self.q < 1 or self.psi_floor < 0:
             raise ValueError(f"q must be in (0, 1) and psi_floor >= 0, got {self.q} and {self.psi_floor}")
 

@@ -116,3 +116,8 @@ def test_live_monitor_warns_once_when_drift_starts_and_once_when_it_clears(refer
     assert len(warnings) == 1 and "sharpness" in warnings[0].getMessage()
     assert [r.getMessage().startswith("drift cleared") for r in caplog.records if r.levelno == logging.INFO] == [True]
     assert not monitor.drift
+
+
+def test_a_window_smaller_than_the_minimum_is_a_user_error():
+    with pytest.raises(ValueError, match="at least the minimum"):
+        DriftRule(window=50, min_window=100)
