@@ -126,13 +126,9 @@ def _per_window(reference: Reference, records: Sequence[Mapping], windows: Seque
 
 def _acquisition(reference: Reference, records: Sequence[Mapping], windows: Sequence[Mapping]) -> str:
     figure, axes = _figure("Acquisition mix: manufacturer / model (first bar: reference)")
-    def mix(values: Sequence[str]) -> Counter:
-        return Counter(values)
-    ref_counts = Counter()
-    for make, count in reference.categorical.get("ManufacturerModelName", {}).items():
-        ref_counts[make] += count
-    columns = [ref_counts] + [mix(categorical_values(records[w["start"]:w["start"] + w["count"]],
-                                                     "ManufacturerModelName")) for w in windows]
+    columns = [Counter(reference.categorical.get("ManufacturerModelName", {}))]
+    columns += [Counter(categorical_values(records[w["start"]:w["start"] + w["count"]], "ManufacturerModelName"))
+                for w in windows]
     categories = sorted(set().union(*columns)) or ["(none)"]
     bottom = np.zeros(len(columns))
     for category in categories:
