@@ -4,15 +4,40 @@ Every writer of results — the bundle's handlers, ``monai-pneumonia predict``, 
 outbox, the model registry — writes with :func:`atomic_write`, so a crash leaves the old file or the new one,
 never half of one. The columns are declared here once; the readers (studies, distillation) read them with
 :func:`read_predictions`. Standard library and NumPy only: no torch, so any layer can use it.
+
+
+Per-film record
+---------------
+One JSON object per film: what a drift monitor needs and nothing that identifies a patient. ``predict --json``
+prints one per line; the DICOM listener writes one under ``"record"`` in each ``classified`` event of its results
+log; :mod:`monai_pneumonia.monitoring` reads both. Fields (:data:`RECORD_FIELDS`):
+
+* ``time``: when the film was processed (Unix seconds, UTC) -- the only date or time in a record;
+* ``probability``, ``decision`` (``"NORMAL"``/``"PNEUMONIA"``), ``threshold``, ``flags`` (the loader's and the
+  gate's flags, ``;``-separated, ``""`` when none);
+* ``atypicality``: the intended-use gate's score (image metadata key ``"atypicality"``), ``null`` when absent;
+* ``image_statistics``: statistics of the loaded [0, 1] image (:data:`IMAGE_STATISTICS`, see
+  :class:`~monai_pneumonia.transforms.ImageStatisticsd`) and its ``rows``/``columns``;
+* ``acquisition``: non-identifying acquisition attributes when the file is DICOM (:data:`ACQUISITION_FIELDS`;
+  absent ones are left out); ``PixelSpacing`` is the spacing actually used, with ``SpacingSource`` naming the
+  attribute it came from (``PixelSpacing`` or ``ImagerPixelSpacing``);
+* ``model_sha256``: SHA-256 of the checkpoint that produced the answer (``""`` when unknown).
+
+A refused film has ``refused: true`` and its ``reason`` instead of the model's answer. No name, ID, UID, accession
+number or date of the patient or study is ever copied into a record (:func:`film_record` takes only the fields
+above from the metadata).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+import time as _time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +45,23 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "ACQUISITION_FIELDS",
     "ERRORS_FILE",
     "ERROR_COLUMNS",
     "EVALUATION_COLUMNS",
+    "IMAGE_STATISTICS",
+    "IMAGE_STATISTICS_KEY",
     "PREDICTIONS_FILE",
     "PREDICTION_COLUMNS",
+    "RECORD_FIELDS",
+    "RecordError",
     "Refusal",
     "atomic_write",
+    "event_record",
+    "film_record",
     "read_predictions",
+    "read_records",
+    "refusal_record",
     "write_csv",
     "write_errors",
     "write_predictions",
@@ -167,3 +201,139 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
         np.array([int(row["label"]) for row in rows]),
         np.array([float(row["prob_pneumonia"]) for row in rows]),
     )
+
+
+# Per-film records ------------------------------------------------------------------------------------------
+
+#: Top-level fields of a per-film record, in order.
+RECORD_FIELDS: tuple[str, ...] = ("time", "probability", "decision", "threshold", "flags", "atypicality",
+                                  "image_statistics", "acquisition", "model_sha256")
+#: Image metadata key under which the loader's statistics step stores :data:`IMAGE_STATISTICS`.
+IMAGE_STATISTICS_KEY = "image_statistics"
+#: Statistics of the loaded [0, 1] image: intensity percentiles 1/50/99, mean, and sharpness (mean absolute
+#: difference of neighbouring pixels, the first thing blur or heavier compression lowers).
+IMAGE_STATISTICS: tuple[str, ...] = ("p1", "p50", "p99", "mean", "sharpness")
+#: DICOM attributes copied into ``acquisition`` when present (the device and how the film was made, never who).
+ACQUISITION_FIELDS: tuple[str, ...] = ("Manufacturer", "ManufacturerModelName", "Modality",
+                                       "PhotometricInterpretation", "ViewPosition", "PixelSpacing", "SpacingSource")
+
+
+class RecordError(ValueError):
+    """A records file that cannot be read (names the file and the line)."""
+
+
+def _number(value: Any) -> float | None:
+    """A plain float from a Python, NumPy or torch scalar (``None`` for missing or NaN)."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(value) else value
+
+
+def _text(value: Any) -> str:
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else ""
+    return "" if value is None else str(value).strip()
+
+
+def _image(meta: Mapping) -> dict:
+    stats = meta.get(IMAGE_STATISTICS_KEY) or {}
+    image = {name: round(v, 6) for name in IMAGE_STATISTICS if (v := _number(stats.get(name))) is not None}
+    for name in ("rows", "columns"):  # as loaded (a JPEG 2000 film decoded at reduced resolution: that size)
+        if (v := _number(stats.get(name))) is not None:
+            image[name] = int(v)
+    return image
+
+
+def _acquisition(meta: Mapping) -> dict:
+    fields = {}
+    if _text(meta.get("format")) == "dicom":
+        for name in ACQUISITION_FIELDS[:5]:
+            if value := _text(meta.get(name)):
+                fields[name] = value
+    known = meta.get("spacing_known", False)
+    known = bool(known.item() if hasattr(known, "item") else known)
+    if known and (spacing := meta.get("spacing")) is not None:
+        values = [float(v) for v in (spacing.tolist() if hasattr(spacing, "tolist") else spacing)]
+        fields["PixelSpacing"] = [round(values[1], 6), round(values[0], 6)]  # row, column as DICOM orders it
+        if source := _text(meta.get("spacing_source")):
+            fields["SpacingSource"] = source
+    return fields
+
+
+def film_record(probability: float, decision: str, threshold: float, meta: Mapping | None = None,
+                flags: str | None = None, model_sha256: str = "", time: float | None = None) -> dict:
+    """The per-film record of one classified film (module docstring).
+
+    Args:
+        probability: the pneumonia probability.
+        decision: the class name decided.
+        threshold: the operating threshold used.
+        meta: the loader's image metadata (collated/decollated values such as 0-d tensors are accepted); only the
+            fields of the schema are read from it.
+        flags: the film's flags (default: ``meta["xray_flags"]``).
+        model_sha256: SHA-256 of the checkpoint.
+        time: processing time (default: now).
+
+    Returns:
+        A JSON-serialisable dictionary with the keys of :data:`RECORD_FIELDS`.
+    """
+    meta = meta or {}
+    if flags is None:
+        raw = meta.get("xray_flags", "")
+        flags = ";".join(map(str, raw)) if isinstance(raw, (list, tuple)) else str(raw or "")
+    atypicality = _number(meta.get("atypicality"))
+    return {"time": round(_time.time() if time is None else float(time), 6), "probability": round(float(probability), 6),
+            "decision": str(decision), "threshold": round(float(threshold), 6), "flags": flags,
+            "atypicality": None if atypicality is None else round(atypicality, 6), "image_statistics": _image(meta),
+            "acquisition": _acquisition(meta), "model_sha256": model_sha256}
+
+
+def refusal_record(reason: str, model_sha256: str = "", time: float | None = None) -> dict:
+    """The per-film record of a refused film: ``{"time", "refused": true, "reason", "model_sha256"}``."""
+    return {"time": round(_time.time() if time is None else float(time), 6), "refused": True, "reason": str(reason),
+            "model_sha256": model_sha256}
+
+
+def event_record(item: Mapping) -> dict | None:
+    """The per-film record in one line of a records file (:func:`read_records`), ``None`` for other events."""
+    event = item.get("event")
+    if event is None:
+        return {k: v for k, v in item.items() if k != "image"}
+    if event == "classified" and isinstance(item.get("record"), dict):
+        return dict(item["record"])
+    if event in ("refused", "quarantined"):
+        return refusal_record(item.get("reason", event), time=item.get("time"))
+    return None
+
+
+def read_records(path: str | os.PathLike) -> Iterator[dict]:
+    """Per-film records of a ``predict --json`` output or a service results log, in file order.
+
+    A line with an ``"event"`` is a results-log event: ``classified`` gives its ``"record"``, ``refused`` and
+    ``quarantined`` give a refusal record at the event's time, other events are skipped. Any other line is a
+    record as ``predict --json`` prints it (its ``"image"`` path is dropped: records carry no file names).
+
+    Raises:
+        RecordError: a line is not a JSON object (the message names the file and line number).
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as stream:
+        for number, line in enumerate(stream, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RecordError(f"{path}:{number}: not a JSON line ({error.msg})") from None
+            if not isinstance(item, dict):
+                raise RecordError(f"{path}:{number}: not a JSON object")
+            if (record := event_record(item)) is not None:
+                yield record

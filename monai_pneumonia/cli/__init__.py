@@ -19,7 +19,8 @@ from monai_pneumonia.errors import CheckpointError, DeviceUnavailableError, NoIn
 __all__ = ["add_bundle_argument", "build_parser", "main"]
 
 #: Modules of this package that each contribute one subcommand, in the order ``--help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "train", "evaluate", "promote", "datalist", "demo", "study", "serve")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "train", "evaluate", "promote", "datalist", "demo", "study", "serve",
+                                        "monitor")
 
 
 def add_bundle_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

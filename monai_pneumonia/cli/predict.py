@@ -40,7 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--save-cam", action="store_true", help="also write Grad-CAM overlay PNGs to <output-dir>/cam")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the bundle's)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the bundle's choice)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON per-film record a line (monai_pneumonia.results; input for `monitor`) "
+                             "instead of a table")
     parser.set_defaults(func=run)
 
 
@@ -86,6 +88,7 @@ def run_inference(
     batch_size: int | None = None,
     device: str | None = None,
     num_workers: int = 0,
+    records: list[dict] | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Classify files and folders with the bundle's classifier and write ``predictions.csv`` and ``errors.csv``.
 
@@ -98,6 +101,8 @@ def run_inference(
         batch_size: images per forward pass (default: the bundle's).
         device: e.g. ``"cpu"`` (default: the bundle's choice).
         num_workers: DataLoader workers for decoding.
+        records: when given, one per-film record (:mod:`monai_pneumonia.results`) per input is appended, in input
+            order, with the input's ``"image"`` path first.
 
     Returns:
         ``(predictions, refusals)``: one ``{"image", "prob_pneumonia", "prediction", "threshold", "cam", "flags"}``
@@ -108,16 +113,23 @@ def run_inference(
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.inference import BundleClassifier
     from monai_pneumonia.io.policy import format_flags
-    from monai_pneumonia.results import Refusal, write_predictions
+    from monai_pneumonia.results import Refusal, film_record, refusal_record, write_predictions
 
     classifier = BundleClassifier.from_bundle(
         bundle_root, ckpt_path=Path(ckpt_dir) / "model.pt" if ckpt_dir else None, device=device,
         batch_size=batch_size)
     predictions, refused = [], []
+    model_sha256 = getattr(classifier, "model_sha256", "")
     for result in classifier.iterate(expand_inputs(inputs), num_workers=num_workers):
         if isinstance(result, Refusal):
             refused.append(result)
+            if records is not None:
+                records.append({"image": result.image, **refusal_record(result.error, model_sha256)})
             continue
+        if records is not None:
+            records.append({"image": result.image, **film_record(result.prob_pneumonia, result.prediction,
+                                                                 result.threshold, result.meta,
+                                                                 model_sha256=model_sha256)})
         cam = os.fspath(classifier.save_cam_overlay(result, Path(output_dir) / "cam")) if save_cam else ""
         predictions.append({"image": result.image, "prob_pneumonia": round(result.prob_pneumonia, 6),
                             "prediction": result.prediction, "threshold": result.threshold, "cam": cam,
@@ -144,16 +156,18 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="monai-pneumonia-"))
     output_dir.mkdir(parents=True, exist_ok=True)
+    records: list[dict] = []
     predictions, refusals = run_inference(args.inputs, output_dir, bundle_root=args.bundle, ckpt_dir=args.ckpt_dir,
-                                          save_cam=args.save_cam, batch_size=args.batch_size, device=args.device)
+                                          save_cam=args.save_cam, batch_size=args.batch_size, device=args.device,
+                                          records=records)
     status = 0 if predictions else 1
     if not predictions:
         print(f"monai-pneumonia predict: no input could be read: {len(refusals)} refused, see "
               f"{output_dir / 'errors.csv'}", file=sys.stderr)
     if args.json:
-        json.dump({"predictions": predictions, "refused": refusals, "output_dir": os.fspath(output_dir)},
-                  sys.stdout, indent=2)
-        print()
+        for record in records:  # JSON lines: one per-film record per input, in input order
+            print(json.dumps(record))
+        print(f"results in {output_dir}", file=sys.stderr)
     else:
         print_table(predictions, refusals)
         print(f"\nresults in {output_dir}", file=sys.stderr)

@@ -116,6 +116,16 @@ def _add_options(parser: argparse.ArgumentParser, given_only: bool) -> None:
                        help="classify lateral views, other body parts and FOR PROCESSING images (flagged) instead of refusing them")
     state.add_argument("--stats-interval", type=float, default=300.0,
                        help="seconds between the counters lines in the log, 0 = none (default: %(default)s)")
+    watch = _OptionGroup(parser, "monitoring (docs/monitoring.md)", given_only)
+    watch.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                       help="serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: no endpoint)")
+    watch.add_argument("--drift-reference", type=Path, default=None, metavar="FILE",
+                       help="live drift monitor's reference: a reference or records file (default: "
+                            "<bundle>/models/model.reference.json when present)")
+    watch.add_argument("--drift-window", type=int, default=300, metavar="N",
+                       help="films in the drift monitor's rolling window (default: %(default)s)")
+    watch.add_argument("--drift-min-window", type=int, default=100, metavar="N",
+                       help="fewest films the drift monitor tests (default: %(default)s)")
     state.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="log level on stderr (default: %(default)s)")
 
@@ -140,7 +150,8 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
             dest = key.lstrip("-").replace("-", "_")
             if dest not in defaults:
                 raise SystemExit(f"monai-pneumonia serve: unknown option {key!r} in {args.config}")
-            if dest in ("spool", "bundle", "ckpt", "results_log", "tls_cert", "tls_key", "tls_ca", "keep_results") and value is not None:
+            if dest in ("spool", "bundle", "ckpt", "results_log", "tls_cert", "tls_key", "tls_ca", "keep_results",
+                        "drift_reference") and value is not None:
                 value = Path(value)
             if dest in ("allow", "destination", "stow_url") and isinstance(value, str):
                 value = [value]
@@ -172,7 +183,34 @@ def build_config(args: argparse.Namespace):
                          allow=args.allow, cam=args.cam, lenient=args.lenient, batch_size=args.batch_size,
                          limits=limits, retry_initial=args.retry_initial, retry_max=args.retry_max,
                          results_log=args.results_log, report_processes=args.report_processes, tls=tls,
-                         stats_interval=args.stats_interval)
+                         stats_interval=args.stats_interval, metrics_port=args.metrics_port,
+                         drift_reference=args.drift_reference or _shipped_reference(args),
+                         drift_window=args.drift_window, drift_min_window=args.drift_min_window)
+
+
+def _check_reference_binding(service, args: argparse.Namespace) -> None:
+    """Warn when the drift reference was made with another checkpoint than the one loaded (its alarms may be false)."""
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
+    from monai_pneumonia.bundle import bundle_file, default_bundle_root
+    from monai_pneumonia.monitoring import file_sha256
+
+    monitor = service.drift_monitor
+    ckpt = Path(args.ckpt or bundle_file(args.bundle or default_bundle_root(), "model.pt"))
+    if monitor is not None and monitor.reference.model_sha256 and ckpt.is_file() and \
+            file_sha256(ckpt) != monitor.reference.model_sha256:
+        logging.getLogger(__name__).warning(
+            "the drift reference %s was made with another model (SHA-256 %s...): re-make it for this checkpoint "
+            "(docs/monitoring.md)", service.config.drift_reference, monitor.reference.model_sha256[:12])
+
+
+def _shipped_reference(args: argparse.Namespace) -> Path | None:
+    """The drift reference beside the checkpoint (``model.reference.json``), ``None`` when there is none."""
+    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
+    from monai_pneumonia.bundle import bundle_file, default_bundle_root
+    from monai_pneumonia.monitoring import reference_path
+
+    reference = reference_path(args.ckpt or bundle_file(args.bundle or default_bundle_root(), "model.pt"))
+    return reference if reference.is_file() else None
 
 
 def _tls_config(args: argparse.Namespace):
@@ -208,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import available_device
     from monai_pneumonia.inference import BundleClassifier
+    from monai_pneumonia.monitoring import DriftReferenceError
     from monai_pneumonia.service import PneumoniaService
 
     if args.device is not None:
@@ -220,7 +259,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"monai-pneumonia serve: {error}", file=sys.stderr)
         return 2
     logging.getLogger(__name__).info("model loaded: %r", classifier)
-    service = PneumoniaService(config, classifier)
+    try:
+        service = PneumoniaService(config, classifier)
+    except (DriftReferenceError, ValueError) as error:  # the drift reference or window: one line
+        print(f"monai-pneumonia serve: {error}", file=sys.stderr)
+        return 2
+    _check_reference_binding(service, args)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -269,6 +269,8 @@ DICOM_META_KEYWORDS = (
     "ViewPosition",
     "BodyPartExamined",
     "PhotometricInterpretation",
+    "Manufacturer",
+    "ManufacturerModelName",
 )
 
 

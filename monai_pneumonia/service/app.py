@@ -29,10 +29,13 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
 
+from monai_pneumonia.monitoring import DriftRule, LiveMonitor, load_reference
+from monai_pneumonia.results import event_record
 from monai_pneumonia.service.activity import ActivityReporter
 from monai_pneumonia.service.delivery import Deliverer, Destination, describe_destination
 from monai_pneumonia.service.journal import Journal
 from monai_pneumonia.service.lifeline import init_child
+from monai_pneumonia.service.metrics import MetricsServer, ServiceMetrics
 from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding
 from monai_pneumonia.service.resultslog import ResultsLog
 from monai_pneumonia.service.scp import OUT_OF_RESOURCES, SUCCESS, AssociationLimits, StorageSCP, TLSConfig
@@ -66,6 +69,10 @@ class ServiceConfig:
         report_processes: processes that build the result instances (0: the classification thread does).
         tls: accept only DICOM TLS connections (``None``: plain TCP).
         stats_interval: seconds between the counters lines in the log (0: none).
+        metrics_port: serve ``/metrics`` and ``/healthz`` on 127.0.0.1 at this port (``None``: no endpoint; 0: any).
+        drift_reference: the live drift monitor's reference (a sidecar or records file; ``None``: no monitor).
+        drift_window: films in the drift monitor's rolling window.
+        drift_min_window: fewest films the drift monitor tests.
     """
 
     aet: str = "PNEUMO"
@@ -85,6 +92,10 @@ class ServiceConfig:
     report_processes: int = 2
     tls: TLSConfig | None = None
     stats_interval: float = 300.0
+    metrics_port: int | None = None
+    drift_reference: Path | None = None
+    drift_window: int = 300
+    drift_min_window: int = 100
 
 
 class PneumoniaService:
@@ -121,6 +132,15 @@ class PneumoniaService:
         self._receive_lock = threading.Lock()
         self.stopped = threading.Event()
         self.activity = ActivityReporter(self.results_log.activity, self.journal.pending_count, config.stats_interval)
+        self.metrics = ServiceMetrics()
+        self.results_log.listeners.append(self.metrics.observe)
+        self.drift_monitor = None
+        if config.drift_reference is not None:  # DriftReferenceError at start-up, naming the file
+            self.drift_monitor = LiveMonitor(load_reference(config.drift_reference),
+                                             DriftRule(config.drift_window, config.drift_min_window),
+                                             on_result=self.metrics.drift)
+            self.results_log.listeners.append(self._monitor)
+        self.metrics_server = None
 
     # -- event targets ----------------------------------------------------------------------------------------
 
@@ -136,6 +156,7 @@ class PneumoniaService:
             except OSError as error:
                 logger.error("cannot spool %s from %s (%s): answered 0xA700", sop_uid, calling_aet, error)
                 return OUT_OF_RESOURCES
+        self.metrics.received()
         self.worker.submit(sop_uid, path)
         return SUCCESS
 
@@ -145,6 +166,18 @@ class PneumoniaService:
         self.spool.remove(source_uid)
         latency = detail["delivered"] - detail.get("received", detail["delivered"])
         self.results_log.write("delivered", **detail, latency_s=round(latency, 4))
+
+    def _monitor(self, event: dict) -> None:
+        if (record := event_record(event)) is not None:
+            self.drift_monitor.add(record)
+
+    def health(self) -> tuple[bool, str]:
+        """``(ok, reason)``: ok while the classification worker runs (``/healthz``)."""
+        if self.stopped.is_set():
+            return False, "stopped"
+        if not self.worker.is_alive():
+            return False, "classification worker not running"
+        return True, ""
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -189,6 +222,9 @@ class PneumoniaService:
         config = self.config
         queued = self.recover()
         self.scp.start(config.host, config.port)  # instances received during the warm-up wait in the spool
+        if config.metrics_port is not None:  # /healthz answers 503 until the worker runs
+            self.metrics_server = MetricsServer(self.metrics, self.health, config.metrics_port)
+            self.metrics_server.start()
         self.warm_up()
         self.worker.start()
         self.deliverer.start()
@@ -211,6 +247,10 @@ class PneumoniaService:
             logger.warning("results go nowhere: no --destination, --stow-url or --keep-results; each result is "
                            "recorded in %s and its SR/SC files are deleted (keep them with --keep-results DIR)",
                            self.results_log.path)
+        if self.drift_monitor is not None:
+            logger.info("drift monitor: rolling window of %d films (tested from %d) against %s",
+                        self.drift_monitor.rule.window, self.drift_monitor.rule.min_window,
+                        self.drift_monitor.reference.source or config.drift_reference)
         logger.info("spool %s: %d instances to process, %d deliveries queued; results log %s",
                     Path(config.spool).resolve(), queued, self.journal.pending_count(), self.results_log.path)
 
@@ -225,6 +265,8 @@ class PneumoniaService:
         self.deliverer.stop(drain_timeout)
         self.activity.stop()
         self.activity.report(0)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         if self.executor is not None:
             self.executor.shutdown(cancel_futures=True)
         left = self.journal.pending_count() + sum(1 for _ in self.spool.pending())

@@ -4,20 +4,26 @@ Events: ``classified`` (probability, prediction, threshold, result UIDs), ``refu
 ``delivered`` (all results acknowledged; with ``latency_s`` from receipt to the last acknowledgement),
 ``duplicate`` (a SOP Instance UID received again, acknowledged and not re-reported) and ``quarantined`` (the
 service process died on it twice; moved out of the spool, never retried). Every event written is also counted
-(:attr:`ResultsLog.activity`) for the service's periodic counters line.
+(:attr:`ResultsLog.activity`) for the service's periodic counters line, and passed to the
+:attr:`ResultsLog.listeners` (the metrics and the live drift monitor). A ``classified`` event carries the film's
+per-film record (:mod:`monai_pneumonia.results`) under ``"record"``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from monai_pneumonia.service.activity import ActivityCounter
 
 __all__ = ["ResultsLog"]
+
+logger = logging.getLogger(__name__)
 
 
 class ResultsLog:
@@ -28,6 +34,7 @@ class ResultsLog:
 
     Attributes:
         activity: counts of the events written (:class:`~monai_pneumonia.service.activity.ActivityCounter`).
+        listeners: called with each record written; one that fails is logged, never fails the write.
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -37,14 +44,21 @@ class ResultsLog:
         self._stream = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
         self.activity = ActivityCounter()
+        self.listeners: list[Callable[[dict], None]] = []
 
     def write(self, event: str, **fields) -> None:
         """Append one record ``{"time", "event", **fields}``."""
-        line = json.dumps({"time": round(time.time(), 6), "event": event, **fields}, sort_keys=True)
+        record = {"time": round(time.time(), 6), "event": event, **fields}
+        line = json.dumps(record, sort_keys=True)
         with self._lock:
             self._stream.write(line + "\n")
             self._stream.flush()
         self.activity.count(event, **fields)
+        for listener in self.listeners:
+            try:
+                listener(record)
+            except Exception as error:  # noqa: BLE001 - monitoring never costs a result
+                logger.error("results-log listener %r failed (%s)", listener, type(error).__name__)
 
     def close(self) -> None:
         """Close the file."""

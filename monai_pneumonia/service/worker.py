@@ -31,7 +31,7 @@ from monai_pneumonia.inference import Classification
 from monai_pneumonia.io.deflate import dcmread_bounded, inflated_limit
 from monai_pneumonia.io.policy import DEFAULT_MAX_PIXELS, format_flags
 from monai_pneumonia.io.redaction import install as _install_redaction
-from monai_pneumonia.results import Refusal, atomic_write
+from monai_pneumonia.results import Refusal, atomic_write, film_record
 from monai_pneumonia.service.activity import log_classified
 from monai_pneumonia.service.journal import CLASSIFIED, Journal
 from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding, render_results
@@ -259,7 +259,9 @@ class Worker(threading.Thread):
                   "flags": format_flags(result.meta), "results": [uid for uid, _ in files],
                   "received": self._received(path), "classified": time.time(), "inference_s": round(seconds, 4)}
         if self.journal.record_classified(sop_uid, detail, files, self.targets):
-            self.results_log.write("classified", **detail)
+            record = film_record(result.prob_pneumonia, result.prediction, result.threshold, result.meta,
+                                 model_sha256=getattr(self.classifier, "model_sha256", ""), time=detail["classified"])
+            self.results_log.write("classified", **detail, record=record)
             log_classified(sop_uid, result.prediction, result.prob_pneumonia, result.threshold,
                            detail["classified"] - detail["received"], detail["flags"])
             if not self.targets:  # no destination: the results are logged, not kept (serve says so at start-up)

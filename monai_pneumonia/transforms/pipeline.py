@@ -13,6 +13,7 @@ from monai.config import KeysCollection
 from monai.transforms import Compose, EnsureTyped, HistogramNormalized, MapTransform, NormalizeIntensityd, Resized
 
 from monai_pneumonia.transforms.io import LoadXrayd
+from monai_pneumonia.transforms.statistics import ImageStatisticsd
 
 __all__ = ["INTENSITY_NORMALIZATIONS", "xray_preprocessing"]
 
@@ -68,6 +69,7 @@ def xray_preprocessing(
     return Compose(
         [
             LoadXrayd(keys=keys, strict=strict, target_size=max(size) if reduced_decoding else None),
+            ImageStatisticsd(keys=keys),  # for the per-film record (monai_pneumonia.results)
             Resized(keys=keys, spatial_size=size, mode="area"),
             *augmentations,
             *normalize,

@@ -26,12 +26,13 @@ def test_predict_json_matches_the_inference_workflow(tiny, tmp_path, capsys):
                    "--ckpt-dir", str(tiny["ckpt_dir"]), "--output-dir", str(tmp_path / "out"), "--json",
                    *TINY_OVERRIDES])
     assert status == 0
-    printed = json.loads(capsys.readouterr().out)
-    assert len(printed["predictions"]) == 24
-    assert [row["image"] for row in printed["refused"]] == [str(broken)]
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    classified = [row for row in printed if not row.get("refused")]
+    assert len(classified) == 24
+    assert [row["image"] for row in printed if row.get("refused")] == [str(broken)]
     with open(tmp_path / "out" / "predictions.csv", newline="") as stream:
         written = {row["image"]: float(row["prob_pneumonia"]) for row in csv.DictReader(stream)}
-    assert {row["image"]: row["prob_pneumonia"] for row in printed["predictions"]} == written
+    assert {row["image"]: row["probability"] for row in classified} == written
 
 
 def test_predict_exits_non_zero_when_nothing_is_readable(tiny, tmp_path, capsys):
@@ -55,8 +56,8 @@ def test_python_dash_m_runs_the_same_cli():
 
 
 def test_predict_json_is_one_document_in_input_order_matching_one_file_runs(tiny, tmp_path, capsys):
-    """``predict A B BAD C --json``: stdout is one JSON document (MONAI's messages go to stderr), every input has
-    its own result, and each probability equals the run on that file alone."""
+    """``predict A B BAD C --json``: stdout is one JSON record per input, in input order (MONAI's messages go to
+    stderr), and each probability equals the run on that file alone."""
     a, b, c = sorted(str(p) for p in tiny["dataset_dir"].rglob("*.png"))[::9][:3]
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a picture")
@@ -64,13 +65,31 @@ def test_predict_json_is_one_document_in_input_order_matching_one_file_runs(tiny
                              "--bundle", str(tiny["bundle"]), "--device", "cpu", "--output-dir", str(tmp_path / "all")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    printed = json.loads(result.stdout)
-    assert [row["image"] for row in printed["predictions"]] == [a, b, c]
-    assert [row["image"] for row in printed["refused"]] == [str(bad)]
-    for row in printed["predictions"]:
+    printed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["image"] for row in printed] == [a, b, str(bad), c]
+    assert [bool(row.get("refused")) for row in printed] == [False, False, True, False]
+    for row in printed:
+        if row.get("refused"):
+            continue
         assert main(["predict", row["image"], "--json", "--bundle", str(tiny["bundle"]), "--device", "cpu",
                      "--output-dir", str(tmp_path / "one")]) == 0
-        alone = json.loads(capsys.readouterr().out)["predictions"]
+        alone = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
         assert [r["image"] for r in alone] == [row["image"]]
-        assert alone[0]["prob_pneumonia"] == pytest.approx(row["prob_pneumonia"], abs=1e-4)
-        assert alone[0]["prediction"] == row["prediction"]
+        assert alone[0]["probability"] == pytest.approx(row["probability"], abs=1e-4)
+        assert alone[0]["decision"] == row["decision"]
+
+
+def test_predict_json_records_carry_the_schema_and_no_identifiers(tiny, tmp_path, capsys):
+    """Each line is a per-film record (monai_pneumonia.results): image statistics of the loaded film, no UIDs."""
+    from monai_pneumonia.results import IMAGE_STATISTICS, RECORD_FIELDS
+
+    image = sorted(tiny["dataset_dir"].rglob("*.png"))[0]
+    assert main(["predict", str(image), "--json", "--bundle", str(tiny["bundle"]), "--device", "cpu",
+                 "--output-dir", str(tmp_path / "out")]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert list(record) == ["image", *RECORD_FIELDS]
+    assert record["image"] == str(image)
+    assert set(record["image_statistics"]) == {*IMAGE_STATISTICS, "rows", "columns"}
+    assert 0.0 <= record["image_statistics"]["p1"] <= record["image_statistics"]["p99"] <= 1.0
+    assert record["decision"] in ("NORMAL", "PNEUMONIA") and 0.0 <= record["probability"] <= 1.0
+    assert "UID" not in json.dumps(record)
