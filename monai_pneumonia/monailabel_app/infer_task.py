@@ -149,12 +149,20 @@ class PneumoniaInferTask(BasicInferTask):
         Returns:
             ``(cam_png_or_None, result)``; ``result`` holds ``prediction`` (per-class scores as MONAI Label
             writes them), ``prob_pneumonia``, ``threshold``, ``predicted`` (``{"idx", "label"}`` at the stored
-            threshold, not the argmax), ``flags`` (the loader's policy flags) and, with ``cam``, ``cam``.
+            threshold, not the argmax), ``flags`` (the loader's policy flags and ``atypical``), ``atypicality``
+            (with a sidecar) and, with ``cam``, ``cam``.
+
+        Raises:
+            XrayInputError: the intended-use gate refuses the image (far from every training film).
         """
         if not isinstance(data[self.output_label_key], MetaTensor):
             data[self.output_label_key] = MetaTensor(data[self.output_label_key])
-        _, result = super().writer(data, extension, dtype)
         classifier = self.classifier()
+        image = data[self.input_key]
+        gate = classifier.gate(torch.as_tensor(image)[None], [image.meta])[0]  # the intended-use gate
+        if gate.get("atypicality_refusal"):
+            raise XrayInputError(image.meta.get("filename_or_obj"), gate["atypicality_refusal"])
+        _, result = super().writer(data, extension, dtype)
         prob = positive_probability(data[self.output_label_key])
         index = decide(prob, classifier.threshold)
         names = {idx: name for name, idx in self.labels.items()}
@@ -162,8 +170,10 @@ class PneumoniaInferTask(BasicInferTask):
             prob_pneumonia=prob,
             threshold=classifier.threshold,
             predicted={"idx": index, "label": names[index]},
-            flags=str(data[self.input_key].meta.get("xray_flags", "")),
+            flags=str(gate.get("xray_flags", image.meta.get("xray_flags", ""))),
         )
+        if "atypicality" in gate:
+            result["atypicality"] = gate["atypicality"]
         if not strtobool(str(data.get(CAM_PARAM, False))):
             return None, result
         cam_file, result["cam"] = self._write_cam(classifier, data[self.input_key])
