@@ -53,6 +53,7 @@ from monai_pneumonia.errors import XrayInputError
 
 __all__ = [
     "AGE_FLAG",
+    "ATYPICAL_FLAG",
     "DEFAULT_AGES",
     "DEFAULT_MAX_PIXELS",
     "DICOM_META_KEYWORDS",
@@ -72,6 +73,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_AGES = (0.0, 18.0)
 #: The flag of a film whose header puts the patient outside :data:`DEFAULT_AGES` (or the policy's ``ages``).
 AGE_FLAG = "age_outside_intended_use"
+#: The flag of a film the intended-use gate classified but found unlike the training films
+#: (:mod:`monai_pneumonia.networks.atypicality`).
+ATYPICAL_FLAG = "atypical"
 _AGE_UNITS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
 #: Largest accepted image, rows x columns (see the module docstring for the reasoning).
 DEFAULT_MAX_PIXELS = 40_000_000

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from monai_pneumonia.io.policy import ATYPICAL_FLAG
+
 __all__ = [
     "ATYPICAL_FLAG",
     "DEFAULT_LAYERS",
@@ -42,8 +44,6 @@ __all__ = [
     "sidecar_path",
 ]
 
-#: The flag a film in the middle tier carries (classified, but not like the training films).
-ATYPICAL_FLAG = "atypical"
 #: The stages whose pooled outputs are compared (module names of :class:`~monai_pneumonia.networks.AttentionResNet`).
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 #: The sidecar's name next to a checkpoint ``model.pt``: ``model.atypicality.npz``.

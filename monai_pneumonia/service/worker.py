@@ -230,7 +230,8 @@ class Worker(threading.Thread):
                 self._refuse(sop_uid, path, header, result.error)
             else:
                 reported.append((sop_uid, path, header, result))
-        jobs = [(header, PneumoniaFinding(r.prob_pneumonia, r.threshold), self.algorithm,
+        jobs = [(header, PneumoniaFinding(r.prob_pneumonia, r.threshold, tuple(str(r.meta.get("xray_flags", "")).split(";"))),
+                 self.algorithm,
                  self.classifier.cam_overlay(path, r) if self.cam else None) for _, path, header, r in reported]
         rendered = self.executor.map(render_results, jobs) if self.executor else map(render_results, jobs)
         for (sop_uid, path, header, result), encoded in zip(reported, rendered, strict=True):
