@@ -186,8 +186,9 @@ class BundleClassifier:
                     yield Refusal(source, refused[position]["error"])
                     continue
                 prob, meta = next(answers)
-                if meta.get("atypicality_refusal"):
-                    yield Refusal(source, f"{source}: {meta['atypicality_refusal']}")
+                reason = meta.pop("atypicality_refusal", "")  # the intended-use gate's top tier
+                if reason:
+                    yield Refusal(source, f"{source}: {reason}")
                 else:
                     yield Classification(source, prob, class_name(prob, threshold), threshold, meta)
             start += size
