@@ -16,6 +16,7 @@ from monai_pneumonia.workflows.distillation import (
     mean_predictions,
 )
 from monai_pneumonia.workflows.evaluator import XrayEvaluator
+from monai_pneumonia.workflows.gate import AtypicalityGate
 from monai_pneumonia.workflows.handlers import (
     CAM_PATHS_KEY,
     CLASS_NAMES,
@@ -34,6 +35,7 @@ from monai_pneumonia.workflows.resolution import ProgressiveResize
 from monai_pneumonia.workflows.resume import STATE_PREFIX, BestModelState, latest_state_checkpoint
 
 __all__ = [
+    "AtypicalityGate",
     "CAM_PATHS_KEY",
     "BatchNormRecalibration",
     "STATE_PREFIX",
