@@ -1,9 +1,10 @@
 """The intended-use gate's atypicality tier as an engine handler, for the bundle's ``monai.bundle run`` workflow.
 
 A thin adapter over :class:`~monai_pneumonia.networks.atypicality.AtypicalityReference` (the computation):
-after each iteration it scores the batch with the eager network's pooled features, moves refused films from
-``engine.state.output`` to ``engine.state.refused`` (so the writers list them in ``errors.csv``) and adds the
-``atypical`` flag to the others' ``xray_flags``. List it before the writers in ``handlers``.
+after each iteration it scores the films (their network inputs, in the decollated ``engine.state.output``) with
+the eager network's pooled features, moves refused films from ``engine.state.output`` to ``engine.state.refused``
+(so the writers list them in ``errors.csv``) and adds the ``atypical`` flag to the others' ``xray_flags``. List it
+before the writers in ``handlers``.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ class AtypicalityGate:
         outputs = engine.state.output
         if self.reference is None or not outputs:
             return
-        images = engine.state.batch[self.image_key]
-        images = images.as_tensor() if hasattr(images, "as_tensor") else images
+        # MONAI's engines decollate the output into one dict per film, each holding its network input
+        images = torch.stack([torch.as_tensor(item[self.image_key]) for item in outputs])
         scores = self.reference.score(pooled_features(self.network, images, self.reference.layer_names))
         kept = []
         for item, score in zip(outputs, scores, strict=True):

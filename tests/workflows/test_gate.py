@@ -28,7 +28,7 @@ def test_handler_refuses_flags_and_keeps_the_rest():
     gate = AtypicalityGate(network, reference.with_limits(flag, refuse))
     outputs = [{"image": MetaTensor(images[i], meta={"filename_or_obj": f"/x/{i}.png", "xray_flags": "view_missing"}),
                 "pred": torch.tensor([0.5, 0.5])} for i in range(3)]
-    engine = SimpleNamespace(state=SimpleNamespace(output=outputs, batch={"image": images}, refused=[]))
+    engine = SimpleNamespace(state=SimpleNamespace(output=outputs, refused=[]))
     gate(engine)
     assert [r["image"] for r in engine.state.refused] == [f"/x/{order[2]}.png"]
     assert "not a frontal chest radiograph" in engine.state.refused[0]["error"]
@@ -38,6 +38,6 @@ def test_handler_refuses_flags_and_keeps_the_rest():
 
 def test_handler_without_reference_does_nothing():
     outputs = [{"image": MetaTensor(torch.zeros(1, 4, 4), meta={"filename_or_obj": "/x/a.png"})}]
-    engine = SimpleNamespace(state=SimpleNamespace(output=list(outputs), batch={}, refused=[]))
+    engine = SimpleNamespace(state=SimpleNamespace(output=list(outputs), refused=[]))
     AtypicalityGate(torch.nn.Identity(), None)(engine)
     assert engine.state.output == outputs and engine.state.refused == []
