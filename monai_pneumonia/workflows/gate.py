@@ -28,7 +28,7 @@ class AtypicalityGate:
     """
 
     def __init__(self, network: torch.nn.Module, reference: AtypicalityReference | None, image_key: str = "image"):
-        self.network = network
+        self.network = network.eval()  # the evaluator puts only its own (runtime) network in eval mode
         self.reference = reference
         self.image_key = image_key
 

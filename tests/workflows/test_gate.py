@@ -41,3 +41,10 @@ def test_handler_without_reference_does_nothing():
     engine = SimpleNamespace(state=SimpleNamespace(output=list(outputs), refused=[]))
     AtypicalityGate(torch.nn.Identity(), None)(engine)
     assert engine.state.output == outputs and engine.state.refused == []
+
+
+def test_handler_scores_in_eval_mode():
+    """The bundle's evaluator puts only its runtime network in eval mode; batch-norm statistics must not move."""
+    network = AttentionResNet(spatial_dims=2, in_channels=1, num_classes=2, depth=18).train()
+    AtypicalityGate(network, None)
+    assert not network.training
