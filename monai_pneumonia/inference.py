@@ -6,6 +6,11 @@
 ``inferer`` and ``postprocessing``. ``predict``, ``demo``, the DICOM listener and the MONAI Label app all classify
 with it; the bundle's own ``monai.bundle run`` runs the same objects through its evaluator, and a test checks that
 both give the same answers. The decision rule is :mod:`monai_pneumonia.decision`.
+
+The intended-use gate runs here, so every entry point gets it: the loader's header rules
+(:mod:`monai_pneumonia.io.policy`: modality, view, age, ...) and, when the checkpoint has an atypicality sidecar
+(:mod:`monai_pneumonia.networks.atypicality`), the network's own features: a film far from every training film
+becomes a :class:`Refusal`, one in between is classified and flagged ``atypical``.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from monai.data import DataLoader, decollate_batch
 from monai_pneumonia.bundle import bundle_file, default_bundle_root, load_workflow
 from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, NonFiniteScoreError, class_name, positive_probability
 from monai_pneumonia.errors import find_cause
+from monai_pneumonia.networks.atypicality import AtypicalityReference, load_reference, pooled_features
 from monai_pneumonia.networks.checkpoint import operating_threshold
-from monai_pneumonia.results import Refusal
+from monai_pneumonia.results import FLAGS_KEY, Refusal, format_flags
 from monai_pneumonia.visualize import explain, overlay_name, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY, RefusingDataset, collate_with_refusals
 
@@ -68,12 +74,15 @@ class BundleClassifier:
         workflow: the ``ConfigWorkflow`` the components come from, if any.
         runtime: the module that runs the forward passes, the bundle's ``inference_network`` (default:
             ``network``), e.g. its ONNX Runtime export (:func:`~monai_pneumonia.networks.runtime_network`).
+        atypicality: the intended-use gate's reference (``None``: no atypicality gate); its features come from
+            ``network`` (eager, float32) in a forward pass of their own.
 
     Use :meth:`from_bundle` rather than the constructor.
     """
 
     def __init__(self, preprocessing, network, inferer, postprocessing, device: torch.device, batch_size: int = 16,
-                 workflow: Any = None, runtime: torch.nn.Module | None = None):
+                 workflow: Any = None, runtime: torch.nn.Module | None = None,
+                 atypicality: AtypicalityReference | None = None):
         self.preprocessing = preprocessing
         self.network = network.eval()
         self.runtime = runtime.eval() if runtime is not None else self.network
@@ -82,6 +91,7 @@ class BundleClassifier:
         self.device = device
         self.batch_size = batch_size
         self.workflow = workflow
+        self.atypicality = atypicality
 
     @classmethod
     def from_bundle(
@@ -90,6 +100,7 @@ class BundleClassifier:
         ckpt_path: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         batch_size: int | None = None,
+        atypicality: str | os.PathLike | bool = True,
         **overrides: Any,
     ) -> BundleClassifier:
         """Build the classifier from a bundle folder's ``configs/inference.json``.
@@ -99,6 +110,8 @@ class BundleClassifier:
             ckpt_path: the checkpoint (default: ``<bundle>/models/model.pt``); loaded with ``weights_only=True``.
             device: e.g. ``"cpu"``; default: the config's choice.
             batch_size: default: the config's ``batch_size``.
+            atypicality: the gate's sidecar; ``True``: ``<ckpt>.atypicality.npz`` when it exists
+                (:func:`~monai_pneumonia.networks.atypicality.sidecar_path`); ``False``: no atypicality gate.
             overrides: further overrides of ``inference.json`` (e.g. ``{"network_def#depth": 18}``).
 
         Returns:
@@ -106,7 +119,8 @@ class BundleClassifier:
 
         Raises:
             FileNotFoundError: no checkpoint at ``ckpt_path``.
-            ValueError: the file is not a checkpoint of this bundle's network (no stored operating threshold).
+            ValueError: the file is not a checkpoint of this bundle's network (no stored operating threshold), or
+                the atypicality sidecar belongs to another model.
         """
         root = Path(bundle_root) if bundle_root is not None else default_bundle_root()
         ckpt = Path(ckpt_path) if ckpt_path is not None else bundle_file(root, "model.pt")
@@ -131,6 +145,7 @@ class BundleClassifier:
             batch_size=batch_size or int(workflow.parser.get_parsed_content("batch_size")),
             workflow=workflow,
             runtime=runtime,
+            atypicality=load_reference(ckpt, atypicality),
         )
 
     @property
@@ -164,13 +179,17 @@ class BundleClassifier:
                 source = sources[position]
                 if position in refused:
                     yield refused[position]
-                else:
-                    prob, meta = next(answers)
-                    try:
-                        result = Classification(source, prob, class_name(prob, threshold), threshold, meta)
-                    except NonFiniteScoreError as error:  # a NaN never becomes NORMAL: the film is refused
-                        result = Refusal(source, f"{source}: the model gave no usable answer ({error})", position)
-                    yield result
+                    continue
+                prob, meta = next(answers)
+                reason = meta.pop("atypicality_refusal", "")  # the intended-use gate's top tier
+                if reason:
+                    yield Refusal(source, f"{source}: {reason}", position)
+                    continue
+                try:
+                    result = Classification(source, prob, class_name(prob, threshold), threshold, meta)
+                except NonFiniteScoreError as error:  # a NaN never becomes NORMAL: the film is refused
+                    result = Refusal(source, f"{source}: the model gave no usable answer ({error})", position)
+                yield result
             start += size
 
     def batches(
@@ -214,11 +233,37 @@ class BundleClassifier:
         images = batch["image"].to(self.device)
         with torch.no_grad():
             batch["pred"] = self.inferer(images, self.runtime)
+        items = decollate_batch(batch)
+        gates = self.gate(images, [getattr(item["image"], "meta", {}) for item in items])
         outputs = []
-        for item in decollate_batch(batch):
+        for item, gate in zip(items, gates, strict=True):
             item = self.postprocessing(item)
-            outputs.append((positive_probability(item["pred"]), dict(getattr(item["image"], "meta", {}))))
+            meta = {**dict(getattr(item["image"], "meta", {})), **gate}
+            outputs.append((positive_probability(item["pred"]), meta))
         return outputs
+
+    def gate(self, images: torch.Tensor, metas: Sequence[dict]) -> list[dict]:
+        """The intended-use gate's atypicality tier for a batch of preprocessed images.
+
+        Args:
+            images: the network input (N, 1, H, W).
+            metas: each image's metadata (its ``xray_flags`` are extended).
+
+        Returns:
+            Per image ``{"atypicality": score, "xray_flags": flags, "atypicality_refusal": reason}`` (the reason
+            ``""`` unless refused; the flags gain ``atypical`` in the middle tier); ``{}`` each without a
+            reference.
+        """
+        if self.atypicality is None:
+            return [{} for _ in metas]
+        images = images.as_tensor() if hasattr(images, "as_tensor") else images
+        scores = self.atypicality.score(pooled_features(self.network, images.to(self.device),
+                                                        self.atypicality.layer_names))
+        gates = []
+        for score, meta in zip(scores, metas, strict=True):
+            reason, flags = self.atypicality.judge(float(score), format_flags(meta))
+            gates.append({"atypicality": float(score), FLAGS_KEY: flags, "atypicality_refusal": reason})
+        return gates
 
     def grad_cam(self, path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
         """The display image of a file and its Grad-CAM map for the pneumonia class (:func:`~monai_pneumonia.visualize.explain`).

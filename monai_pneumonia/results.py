@@ -37,7 +37,7 @@ import math
 import os
 import tempfile
 import time as _time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,10 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "FLAGS_KEY",
+    "format_flags",
+    "join_flags",
+    "split_flags",
     "ACQUISITION_FIELDS",
     "ERRORS_FILE",
     "ERROR_COLUMNS",
@@ -203,6 +207,30 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
     )
 
 
+# Flags -----------------------------------------------------------------------------------------------------
+#: Image-metadata key of the loader's policy flags (a ``;``-joined string, see the module docstring).
+FLAGS_KEY = "xray_flags"
+
+
+def join_flags(flags: Iterable[str]) -> str:
+    """Join flags into the collatable ``meta[FLAGS_KEY]`` string (``""`` when there are none; repeats dropped)."""
+    return ";".join(dict.fromkeys(map(str, flags)))
+
+
+def split_flags(flags: str | Iterable[str] | None) -> list[str]:
+    """The flags of a ``meta[FLAGS_KEY]`` value: a joined string, or a sequence of flags (``[]`` when none)."""
+    if flags is None:
+        return []
+    if isinstance(flags, str):
+        return [flag for flag in flags.split(";") if flag]
+    return [flag for flag in map(str, flags) if flag]
+
+
+def format_flags(meta: Mapping[str, Any]) -> str:
+    """The policy flags in image metadata as one ``;``-separated string (``""`` when none), e.g. for a results file."""
+    return join_flags(split_flags(meta.get(FLAGS_KEY)))
+
+
 # Per-film records ------------------------------------------------------------------------------------------
 
 #: Top-level fields of a per-film record, in order.
@@ -278,7 +306,7 @@ def film_record(probability: float, decision: str, threshold: float, meta: Mappi
         threshold: the operating threshold used.
         meta: the loader's image metadata (collated/decollated values such as 0-d tensors are accepted); only the
             fields of the schema are read from it.
-        flags: the film's flags (default: ``meta["xray_flags"]``).
+        flags: the film's flags (default: ``meta[FLAGS_KEY]``).
         model_sha256: SHA-256 of the checkpoint.
         time: processing time (default: now).
 
@@ -287,8 +315,7 @@ def film_record(probability: float, decision: str, threshold: float, meta: Mappi
     """
     meta = meta or {}
     if flags is None:
-        raw = meta.get("xray_flags", "")
-        flags = ";".join(map(str, raw)) if isinstance(raw, (list, tuple)) else str(raw or "")
+        flags = format_flags(meta)
     atypicality = _number(meta.get("atypicality"))
     return {"time": round(_time.time() if time is None else float(time), 6), "probability": round(float(probability), 6),
             "decision": str(decision), "threshold": round(float(threshold), 6), "flags": flags,

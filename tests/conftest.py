@@ -105,7 +105,8 @@ def tiny_bundle(trained_bundle, tmp_path_factory) -> Path:
     Entry points that take ``--bundle DIR`` (predict, serve, the MONAI Label app) run on it unchanged.
     """
     bundle = tmp_path_factory.mktemp("tiny_bundle")
-    shutil.copytree(CONFIGS.parent, bundle, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.pt", "runs", "eval"))
+    shutil.copytree(CONFIGS.parent, bundle, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns("*.pt", "*.atypicality.npz", "runs", "eval"))
     for name in ("inference.json", "train.json"):  # evaluate.json, an overlay of inference.json, takes them from it
         config = json.loads((bundle / "configs" / name).read_text())
         config["network_def"]["depth"] = 18

@@ -21,6 +21,12 @@ Soft rules (default: log a warning and add a flag to ``meta["xray_flags"]``; ``s
 * Secondary Capture / ``OT`` -> flag ``secondary_capture``.
 * Presentation Intent ``FOR PROCESSING`` (raw detector data, not meant for display) -> flag ``for_processing``.
 
+Age (intended use: children; the training films are of children aged 1-5): PatientAge (0010,1010, an AS value
+such as ``004Y``) or, when it is absent, PatientBirthDate (0010,0030) with StudyDate, AcquisitionDate or
+ContentDate gives the age at the film; outside ``ages`` (default 0 to under 18 years) -> flag
+``age_outside_intended_use`` (``refuse_age=True``: refuse). A value that cannot be read -> flag ``age_unreadable``.
+No age in the header -> no flag. Neither the flag nor the reason holds the age or a date (PHI).
+
 Missing BodyPartExamined or ViewPosition (frequent in PACS exports) is flagged ``body_part_missing`` /
 ``view_missing`` for information only and never refused, even when strict. PNG, JPEG and NIfTI carry no such
 attributes and get no flags.
@@ -37,15 +43,19 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+from pydicom.valuerep import DA
 
 from monai_pneumonia.errors import XrayInputError
+from monai_pneumonia.results import FLAGS_KEY, format_flags, join_flags, split_flags
 
 __all__ = [
+    "AGE_FLAG",
+    "ATYPICAL_FLAG",
+    "DEFAULT_AGES",
     "DEFAULT_MAX_PIXELS",
     "DICOM_META_KEYWORDS",
     "FLAGS_KEY",
@@ -57,11 +67,20 @@ __all__ = [
     "header_text",
     "join_flags",
     "make_meta",
+    "patient_age_years",
     "split_flags",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: The intended population's ages in years, ``[low, high)``: children (the training films: ages 1-5).
+DEFAULT_AGES = (0.0, 18.0)
+#: The flag of a film whose header puts the patient outside :data:`DEFAULT_AGES` (or the policy's ``ages``).
+AGE_FLAG = "age_outside_intended_use"
+#: The flag of a film the intended-use gate classified but found unlike the training films
+#: (:mod:`monai_pneumonia.networks.atypicality`).
+ATYPICAL_FLAG = "atypical"
+_AGE_UNITS = {"D": 1 / 365.25, "W": 7 / 365.25, "M": 1 / 12, "Y": 1.0}
 #: Largest accepted image, rows x columns (see the module docstring for the reasoning).
 DEFAULT_MAX_PIXELS = 40_000_000
 #: Projection radiography modalities (PS3.3 C.7.3.1.1.1): Computed Radiography, Digital Radiography, Radiographic imaging.
@@ -82,29 +101,6 @@ def header_text(ds, keyword: str) -> str:
     return str(value).strip()
 
 
-#: Image-metadata key of the loader's policy flags (a ``;``-joined string, see the module docstring).
-FLAGS_KEY = "xray_flags"
-
-
-def join_flags(flags: Iterable[str]) -> str:
-    """Join flags into the collatable ``meta[FLAGS_KEY]`` string (``""`` when there are none; repeats dropped)."""
-    return ";".join(dict.fromkeys(map(str, flags)))
-
-
-def split_flags(flags: str | Iterable[str] | None) -> list[str]:
-    """The flags of a ``meta[FLAGS_KEY]`` value: a joined string, or a sequence of flags (``[]`` when none)."""
-    if flags is None:
-        return []
-    if isinstance(flags, str):
-        return [flag for flag in flags.split(";") if flag]
-    return [flag for flag in map(str, flags) if flag]
-
-
-def format_flags(meta: Mapping[str, Any]) -> str:
-    """The policy flags in image metadata as one ``;``-separated string (``""`` when none), e.g. for a results file."""
-    return join_flags(split_flags(meta.get(FLAGS_KEY)))
-
-
 @dataclass(frozen=True)
 class XrayPolicy:
     """What the loader accepts.
@@ -118,6 +114,8 @@ class XrayPolicy:
         views: accepted ViewPosition values.
         allow_secondary_capture: under ``strict``, still accept (and flag) secondary captures, as the DICOM
             service does (:mod:`monai_pneumonia.service.screening`).
+        ages: the intended population's ages in years, ``[low, high)``.
+        refuse_age: refuse a film whose header age is outside ``ages`` (default: flag :data:`AGE_FLAG`).
     """
 
     strict: bool = False
@@ -126,12 +124,14 @@ class XrayPolicy:
     body_parts: tuple[str, ...] = ("CHEST",)
     views: tuple[str, ...] = ("PA", "AP")
     allow_secondary_capture: bool = False
+    ages: tuple[float, float] = DEFAULT_AGES
+    refuse_age: bool = False
 
     def check_header(self, path: str | os.PathLike | None, ds, pixel_data: bool = True) -> list[str]:
         """Apply every rule to a DICOM data set's header, before any pixel is decoded.
 
         In this order: modality; Pixel Data present; photometric interpretation and samples per pixel; frames;
-        size; BitsAllocated and BitsStored present; body part and view; presentation intent.
+        size; BitsAllocated and BitsStored present; body part and view; presentation intent; age.
 
         Args:
             path: the file, for messages (``None`` for a data set in memory).
@@ -159,6 +159,7 @@ class XrayPolicy:
                 raise XrayInputError(path, f"missing {keyword} {tag}")
         flags += self.check_anatomy(path, header_text(ds, "BodyPartExamined"), header_text(ds, "ViewPosition"))
         flags += self.check_for_processing(path, header_text(ds, "PresentationIntentType"))
+        flags += self.check_age(path, ds)
         return flags
 
     # -- hard rules ---------------------------------------------------------------------------------------
@@ -251,11 +252,65 @@ class XrayPolicy:
             return self._soft(path, "for_processing", "FOR PROCESSING image (raw detector data, not for display)")
         return []
 
+    def check_age(self, path: str | os.PathLike | None, ds) -> list[str]:
+        """Flag (``refuse_age``: refuse) a patient outside the intended ages; the age never enters a message.
+
+        Returns:
+            ``[AGE_FLAG]``, ``["age_unreadable"]`` or none.
+
+        Raises:
+            XrayInputError: outside ``ages`` under ``refuse_age``.
+        """
+        try:
+            years = patient_age_years(ds)
+        except ValueError:
+            logger.warning("%s: patient age in the header cannot be read; flagged 'age_unreadable'",
+                           os.fspath(path) if path else "<memory>")
+            return ["age_unreadable"]
+        low, high = self.ages
+        if years is None or low <= years < high:
+            return []
+        reason = f"patient age outside the intended population ({low:g} to under {high:g} years)"
+        if self.refuse_age:
+            raise XrayInputError(path, f"{reason}; refused because refuse_age=True")
+        logger.warning("%s: %s; loaded and flagged %r", os.fspath(path) if path else "<memory>", reason, AGE_FLAG)
+        return [AGE_FLAG]
+
     def _soft(self, path: str | os.PathLike | None, flag: str, reason: str, refuse: bool = True) -> list[str]:
         if self.strict and refuse:
             raise XrayInputError(path, f"{reason}; refused because strict=True")
         logger.warning("%s: %s; loaded and flagged %r", os.fspath(path) if path else "<memory>", reason, flag)
         return [flag]
+
+
+def patient_age_years(ds) -> float | None:
+    """The patient's age at the film in years, from the header.
+
+    PatientAge (an Age String, PS3.5 6.2: ``nnnD``, ``nnnW``, ``nnnM`` or ``nnnY``) when present, else
+    PatientBirthDate and the first of StudyDate, AcquisitionDate, ContentDate.
+
+    Returns:
+        The age, or ``None`` when the header does not say.
+
+    Raises:
+        ValueError: a present value that is not a valid age or date (the message holds no value: PHI).
+    """
+    age = header_text(ds, "PatientAge").upper()
+    if age:
+        if len(age) != 4 or not age[:3].isdigit() or age[3] not in _AGE_UNITS:
+            raise ValueError("PatientAge is not an Age String")
+        return int(age[:3]) * _AGE_UNITS[age[3]]
+    birth = header_text(ds, "PatientBirthDate")
+    film = next((header_text(ds, k) for k in ("StudyDate", "AcquisitionDate", "ContentDate") if header_text(ds, k)), "")
+    if not birth or not film:
+        return None
+    try:
+        born, taken = DA(birth), DA(film)
+    except (TypeError, ValueError):
+        raise ValueError("PatientBirthDate or the film's date is not a Date") from None
+    if born is None or taken is None:
+        raise ValueError("PatientBirthDate or the film's date is not a Date")
+    return (taken - born).days / 365.25
 
 
 # -- output metadata schema ------------------------------------------------------------------------------

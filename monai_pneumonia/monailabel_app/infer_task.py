@@ -30,7 +30,7 @@ from monai_pneumonia.bundle import bundle_file
 from monai_pneumonia.decision import PNEUMONIA_INDEX, decide, positive_probability
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.inference import BundleClassifier
-from monai_pneumonia.io.policy import format_flags
+from monai_pneumonia.io.policy import FLAGS_KEY, format_flags
 from monai_pneumonia.visualize import cam_at_size, grad_cam, save_png
 
 __all__ = ["CAM_PARAM", "ModelNotReadyError", "PneumoniaInferTask", "bundle_labels", "series_file"]
@@ -150,12 +150,20 @@ class PneumoniaInferTask(BasicInferTask):
         Returns:
             ``(cam_png_or_None, result)``; ``result`` holds ``prediction`` (per-class scores as MONAI Label
             writes them), ``prob_pneumonia``, ``threshold``, ``predicted`` (``{"idx", "label"}`` at the stored
-            threshold, not the argmax), ``flags`` (the loader's policy flags) and, with ``cam``, ``cam``.
+            threshold, not the argmax), ``flags`` (the loader's policy flags and ``atypical``), ``atypicality``
+            (with a sidecar) and, with ``cam``, ``cam``.
+
+        Raises:
+            XrayInputError: the intended-use gate refuses the image (far from every training film).
         """
         if not isinstance(data[self.output_label_key], MetaTensor):
             data[self.output_label_key] = MetaTensor(data[self.output_label_key])
-        _, result = super().writer(data, extension, dtype)
         classifier = self.classifier()
+        image = data[self.input_key]
+        gate = classifier.gate(torch.as_tensor(image)[None], [image.meta])[0]  # the intended-use gate
+        if gate.get("atypicality_refusal"):
+            raise XrayInputError(image.meta.get("filename_or_obj"), gate["atypicality_refusal"])
+        _, result = super().writer(data, extension, dtype)
         prob = positive_probability(data[self.output_label_key])
         index = decide(prob, classifier.threshold)
         names = {idx: name for name, idx in self.labels.items()}
@@ -163,8 +171,10 @@ class PneumoniaInferTask(BasicInferTask):
             prob_pneumonia=prob,
             threshold=classifier.threshold,
             predicted={"idx": index, "label": names[index]},
-            flags=format_flags(data[self.input_key].meta),
+            flags=format_flags(gate if FLAGS_KEY in gate else image.meta),
         )
+        if "atypicality" in gate:
+            result["atypicality"] = gate["atypicality"]
         if not strtobool(str(data.get(CAM_PARAM, False))):
             return None, result
         cam_file, result["cam"] = self._write_cam(classifier, data[self.input_key])

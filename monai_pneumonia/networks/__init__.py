@@ -1,6 +1,7 @@
 """Networks of monai-pneumonia: the attention + multi-scale-fusion ResNet and its transfer initialisation."""
 
 from .attention_resnet import DEPTHS, AttentionResNet
+from .atypicality import AtypicalityReference, FeatureTap, load_reference, pooled_features
 from .blocks import (
     ATTENTION_TYPES,
     AttentionResNetBlock,
@@ -34,6 +35,8 @@ __all__ = [
     "DEPTHS",
     "THRESHOLD_KEY",
     "AttentionResNet",
+    "AtypicalityReference",
+    "FeatureTap",
     "AttentionResNetBlock",
     "AttentionResNetBottleneck",
     "CBAMBlock",
@@ -47,6 +50,8 @@ __all__ = [
     "half_precision_checkpoint",
     "load_checkpoint",
     "load_pretrained",
+    "load_reference",
+    "pooled_features",
     "make_attention",
     "load_weights",
     "operating_threshold",

@@ -31,6 +31,7 @@ from monai_pneumonia.decision import is_positive
 from monai_pneumonia.service.uids import derive_uid
 
 __all__ = [
+    "INTENDED_USE_QUALIFIERS",
     "PLAIN_CHEST_XRAY",
     "PNEUMONIA",
     "AlgorithmInfo",
@@ -46,6 +47,14 @@ __all__ = [
 PNEUMONIA = Code("233604007", "SCT", "Pneumonia")
 #: SNOMED CT 399208008 |Plain chest X-ray (procedure)|.
 PLAIN_CHEST_XRAY = Code("399208008", "SCT", "Plain chest X-ray")
+#: Intended-use gate flags reported as qualitative evaluations (value SCT "Yes"): local codes (coding scheme
+#: designator ``99MPNEU``, private per PS3.16 section 8), as no standard concept says "input unlike the model's".
+#: Keyed by the flags ``io.policy.ATYPICAL_FLAG`` and ``AGE_FLAG``, spelled out: importing ``io`` loads torch,
+#: which this module avoids (a test checks the spellings agree).
+INTENDED_USE_QUALIFIERS = {
+    "atypical": Code("ATYPICAL", "99MPNEU", "Image atypical for the algorithm (result less reliable)"),
+    "age_outside_intended_use": Code("AGEOUT", "99MPNEU", "Patient age outside the algorithm's intended use"),
+}
 #: Series numbers of the result series (high, to sort after the acquisition's series in a viewer).
 SR_SERIES_NUMBER, SC_SERIES_NUMBER = 9801, 9802
 MANUFACTURER = "monai-pneumonia"
@@ -71,10 +80,13 @@ class PneumoniaFinding:
     Attributes:
         probability: probability of pneumonia in [0, 1].
         threshold: the operating threshold; pneumonia is present when ``probability >= threshold``.
+        flags: the film's policy flags; those of :data:`INTENDED_USE_QUALIFIERS` become qualitative evaluations
+            of the SR, so the radiologist sees them beside the finding.
     """
 
     probability: float
     threshold: float
+    flags: tuple[str, ...] = ()
 
     @property
     def present(self) -> bool:
@@ -161,7 +173,9 @@ def build_pneumonia_sr(source: Dataset, finding: PneumoniaFinding,
         measurements=[_unit_measurement(codes.DCM.Probability, finding.probability),
                       _unit_measurement(codes.DCM.ThresholdValue, finding.threshold)],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(
-            name=PNEUMONIA, value=codes.DCM.Present if finding.present else codes.DCM.Absent)],
+            name=PNEUMONIA, value=codes.DCM.Present if finding.present else codes.DCM.Absent)] + [
+            hd.sr.QualitativeEvaluation(name=INTENDED_USE_QUALIFIERS[flag], value=codes.SCT.Yes)
+            for flag in INTENDED_USE_QUALIFIERS if flag in finding.flags],
         source_images=[hd.sr.SourceImageForMeasurementGroup.from_source_image(source)],
     )
     observer = hd.sr.ObserverContext(

@@ -7,7 +7,10 @@ loader's order) decide, before any pixel is decoded:
   accepted), a photometric interpretation other than MONOCHROME1/2, more than one frame, an image larger than the
   loader's limit or without rows or columns, no BitsAllocated/BitsStored;
 * soft rules, refused by default in the service (``lenient=True``: only flagged, as the loader does): a
-  ViewPosition other than PA/AP (lateral views), a BodyPartExamined other than CHEST, FOR PROCESSING images.
+  ViewPosition other than PA/AP (lateral views), a BodyPartExamined other than CHEST, FOR PROCESSING images;
+* the age rule: a header age outside the intended population (children) is classified and flagged
+  ``age_outside_intended_use``, as in the loader (refused with ``XrayPolicy(refuse_age=True)``); the intended-use
+  gate's atypicality tier then applies to the pixels (:mod:`monai_pneumonia.networks.atypicality`).
 
 An instance that passes is classified; one the decoder then cannot read (or without Pixel Data, which the header
 read here stops before) is refused by the loader. Refusals are logged with their reason and journaled, never

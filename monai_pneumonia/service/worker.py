@@ -31,7 +31,7 @@ from monai_pneumonia.inference import Classification
 from monai_pneumonia.io.deflate import dcmread_bounded, inflated_limit
 from monai_pneumonia.io.policy import DEFAULT_MAX_PIXELS, format_flags
 from monai_pneumonia.io.redaction import install as _install_redaction
-from monai_pneumonia.results import Refusal, atomic_write, film_record
+from monai_pneumonia.results import FLAGS_KEY, Refusal, atomic_write, film_record, split_flags
 from monai_pneumonia.service.activity import log_classified
 from monai_pneumonia.service.journal import CLASSIFIED, Journal
 from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding, render_results
@@ -231,7 +231,8 @@ class Worker(threading.Thread):
                 self._refuse(sop_uid, path, header, result.error)
             else:
                 reported.append((sop_uid, path, header, result))
-        jobs = [(header, PneumoniaFinding(r.prob_pneumonia, r.threshold), self.algorithm,
+        jobs = [(header, PneumoniaFinding(r.prob_pneumonia, r.threshold, tuple(split_flags(r.meta.get(FLAGS_KEY)))),
+                 self.algorithm,
                  self.classifier.cam_overlay(path, r) if self.cam else None) for _, path, header, r in reported]
         rendered = self.executor.map(render_results, jobs) if self.executor else map(render_results, jobs)
         for (sop_uid, path, header, result), encoded in zip(reported, rendered, strict=True):

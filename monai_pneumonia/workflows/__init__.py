@@ -17,6 +17,7 @@ from monai_pneumonia.workflows.datasets import (
     image_items,
 )
 from monai_pneumonia.workflows.evaluator import XrayEvaluator
+from monai_pneumonia.workflows.gate import AtypicalityGate
 from monai_pneumonia.workflows.items import class_index, item_flags, source_path
 from monai_pneumonia.workflows.prediction_writer import PredictionWriter
 from monai_pneumonia.workflows.progress import ProgressBar
@@ -24,6 +25,7 @@ from monai_pneumonia.workflows.resolution import ProgressiveResize
 from monai_pneumonia.workflows.resume import STATE_PREFIX, BestModelState, latest_state_checkpoint
 
 __all__ = [
+    "AtypicalityGate",
     "CAM_PATHS_KEY",
     "BatchNormRecalibration",
     "STATE_PREFIX",

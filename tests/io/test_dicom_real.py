@@ -68,7 +68,8 @@ def test_rg1_display_and_metadata(rg1, rg1_path):
     assert image[:, -20:].mean() > 0.8
     assert meta["Modality"] == "CR" and meta["PhotometricInterpretation"] == "MONOCHROME1"
     assert meta["BodyPartExamined"] == "CHEST" and meta["ViewPosition"] == "PA"
-    assert meta["xray_flags"] == "" and meta["intensity_rule"] == "window:LINEAR"
+    assert meta["xray_flags"] == "age_outside_intended_use"  # NEMA WG04 RG1 is an adult (born 1940, study 2004)
+    assert meta["intensity_rule"] == "window:LINEAR"
     assert meta["spacing_known"] is False  # PixelSpacing "0\0" is unknown
     ds = pydicom.dcmread(rg1_path, stop_before_pixels=True)
     for key in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):

@@ -1,0 +1,298 @@
+"""Fit and measure the intended-use gate's atypicality score on the shipped model (real sizes; not a test).
+
+Steps, each resumable (features are cached per chunk under ``WORK/features``), all run under ``nice``:
+
+    python benchmarks/gate_atypicality.py unfit    --work WORK --datalist D.json   # build the unfit sets (PNG)
+    python benchmarks/gate_atypicality.py features --work WORK --datalist D.json   # pooled features, every set
+    python benchmarks/gate_atypicality.py fit      --work WORK --datalist D.json   # reference + limits -> sidecar
+    python benchmarks/gate_atypicality.py measure  --work WORK                      # the table of gate-limits.md
+
+``D.json``: ``monai-pneumonia datalist /work/shared/data/chest_xray/train --output D.json --val-fraction 0.1
+--seed 0``. The reference is fitted on a random subsample of the training films (``--train-films``, seed 0);
+the limits on the validation films by the rule of ``docs/research/gate-limits.md``; the unfit sets are made from
+*validation* films (never the reference's), pydicom-data's other modalities and the photographs bundled with
+matplotlib (and scikit-image when installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+from monai_pneumonia.inference import BundleClassifier
+from monai_pneumonia.networks.atypicality import (
+    DEFAULT_LAYERS,
+    AtypicalityReference,
+    pooled_features,
+    sha256_file,
+    sidecar_path,
+)
+from monai_pneumonia.networks.atypicality_fit import fit_reference
+from monai_pneumonia.workflows.datasets import REFUSED_KEY
+
+logger = logging.getLogger("gate_atypicality")
+CHUNK = 32
+#: Transforms of validation films: what a hospital could send that is a chest film no longer fit to read.
+FILM_TRANSFORMS = {
+    "rotated_90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
+    "rotated_180": lambda im: im.transpose(Image.Transpose.ROTATE_180),
+    "flipped_vertical": lambda im: im.transpose(Image.Transpose.FLIP_TOP_BOTTOM),
+    "grey_inverted": lambda im: ImageOps.invert(im),
+    "cropped_quarter": lambda im: im.crop((0, 0, im.width // 2, im.height // 2)),
+    "cropped_centre": lambda im: im.crop((im.width // 4, im.height // 3, 3 * im.width // 4, 2 * im.height // 3)),
+    "heavy_noise": lambda im: Image.fromarray(np.clip(np.asarray(im, np.float32) + np.random.default_rng(0).normal(
+        0, 80, np.asarray(im).shape), 0, 255).astype(np.uint8)),
+    "heavy_blur": lambda im: im.filter(ImageFilter.GaussianBlur(8)),
+    "lateral_like": lambda im: im.crop((0, 0, im.width // 2, im.height)).resize((im.width // 2, im.height)),
+    "flipped_horizontal": lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+}
+
+
+def _grey8(array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array, dtype=np.float64)
+    low, high = np.percentile(array, [0.5, 99.5])
+    return (np.clip((array - low) / max(high - low, 1e-9), 0, 1) * 255).astype(np.uint8)
+
+
+def other_modalities(folder: Path) -> list[Path]:
+    """pydicom-data's (and pydicom's) CT, MR, US, NM, PT images as 8-bit PNG (one frame each), like a PACS export."""
+    import pydicom
+    from pydicom.data import get_testdata_files
+    from pydicom.pixels import apply_voi_lut
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    seen = set()
+    for path in sorted(get_testdata_files("*")):
+        try:
+            ds = pydicom.dcmread(path)
+            modality = str(ds.get("Modality", ""))
+            if modality not in ("CT", "MR", "US", "NM", "PT", "XA", "MG"):
+                continue
+            pixels = ds.pixel_array
+        except Exception:  # noqa: BLE001 - pydicom's test files include broken ones on purpose
+            continue
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        rgb = int(ds.get("SamplesPerPixel", 1)) == 3
+        frame = pixels[frames // 2] if frames > 1 else pixels
+        if rgb:
+            image = Image.fromarray(_grey8(frame) if frame.dtype != np.uint8 else frame, "RGB")
+        else:
+            try:
+                frame = apply_voi_lut(frame, ds) if "WindowCenter" in ds else frame
+            except Exception:  # noqa: BLE001
+                pass
+            if frame.ndim != 2 or min(frame.shape) < 16:
+                continue
+            image = Image.fromarray(_grey8(frame))
+        key = (modality, image.size, hash(image.tobytes()))
+        if key in seen:  # the same image in several encodings
+            continue
+        seen.add(key)
+        target = folder / f"{modality}-{Path(path).stem}.png"
+        image.save(target)
+        written.append(target)
+    return written
+
+
+def photographs(folder: Path, crops: int = 6) -> list[Path]:
+    """Photographs and other pictures bundled with matplotlib (and scikit-image if installed), whole and cropped."""
+    import matplotlib
+
+    folder.mkdir(parents=True, exist_ok=True)
+    sources: dict[str, Image.Image] = {}
+    sample = Path(matplotlib.get_data_path()) / "sample_data"
+    for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png"):
+        if (sample / name).is_file():
+            sources[Path(name).stem] = Image.open(sample / name).convert("RGB")
+    for name in ("topobathy.npz", "jacksboro_fault_dem.npz"):
+        if (sample / name).is_file():
+            with np.load(sample / name) as data:
+                sources[Path(name).stem] = Image.fromarray(_grey8(data[data.files[0]]))
+    try:
+        import skimage.data
+
+        for name in ("astronaut", "coffee", "chelsea", "camera", "rocket", "cat", "hubble_deep_field", "immunohistochemistry",
+                     "coins", "moon", "page", "text", "clock", "horse", "grass", "gravel", "brick", "retina", "skin",
+                     "colorwheel", "logo", "motorcycle_left"):
+            try:
+                image = getattr(skimage.data, name)()
+            except Exception:  # noqa: BLE001 - some need a download (not allowed)
+                continue
+            image = np.asarray(image)
+            if image.dtype != np.uint8:
+                image = _grey8(image)
+            sources[name] = Image.fromarray(image[..., :3] if image.ndim == 3 else image)
+    except ImportError:
+        pass
+    rng = random.Random(0)
+    written = []
+    for name, image in sources.items():
+        target = folder / f"{name}.png"
+        image.save(target)
+        written.append(target)
+        for index in range(crops):
+            w, h = image.size
+            cw, ch = rng.randint(w // 3, w), rng.randint(h // 3, h)
+            x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+            target = folder / f"{name}-crop{index}.png"
+            image.crop((x, y, x + cw, y + ch)).save(target)
+            written.append(target)
+    return written
+
+
+def transformed_films(folder: Path, films: list[str]) -> dict[str, list[Path]]:
+    """Each of :data:`FILM_TRANSFORMS` applied to each film, written as PNG under ``folder/<kind>/``."""
+    written: dict[str, list[Path]] = {}
+    for kind, transform in FILM_TRANSFORMS.items():
+        (folder / kind).mkdir(parents=True, exist_ok=True)
+        for film in films:
+            target = folder / kind / (Path(film).stem + ".png")
+            if not target.exists():
+                transform(Image.open(film).convert("L")).save(target)
+            written.setdefault(kind, []).append(target)
+    return written
+
+
+def _prefix(items: list, count: int, seed: int) -> list:
+    """The first ``count`` of a seeded permutation (so a larger count extends the same sample: resumable)."""
+    return random.Random(seed).sample(items, len(items))[:count]
+
+
+def _sets(work: Path, datalist: dict, train_films: int, validation_films: int) -> dict[str, list[tuple[str, int]]]:
+    training = [(item["image"], int(item["label"])) for item in datalist["training"]]
+    validation = [(item["image"], int(item["label"])) for item in datalist["validation"]]
+    sets = {"train": _prefix(training, train_films, 0), "validation": _prefix(validation, validation_films, 0)}
+    manifest = work / "unfit" / "manifest.json"
+    if manifest.is_file():
+        for kind, paths in json.loads(manifest.read_text()).items():
+            sets[f"unfit:{kind}"] = [(path, -1) for path in paths]
+    return sets
+
+
+def cmd_unfit(args) -> None:
+    datalist = json.loads(Path(args.datalist).read_text())
+    validation = [item["image"] for item in datalist["validation"]]
+    films = _prefix(validation, args.unfit_films, 1)
+    root = args.work / "unfit"
+    kinds = {"other_modality": [str(p) for p in other_modalities(root / "other_modality")],
+             "photograph": [str(p) for p in photographs(root / "photograph")]}
+    kinds.update({k: [str(p) for p in v] for k, v in transformed_films(root, films).items()})
+    (root / "manifest.json").write_text(json.dumps(kinds, indent=1))
+    for kind, paths in kinds.items():
+        logger.info("unfit %s: %d images", kind, len(paths))
+
+
+def cmd_features(args) -> None:
+    datalist = json.loads(Path(args.datalist).read_text())
+    classifier = BundleClassifier.from_bundle(args.bundle, device="cpu", backend="eager", batch_size=CHUNK)
+    out = args.work / "features"
+    out.mkdir(parents=True, exist_ok=True)
+    for name, items in _sets(args.work, datalist, args.train_films, args.validation_films).items():
+        for start in range(0, len(items), CHUNK):
+            target = out / f"{name.replace(':', '-')}-{start // CHUNK:04d}.npz"
+            if target.exists():
+                continue
+            chunk = items[start:start + CHUNK]
+            batch = next(classifier.batches([path for path, _ in chunk], batch_size=len(chunk)))
+            refused = {record["index"] for record in batch.pop(REFUSED_KEY)}
+            keep = [i for i in range(len(chunk)) if i not in refused]
+            arrays = {}
+            if "image" in batch:
+                arrays = pooled_features(classifier.network, batch["image"], DEFAULT_LAYERS)
+            np.savez(target, paths=np.array([chunk[i][0] for i in keep]), labels=np.array([chunk[i][1] for i in keep]),
+                     **arrays)
+            logger.info("%s: %d/%d (%d refused by the loader)", name, start + len(chunk), len(items), len(refused))
+
+
+def load_features(work: Path, name: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """The cached features of one set: ``({stage: (N, D)}, labels, paths)``."""
+    files = sorted((work / "features").glob(f"{name.replace(':', '-')}-[0-9][0-9][0-9][0-9].npz"))
+    feats: dict[str, list] = {layer: [] for layer in DEFAULT_LAYERS}
+    labels, paths = [], []
+    for file in files:
+        with np.load(file) as data:
+            if len(data["paths"]) == 0:
+                continue
+            for layer in DEFAULT_LAYERS:
+                feats[layer].append(data[layer])
+            labels.append(data["labels"])
+            paths.append(data["paths"])
+    return ({k: np.concatenate(v) for k, v in feats.items() if v}, np.concatenate(labels) if labels else np.array([]),
+            np.concatenate(paths) if paths else np.array([]))
+
+
+#: The rule of docs/research/gate-limits.md, written before the limits were computed.
+RULE = ("flag above the 97.5th percentile of the validation films' scores; refuse above 1.5 x the largest "
+        "validation score")
+
+
+def limits_by_rule(validation_scores: np.ndarray) -> tuple[float, float]:
+    """The flag and refusal limits from the validation films' scores (:data:`RULE`)."""
+    return float(np.percentile(validation_scores, 97.5)), float(1.5 * np.max(validation_scores))
+
+
+def cmd_fit(args) -> None:
+    train, labels, _ = load_features(args.work, "train")
+    reference = fit_reference(train, labels, sha256_file(args.bundle / "models" / "model.pt"),
+                              n_components=args.components)
+    val, _, _ = load_features(args.work, "validation")
+    flag, refuse = limits_by_rule(reference.score(val))
+    reference = reference.with_limits(flag, refuse, RULE)
+    target = args.output or sidecar_path(args.bundle / "models" / "model.pt")
+    reference.save(target)
+    logger.info("fitted on %d training films (%s components); limits flag %.3f refuse %.3f -> %s (%d bytes)",
+                len(labels), args.components, flag, refuse, target, Path(target).stat().st_size)
+
+
+def cmd_measure(args) -> None:
+    path = args.output or sidecar_path(args.bundle / "models" / "model.pt")
+    reference = AtypicalityReference.load(path)
+    manifest = json.loads((args.work / "unfit" / "manifest.json").read_text())
+    rows = []
+    for name in ["train", "validation"] + [f"unfit:{k}" for k in manifest]:
+        feats, _, _ = load_features(args.work, name)
+        if not feats:
+            continue
+        scores = reference.score(feats)
+        tiers = [reference.tier(s) for s in scores]
+        rows.append({"set": name, "n": len(scores), "refused": tiers.count("refuse"), "flagged": tiers.count("flag"),
+                     "median_score": float(np.median(scores))})
+    print(f"limits: flag > {reference.flag_limit:.3f}, refuse > {reference.refuse_limit:.3f} ({reference.rule})")
+    print("| set | films | refused | flagged | refused or flagged | median atypicality |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        n = r["n"]
+        print(f"| {r['set']} | {n} | {r['refused']} ({100 * r['refused'] / n:.1f}%) | {r['flagged']} "
+              f"({100 * r['flagged'] / n:.1f}%) | {100 * (r['refused'] + r['flagged']) / n:.1f}% | "
+              f"{r['median_score']:.2f} |")
+    (args.work / "measure.json").write_text(json.dumps(rows, indent=1))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("unfit", "features", "fit", "measure"))
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--datalist", type=Path)
+    parser.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parents[1] / "bundle")
+    parser.add_argument("--train-films", type=int, default=256)
+    parser.add_argument("--validation-films", type=int, default=256)
+    parser.add_argument("--unfit-films", type=int, default=10)
+    parser.add_argument("--components", type=int, default=64)
+    parser.add_argument("--output", type=Path, help="the sidecar (default: next to the bundle's model.pt)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    logging.getLogger("monai_pneumonia").setLevel(logging.ERROR)
+    {"unfit": cmd_unfit, "features": cmd_features, "fit": cmd_fit, "measure": cmd_measure}[args.step](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Atypicality: how far a film lies from the training films in the network's own feature space.
+
+The score is a class-conditional Mahalanobis distance with a tied covariance (Lee et al., NeurIPS 2018) on the
+spatially pooled outputs of several stages (FRODO, Çallı et al., MIDL 2019): for each stage the pooled features
+are projected on their leading principal components, the covariance of the class-centred projections is shrunk
+(Ledoit-Wolf), and the squared distance to the nearest class mean is divided by the number of components, so a
+typical film scores about 1 at every stage. The film's atypicality is the mean over the stages. Other
+modalities, photographs and turned or inverted films score far higher (``docs/research/gate-limits.md``).
+
+The fitting (scikit-learn ``PCA`` and ``LedoitWolf``) is :mod:`monai_pneumonia.networks.atypicality_fit`; it
+stores each stage as one whitening projection, so scoring here is a matrix product and ``torch.cdist`` and needs
+neither scikit-learn nor SciPy (the MONAI Label environment has neither).
+
+The reference statistics and the two limits (flag, refuse) are stored in a sidecar next to the checkpoint
+(``model.atypicality.npz``) bound to the checkpoint's SHA-256: :meth:`AtypicalityReference.load` refuses a sidecar
+made for another model. :class:`FeatureTap` collects the pooled features with forward hooks, so the gate needs
+no change to the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from monai_pneumonia.io.policy import ATYPICAL_FLAG, join_flags, split_flags
+
+__all__ = [
+    "ATYPICAL_FLAG",
+    "DEFAULT_LAYERS",
+    "SIDECAR_SUFFIX",
+    "AtypicalityReference",
+    "FeatureTap",
+    "LayerReference",
+    "load_reference",
+    "pooled_features",
+    "sha256_file",
+    "sidecar_path",
+]
+
+#: The stages whose pooled outputs are compared (module names of :class:`~monai_pneumonia.networks.AttentionResNet`).
+DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4")
+#: The sidecar's name next to a checkpoint ``model.pt``: ``model.atypicality.npz``.
+SIDECAR_SUFFIX = ".atypicality.npz"
+_FORMAT = 1
+_FIELDS = ("center", "whitening", "class_means")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file as hex (the identity a sidecar is bound to)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sidecar_path(checkpoint: str | os.PathLike) -> Path:
+    """Where the atypicality reference of a checkpoint lives: ``<dir>/<stem>.atypicality.npz``."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(checkpoint.stem + SIDECAR_SUFFIX)
+
+
+class FeatureTap:
+    """Forward hooks that keep the spatially averaged output of named submodules during a forward pass.
+
+    Args:
+        network: the model.
+        layers: names of submodules (``dict(network.named_modules())`` keys), e.g. :data:`DEFAULT_LAYERS`.
+
+    Use as a context manager; after a forward pass ``tap.features[name]`` is a float32 ``(N, C)`` tensor on the CPU.
+
+    Raises:
+        KeyError: a name that is not a submodule of ``network``.
+    """
+
+    def __init__(self, network: torch.nn.Module, layers: Sequence[str] = DEFAULT_LAYERS):
+        modules = dict(network.named_modules())
+        missing = [name for name in layers if name not in modules]
+        if missing:
+            raise KeyError(f"no submodule {', '.join(missing)} in {type(network).__name__}")
+        self.modules = {name: modules[name] for name in layers}
+        self.features: dict[str, torch.Tensor] = {}
+        self._handles: list = []
+
+    def _hook(self, name: str):
+        def keep(module, inputs, output):
+            self.features[name] = output.detach().float().flatten(2).mean(dim=2).cpu()
+
+        return keep
+
+    def __enter__(self) -> FeatureTap:
+        self.features = {}
+        self._handles = [module.register_forward_hook(self._hook(name)) for name, module in self.modules.items()]
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+
+def pooled_features(network: torch.nn.Module, images: torch.Tensor, layers: Sequence[str] = DEFAULT_LAYERS
+                    ) -> dict[str, np.ndarray]:
+    """Run ``network`` on a batch and return the pooled outputs of ``layers`` as float64 ``(N, C)`` arrays."""
+    with FeatureTap(network, layers) as tap, torch.no_grad():
+        network(images)
+    return {name: tap.features[name].numpy().astype(np.float64) for name in layers}
+
+
+@dataclass(frozen=True)
+class LayerReference:
+    """The training films' statistics at one stage.
+
+    Attributes:
+        name: the submodule.
+        center: the mean pooled feature (D,), subtracted before projecting.
+        whitening: principal axes times the Cholesky factor of the precision (D, k): Euclidean distances of
+            ``(x - center) @ whitening`` are Mahalanobis distances of the projections.
+        class_means: each class's mean, whitened (classes, k).
+    """
+
+    name: str
+    center: np.ndarray
+    whitening: np.ndarray
+    class_means: np.ndarray
+
+    def distance(self, features: np.ndarray) -> np.ndarray:
+        """Squared Mahalanobis distance to the nearest class mean divided by k, per film (N,)."""
+        whitened = torch.from_numpy((np.asarray(features, dtype=np.float64) - self.center) @ self.whitening)
+        squared = torch.cdist(whitened, torch.from_numpy(self.class_means)).square()
+        return squared.min(dim=1).values.numpy() / self.whitening.shape[1]
+
+
+@dataclass(frozen=True)
+class AtypicalityReference:
+    """The reference statistics of one model and the gate's two limits.
+
+    Attributes:
+        layers: one :class:`LayerReference` per stage.
+        model_sha256: the SHA-256 of the checkpoint the features came from.
+        flag_limit: a score above it flags the film :data:`ATYPICAL_FLAG` (still classified).
+        refuse_limit: a score above it refuses the film (not classified).
+        rule: how the limits were chosen, one line (shown in docs and reasons).
+
+    Raises:
+        ValueError: no stages, or limits that are not finite with ``flag_limit <= refuse_limit``.
+    """
+
+    layers: tuple[LayerReference, ...]
+    model_sha256: str
+    flag_limit: float
+    refuse_limit: float
+    rule: str = ""
+
+    def __post_init__(self):
+        if not self.layers:
+            raise ValueError("an atypicality reference needs at least one stage")
+        if not (np.isfinite(self.flag_limit) and np.isfinite(self.refuse_limit) and self.flag_limit <= self.refuse_limit):
+            raise ValueError(f"atypicality limits must be finite with flag <= refuse, got {self.flag_limit!r}, "
+                             f"{self.refuse_limit!r}")
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        """The stages, in order."""
+        return tuple(layer.name for layer in self.layers)
+
+    def score(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """The atypicality of each film: the mean over stages of :meth:`LayerReference.distance` (N,)."""
+        return np.mean([layer.distance(features[layer.name]) for layer in self.layers], axis=0)
+
+    def tier(self, score: float) -> str:
+        """``"refuse"`` above ``refuse_limit``, ``"flag"`` above ``flag_limit``, else ``""`` (NaN: refuse)."""
+        if not np.isfinite(score) or score > self.refuse_limit:
+            return "refuse"
+        return "flag" if score > self.flag_limit else ""
+
+    def refusal_reason(self, score: float) -> str:
+        """The reason a film is refused (no patient data: only the score and the limit)."""
+        return (f"not a frontal chest radiograph: atypicality {score:.1f} above the refusal limit "
+                f"{self.refuse_limit:.1f} (the model's features of this image are far from every training film)")
+
+    def judge(self, score: float, flags: str = "") -> tuple[str, str]:
+        """Apply the two tiers to one film.
+
+        Args:
+            score: its atypicality.
+            flags: its ``;``-joined policy flags (``meta["xray_flags"]``).
+
+        Returns:
+            ``(refusal reason, flags)``: the reason is ``""`` unless the film is refused; the flags gain
+            :data:`ATYPICAL_FLAG` in the middle tier.
+        """
+        tier = self.tier(score)
+        if tier == "refuse":
+            return self.refusal_reason(score), flags
+        if tier == "flag":
+            return "", join_flags([*split_flags(flags), ATYPICAL_FLAG])
+        return "", flags
+
+    def with_limits(self, flag_limit: float, refuse_limit: float, rule: str = "") -> AtypicalityReference:
+        """A copy with other limits."""
+        return AtypicalityReference(self.layers, self.model_sha256, float(flag_limit), float(refuse_limit), rule)
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the sidecar (``numpy.savez_compressed``, float32 arrays)."""
+        arrays: dict[str, np.ndarray] = {
+            "format": np.array(_FORMAT),
+            "model_sha256": np.array(self.model_sha256),
+            "layers": np.array(self.layer_names),
+            "limits": np.array([self.flag_limit, self.refuse_limit]),
+            "rule": np.array(self.rule),
+        }
+        for layer in self.layers:
+            for field in _FIELDS:
+                arrays[f"{layer.name}.{field}"] = getattr(layer, field).astype(np.float32)
+        path = Path(path)
+        with open(path, "wb") as stream:
+            np.savez_compressed(stream, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, model_sha256: str | None = None) -> AtypicalityReference:
+        """Read a sidecar, checking it belongs to the model.
+
+        Args:
+            path: the ``.atypicality.npz`` file.
+            model_sha256: the checkpoint's SHA-256; ``None`` skips the check.
+
+        Raises:
+            FileNotFoundError: no file.
+            ValueError: not a sidecar of this format, or made for another model.
+        """
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no atypicality sidecar")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                version = int(data["format"])
+                sha = str(data["model_sha256"])
+                names = [str(n) for n in data["layers"]]
+                layers = tuple(LayerReference(name, *(data[f"{name}.{field}"].astype(np.float64) for field in _FIELDS))
+                               for name in names)
+                flag, refuse = (float(v) for v in data["limits"])
+                rule = str(data["rule"])
+        except (KeyError, OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+            raise ValueError(f"{path}: not an atypicality sidecar ({type(error).__name__})") from error
+        if version != _FORMAT:
+            raise ValueError(f"{path}: atypicality sidecar format {version}, expected {_FORMAT}")
+        if model_sha256 is not None and sha != model_sha256:
+            raise ValueError(f"{path}: atypicality reference made for another model (SHA-256 {sha[:12]}…, "
+                             f"checkpoint {model_sha256[:12]}…); refit it for this checkpoint")
+        return cls(layers, sha, flag, refuse, rule)
+
+
+def load_reference(checkpoint: str | os.PathLike, sidecar: str | os.PathLike | bool = True
+                     ) -> AtypicalityReference | None:
+    """The intended-use gate's reference for a checkpoint.
+
+    Args:
+        checkpoint: the ``model.pt`` the reference must belong to (by SHA-256).
+        sidecar: a sidecar path; ``True``: the checkpoint's default sidecar when it exists; ``False``: none.
+
+    Returns:
+        The reference, or ``None`` when there is none to use.
+
+    Raises:
+        FileNotFoundError: an explicit ``sidecar`` path that does not exist.
+        ValueError: the sidecar belongs to another model or is not a sidecar.
+    """
+    if sidecar is False:
+        return None
+    path = sidecar_path(checkpoint) if sidecar is True else Path(sidecar)
+    if sidecar is True and not path.is_file():
+        return None
+    return AtypicalityReference.load(path, sha256_file(checkpoint))
