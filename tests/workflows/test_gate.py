@@ -30,8 +30,8 @@ def test_handler_refuses_flags_and_keeps_the_rest():
                 "pred": torch.tensor([0.5, 0.5])} for i in range(3)]
     engine = SimpleNamespace(state=SimpleNamespace(output=outputs, refused=[]))
     gate(engine)
-    assert [r["image"] for r in engine.state.refused] == [f"/x/{order[2]}.png"]
-    assert "not a frontal chest radiograph" in engine.state.refused[0]["error"]
+    assert [r.image for r in engine.state.refused] == [f"/x/{order[2]}.png"]
+    assert "not a frontal chest radiograph" in engine.state.refused[0].error
     flags = {item["image"].meta["filename_or_obj"]: item["image"].meta["xray_flags"] for item in engine.state.output}
     assert flags == {f"/x/{order[0]}.png": "view_missing", f"/x/{order[1]}.png": "view_missing;atypical"}
 
