@@ -15,6 +15,7 @@ from pathlib import Path
 
 from monai_pneumonia import __version__
 from monai_pneumonia.errors import DeviceUnavailableError, NoInputError
+from monai_pneumonia.redaction import install_log_hygiene
 
 __all__ = ["add_bundle_argument", "build_parser", "main"]
 
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
+    install_log_hygiene()  # third-party warnings never quote attribute values into the log; messages escaped
     try:
         return int(args.func(args) or 0)
     except (DeviceUnavailableError, NoInputError) as error:  # the user's input, not a bug: one line, no traceback
