@@ -226,6 +226,21 @@ def build_pneumonia_sr(source: Dataset, finding: PneumoniaFinding,
         manufacturer=MANUFACTURER, is_complete=True, series_description="AI pneumonia classification (research)")
 
 
+def _series_laterality(source: Dataset) -> str | None:
+    """Laterality (0020,0060) of the SC's General Series (PS3.3 C.7.3.1, Type 2C): the source's L or R, else empty.
+
+    Its condition (a paired body part, and no Image Laterality) cannot be evaluated from the SC alone, which has
+    no Image Laterality (the SC Image IOD has no module holding it): validators (dciodvfy) then require the
+    attribute, and Type 2 allows it empty when unknown. A chest is not a paired structure; a chest film's Image
+    Laterality is ``U``, which Laterality's enumerated values (L, R) do not include.
+    """
+    for keyword in ("Laterality", "ImageLaterality"):
+        value = str(source.get(keyword, "") or "").strip().upper()
+        if value in ("L", "R"):
+            return value
+    return None
+
+
 def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray, burned_in_text: bool = True) -> hd.sc.SCImage:
     """Build a Secondary Capture Image (PS3.3 A.8.1) showing a Grad-CAM overlay of ``source``.
 
@@ -254,6 +269,7 @@ def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray, burned
     reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
     image.SourceImageSequence = [reference]
     image.BurnedInAnnotation = "YES" if burned_in_text else "NO"
+    image.Laterality = _series_laterality(source)
     return image
 
 
