@@ -14,10 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_pneumonia import __version__
-from monai_pneumonia.errors import DeviceUnavailableError, NoInputError
+from monai_pneumonia.errors import DeviceUnavailableError, NoInputError, XrayInputError, find_cause
 from monai_pneumonia.redaction import install_log_hygiene
 
-__all__ = ["add_bundle_argument", "build_parser", "main"]
+__all__ = ["USER_ERRORS", "add_bundle_argument", "build_parser", "main"]
+
+#: Errors in what the user gave (a path, a device, a data set folder): one line on stderr and exit status 2.
+#: ``XrayInputError`` covers the datalist's errors (``SourceNotFoundError`` and the like name the path).
+USER_ERRORS: tuple[type[Exception], ...] = (DeviceUnavailableError, NoInputError, XrayInputError)
 
 #: Modules of this package that each contribute one subcommand, in the order ``--help`` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "train", "evaluate", "promote", "datalist", "demo", "stress", "serve")
@@ -67,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     install_log_hygiene()  # third-party warnings never quote attribute values into the log; messages escaped
     try:
         return int(args.func(args) or 0)
-    except (DeviceUnavailableError, NoInputError) as error:  # the user's input, not a bug: one line, no traceback
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+    except Exception as error:
+        # the user's input, not a bug: one line, no traceback, also when MONAI re-raised it as a RuntimeError
+        # (a missing --dataset-dir fails inside the bundle config's datalist expression)
+        cause = next(filter(None, (find_cause(error, kind) for kind in USER_ERRORS)), None)
+        if cause is None:
+            raise
+        print(f"{parser.prog}: error: {cause}", file=sys.stderr)
         return 2
