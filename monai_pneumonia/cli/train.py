@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -131,6 +132,16 @@ def _check_teachers(run_dir: Path, teachers: dict, resuming: bool) -> str | None
     return None
 
 
+def _record_run(run_dir: Path, config_files: list[Path], overrides: dict) -> None:
+    """Keep what a run was made of in its folder: copies of its configs and its overrides (the datalist it used is
+    written by ``train.json`` itself, as ``datalist.json``)."""
+    (run_dir / "configs").mkdir(parents=True, exist_ok=True)
+    for path in config_files:
+        shutil.copyfile(path, run_dir / "configs" / path.name)
+    record = {"configs": [path.name for path in config_files], "overrides": overrides}
+    (run_dir / "overrides.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the training; print a summary (JSON on stdout) with the promote command to ship the model.
 
@@ -142,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         teacher file is missing, or the teacher predictions do not cover the training list.
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
-    from monai_pneumonia.bundle import default_bundle_root, run_workflow
+    from monai_pneumonia.bundle import bundle_file, default_bundle_root, run_workflow
     from monai_pneumonia.errors import find_cause
     from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
     from monai_pneumonia.registry import run_name, sha256_file
@@ -178,6 +189,7 @@ def run(args: argparse.Namespace) -> int:
     if overlay is not None:
         configs.append(overlay)
         overrides[knob] = [os.fspath(path.resolve()) for path in teacher_files]
+    _record_run(output_dir, [bundle_file(bundle_root, name) for name in configs], overrides)
     try:
         with logs_to_stderr():
             workflow = run_workflow(configs, bundle_root=bundle_root, **overrides)

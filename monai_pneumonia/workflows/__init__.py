@@ -5,6 +5,7 @@ from monai_pneumonia.workflows.datasets import (
     REFUSED_KEY,
     RefusingDataset,
     collate_with_refusals,
+    drop_last_batch,
     find_input_error,
     image_items,
 )
@@ -53,6 +54,7 @@ __all__ = [
     "XrayEvaluator",
     "attach_teacher",
     "collate_with_refusals",
+    "drop_last_batch",
     "find_input_error",
     "image_items",
     "latest_state_checkpoint",
