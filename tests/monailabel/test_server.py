@@ -151,9 +151,9 @@ def test_uploads_are_private_and_deleted_after_use(server, studies, expected, se
     assert result["prob_pneumonia"] == pytest.approx(expected["chest_png.png"].prob_pneumonia, abs=TOLERANCE)
     for _ in range(3):
         assert _upload(server, "y.png", b"not a picture")[0] == 422
-    [private] = server_tmp.iterdir()  # the app's own folder, nothing else in the server's TMPDIR
+    [private] = server_tmp.glob("monai-pneumonia-label-*")  # the app's own folder in the server's TMPDIR
     assert stat.S_IMODE(private.stat().st_mode) == 0o700
-    assert [p.name for p in private.iterdir() if p.suffix == ".png"] == []  # each upload deleted once answered
+    assert [p.name for p in server_tmp.rglob("*.png")] == []  # each upload deleted once answered
 
 
 def test_missing_checkpoint_answers_503_until_the_model_is_shipped(studies, tiny_bundle, tmp_path):
