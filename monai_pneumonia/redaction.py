@@ -36,10 +36,17 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.
 _WITHHELD_LOGGERS = ("highdicom",)
 
 
-def escape_controls(text: str) -> str:
-    r"""``text`` with each control character written as an escape (``\n``, ``\r``, ``\t``, ``\x1b``, ``\u2028``)."""
+def escape_controls(text: str, keep_newlines: bool = False) -> str:
+    r"""``text`` with each control character written as an escape (``\n``, ``\r``, ``\t``, ``\x1b``, ``\u2028``).
+
+    Args:
+        text: the text.
+        keep_newlines: leave ``\n`` as it is (for a message whose own format spans lines, e.g. a table).
+    """
     def _escape(match: re.Match) -> str:
         char = match.group()
+        if keep_newlines and char == "\n":
+            return char
         return {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(char) or (
             f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
 
@@ -64,12 +71,16 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 class SafeLogRecord(logging.LogRecord):
-    """A log record whose message escapes control characters, and is withheld for highdicom's loggers."""
+    """A log record whose message escapes control characters, and is withheld for highdicom's loggers.
+
+    Line feeds are escaped too, unless the record's own format string holds one (code that logs a table on
+    purpose, as the datalist summary does); values from files and peers reach single-line formats.
+    """
 
     def getMessage(self) -> str:  # noqa: N802 - logging's name
         if self.name.split(".", 1)[0] in _WITHHELD_LOGGERS:
             return f"{self.name} {self.levelname} (text withheld: it may quote attribute values)"
-        return escape_controls(super().getMessage())
+        return escape_controls(super().getMessage(), keep_newlines="\n" in str(self.msg))
 
 
 class RedactQuotedValues(logging.Filter):

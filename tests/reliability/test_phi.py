@@ -175,3 +175,13 @@ def test_the_duplicate_instance_line_names_the_pseudonym(tmp_path, caplog):
     assert service._store(uid, path.read_bytes(), "MODALITY") == 0
     service.journal.close()
     assert pseudonym(uid) in caplog.text and uid not in caplog.text
+
+
+def test_a_table_logged_on_purpose_keeps_its_lines_a_value_never_does(hygiene, caplog):
+    caplog.set_level(logging.INFO)
+    logger = logging.getLogger("monai_pneumonia.test")
+    logger.info("datalist from %s:\n%s", "d", "split  images\ntraining  16")
+    logger.info("classified %s", "x\nforged\r\x1b[2J")
+    table, value = (record.getMessage() for record in caplog.records[-2:])
+    assert table == "datalist from d:\nsplit  images\ntraining  16"
+    assert value == "classified x\\nforged\\r\\x1b[2J"
