@@ -126,7 +126,7 @@ def test_a_path_outside_the_studies_is_answered_as_an_unknown_id(server, studies
     missing = tmp_path / "missing.png"
     answers = [server.infer(os.fspath(path)) for path in (outside, missing)]
     assert [a.status for a in answers] == [404, 404], server.log_tail()
-    details = [a.json()["detail"].replace(os.fspath(p), "ID") for a, p in zip(answers, (outside, missing))]
+    details = [a.json()["detail"].replace(os.fspath(p), "ID") for a, p in zip(answers, (outside, missing), strict=True)]
     assert details[0] == details[1]  # the same answer: nothing told about the server's files
     assert server.infer(os.fspath(studies / "chest_png.png")).status == 200  # a path inside the studies is fine
     assert server.infer(os.fspath(studies / ".." / tmp_path.name / "elsewhere.png")).status == 404

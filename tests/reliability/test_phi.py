@@ -15,7 +15,6 @@ import pydicom
 import pytest
 
 from monai_pneumonia import redaction
-
 from monai_pneumonia.inference import Classification
 from monai_pneumonia.redaction import describe_warning, escape_controls, install_log_hygiene
 from monai_pneumonia.service.activity import pseudonym
