@@ -16,7 +16,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE
-from pynetdicom.sop_class import CTImageStorage, Verification
+from pynetdicom.sop_class import Verification
 
 from monai_pneumonia.io.codec import DECODABLE_TRANSFER_SYNTAXES, is_decodable
 from monai_pneumonia.service.scp import GuardedAssociationServer, StorageSCP, transfer_syntaxes
@@ -89,14 +89,3 @@ def test_a_rejected_calling_ae_title_is_logged(scp_port, caplog):
     assert "calling AE title 'INTRUDER': calling AE title not allowed" in lines[0]
     assert "'MODALITY': addressed to AE title 'OTHER'" in lines[1]
 
-
-def test_refused_presentation_contexts_are_logged_at_debug_when_others_are_accepted(scp_port, caplog):
-    caplog.set_level(logging.DEBUG, logger="monai_pneumonia.service.scp")
-    peer = AE(ae_title="MODALITY")
-    peer.add_requested_context(Verification)
-    peer.add_requested_context(CTImageStorage)
-    assoc = peer.associate("127.0.0.1", scp_port, ae_title="PNEUMO")
-    assert assoc.is_established
-    assoc.release()
-    refused = [r for r in caplog.records if "presentation context" in r.getMessage()]
-    assert refused and all(r.levelno == logging.DEBUG for r in refused)
