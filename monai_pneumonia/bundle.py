@@ -107,6 +107,17 @@ def monai_logs_to_stderr() -> None:
             if type(handler) is logging.StreamHandler:  # MONAI's own; not file handlers or a test's capture
                 monai_logger.removeHandler(handler)
         monai_logger.propagate = True
+    workflows_logger = logging.getLogger("monai.bundle.workflows")
+    if not any(isinstance(f, _OwnLoggingNotice) for f in workflows_logger.filters):
+        workflows_logger.addFilter(_OwnLoggingNotice())
+
+
+class _OwnLoggingNotice(logging.Filter):
+    """Drop ``ConfigWorkflow``'s "Logging file is set to False" warning: ``logging_file=False`` is how a caller says
+    it owns logging (MONAI 1.6 warns on every workflow it creates so)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Logging file is set to False")
 
 
 def available_device(name: str) -> torch.device:

@@ -6,7 +6,9 @@ import os
 import shutil
 import subprocess
 
-from monai_pneumonia.registry import run_name, sha256_file
+import pytest
+
+from monai_pneumonia.registry import PROMOTION_LOG, run_name, sha256_file
 from tests.conftest import CONFIGS, REPO, TINY, bundle_command
 
 
@@ -44,3 +46,11 @@ def test_training_config_names_no_shipped_model_path():
     config = json.loads((CONFIGS / "train.json").read_text())
     assert config["ckpt_dir"] == "$@output_dir + '/models'"
     assert "/runs/" in config["output_dir"] and "models" not in config["output_dir"]
+
+
+def test_the_promotion_log_is_git_ignored():
+    """promote appends to bundle/models/promotions.jsonl: a local record, never committed by accident."""
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    result = subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", f"bundle/models/{PROMOTION_LOG}"])
+    assert result.returncode == 0

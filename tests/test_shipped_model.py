@@ -19,8 +19,8 @@ from tests.factories import write_dicom
 pytestmark = pytest.mark.skipif(not bundle_file(default_bundle_root(), "model.pt").is_file(),
                                 reason="no shipped bundle/models/model.pt")
 
-SAMPLES = [REPO / "samples" / "NORMAL" / "IM-0117-0001.jpeg",
-           REPO / "samples" / "PNEUMONIA" / "person1001_bacteria_2932.jpeg"]
+SAMPLES = [REPO / "samples" / "NORMAL" / "IM-0162-0001.jpeg",
+           REPO / "samples" / "PNEUMONIA" / "person1017_bacteria_2948.jpeg"]
 ENCODINGS = {
     "8bit_mono2": {},
     "12bit_mono2": {"bits_stored": 12},

@@ -14,9 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_pneumonia import __version__
-from monai_pneumonia.errors import CheckpointError, DeviceUnavailableError, NoInputError
+from monai_pneumonia.data.errors import DatalistError
+from monai_pneumonia.errors import CheckpointError, DeviceUnavailableError, NoInputError, XrayInputError, find_cause
+from monai_pneumonia.redaction import install_log_hygiene
 
-__all__ = ["add_bundle_argument", "build_parser", "main"]
+__all__ = ["USER_ERRORS", "add_bundle_argument", "build_parser", "main"]
+
+#: Errors in what the user gave (a path, a device, a data set folder): one line on stderr and exit status 2.
+#: ``DatalistError`` covers a data set folder or list that cannot be read (``SourceNotFoundError`` names the path).
+USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, DatalistError, DeviceUnavailableError, NoInputError,
+                                          XrayInputError)
 
 #: Modules of this package that each contribute one subcommand, in the order ``--help`` lists them.
 SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "train", "evaluate", "promote", "datalist", "demo", "study", "serve",
@@ -64,8 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
+    install_log_hygiene()  # third-party warnings never quote attribute values into the log; messages escaped
     try:
         return int(args.func(args) or 0)
-    except (CheckpointError, DeviceUnavailableError, NoInputError) as error:  # the user's input, not a bug: one line, no traceback
-        print(f"{parser.prog}: error: {error}", file=sys.stderr)
+    except Exception as error:
+        # the user's input, not a bug: one line, no traceback, also when MONAI re-raised it as a RuntimeError
+        # (a missing --dataset-dir fails inside the bundle config's datalist expression)
+        cause = next(filter(None, (find_cause(error, kind) for kind in USER_ERRORS)), None)
+        if cause is None:
+            raise
+        print(f"{parser.prog}: error: {cause}", file=sys.stderr)
         return 2

@@ -1,14 +1,17 @@
 """``monai-pneumonia demo``: the main job on the sample radiographs shipped in ``samples/``.
 
 With a trained model in the bundle it runs the bundle's evaluation (metrics, HTML report with Grad-CAM gallery)
-and inference (predictions, Grad-CAM overlays) workflows on the samples — JPEGs from the public training split
-and DICOM encodings of them, MONOCHROME1 included — and prints where the results are. Without a model it loads
-and describes the samples, which shows what the loader makes of each format.
+and inference (predictions, Grad-CAM overlays) workflows on the samples — validation films of the shipped model
+(patients its training split held out, so it never trained on them) and DICOM encodings of them, MONOCHROME1
+included — and prints where the results are and where the films come from (``samples/.manifest.json``, written by
+``scripts/make_samples.py``). Without a model it loads and describes the samples, which shows what the loader makes
+of each format.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -18,7 +21,10 @@ from monai_pneumonia.cli import add_bundle_argument
 from monai_pneumonia.cli.predict import print_table, run_inference
 from monai_pneumonia.errors import XrayInputError
 
-__all__ = ["add_parser", "default_samples_dir", "run"]
+__all__ = ["MANIFEST", "add_parser", "default_samples_dir", "run", "samples_note"]
+
+#: The samples folder's record of where its films come from (hidden: the image finders skip it).
+MANIFEST = ".manifest.json"
 
 
 def default_samples_dir() -> Path:
@@ -39,6 +45,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--output-dir", type=Path, default=Path("demo-output"),
                         help="where the results go (default: ./demo-output)")
     parser.set_defaults(func=run)
+
+
+def samples_note(samples: Path) -> str:
+    """Where the samples come from, from their manifest (which films, and whether the model trained on them)."""
+    try:
+        return str(json.loads((samples / MANIFEST).read_text())["note"])
+    except (OSError, ValueError, KeyError):
+        return f"{samples} has no {MANIFEST}: where these films come from (and whether the model trained on them) is unknown."
 
 
 def describe_samples(samples: Path) -> list[dict]:
@@ -102,6 +116,7 @@ def run(args: argparse.Namespace) -> int:
     predictions, refusals = run_inference([samples], output / "inference", bundle_root=bundle_root,
                                           save_cam=True, num_workers=0)
     print_table(predictions, refusals)
+    print(f"\n{samples_note(samples)}")
     print(f"\npredictions:       {output / 'inference' / 'predictions.csv'}")
     print(f"Grad-CAM overlays: {output / 'inference' / 'cam'}")
     print(f"metrics:           {output / 'evaluation' / 'metrics.json'}")

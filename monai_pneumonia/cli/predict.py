@@ -22,13 +22,20 @@ from monai_pneumonia.errors import NoInputError
 
 __all__ = ["add_parser", "expand_inputs", "print_table", "run", "run_inference"]
 
+_DESCRIPTION = """\
+Classify chest radiographs (DICOM, PNG, JPEG, NIfTI; files, or folders searched recursively) with the bundle's
+own inference workflow (configs/inference.json). Results go to stdout (a table, or JSON with --json), messages to
+stderr; with --output-dir, also to predictions.csv and errors.csv there (and Grad-CAM PNGs with --save-cam).
+Exit status: 0 when at least one input was classified, 1 when every input was refused, 2 for a usage error
+(such as a path that does not exist)."""
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register the ``predict`` subcommand."""
     parser = subparsers.add_parser(
         "predict",
         help="classify chest radiographs (files or folders) with the shipped model",
-        description=__doc__,
+        description=_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("inputs", nargs="+", metavar="FILE_OR_FOLDER",
@@ -36,8 +43,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_bundle_argument(parser)
     parser.add_argument("--ckpt-dir", type=Path, default=None, help="folder holding model.pt (default: <bundle>/models)")
     parser.add_argument("--output-dir", type=Path, default=None,
-                        help="where predictions.csv, errors.csv and overlays go (default: a new temporary folder)")
-    parser.add_argument("--save-cam", action="store_true", help="also write Grad-CAM overlay PNGs to <output-dir>/cam")
+                        help="where predictions.csv, errors.csv and overlays go (default: none, results on stdout only)")
+    parser.add_argument("--save-cam", action="store_true",
+                        help="also write Grad-CAM overlay PNGs to <output-dir>/cam (needs --output-dir)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the bundle's)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the bundle's choice)")
     parser.add_argument("--json", action="store_true",
@@ -57,8 +65,9 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
         Absolute paths.
 
     Raises:
-        NoInputError: no file to classify (empty folders, or folders holding no image file); files in folders
-            that are no image by content or name are counted in one warning.
+        NoInputError: an input that does not exist (a usage error, named before any model is loaded), or no file
+            to classify (empty folders, or folders holding no image file); files in folders that are no image by
+            content or name are counted in one warning.
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.data.discovery import find_images
@@ -66,6 +75,9 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[str]:
     paths: list[str] = []
     skipped: list[str] = []
     inputs = list(inputs)
+    missing = [os.fspath(item) for item in inputs if not os.path.lexists(item)]
+    if missing:
+        raise NoInputError(f"no such file or folder: {', '.join(missing)}")
     for item in inputs:
         item = Path(item).absolute()
         paths.extend(find_images([item], skipped=skipped) if item.is_dir() else [os.fspath(item)])
@@ -154,21 +166,28 @@ def print_table(predictions: list[dict], refusals: list[dict]) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run ``predict`` from parsed arguments; exit status 0 when at least one input was classified."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="monai-pneumonia-"))
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if args.save_cam and args.output_dir is None:
+        raise NoInputError("--save-cam needs --output-dir (the overlays are files)")
+    expand_inputs(args.inputs)  # a missing input is a usage error: one line, before the model loads
     records: list[dict] = []
-    predictions, refusals = run_inference(args.inputs, output_dir, bundle_root=args.bundle, ckpt_dir=args.ckpt_dir,
-                                          save_cam=args.save_cam, batch_size=args.batch_size, device=args.device,
-                                          records=records)
+    with tempfile.TemporaryDirectory(prefix="monai-pneumonia-") as scratch:  # removed however the run ends
+        output_dir = args.output_dir or Path(scratch)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        predictions, refusals = run_inference(args.inputs, output_dir, bundle_root=args.bundle,
+                                              ckpt_dir=args.ckpt_dir, save_cam=args.save_cam,
+                                              batch_size=args.batch_size, device=args.device, records=records)
+    kept = args.output_dir is not None
     status = 0 if predictions else 1
     if not predictions:
-        print(f"monai-pneumonia predict: no input could be read: {len(refusals)} refused, see "
-              f"{output_dir / 'errors.csv'}", file=sys.stderr)
+        print(f"monai-pneumonia predict: no input could be read: {len(refusals)} refused"
+              + (f", see {output_dir / 'errors.csv'}" if kept else ""), file=sys.stderr)
     if args.json:
         for record in records:  # JSON lines: one per-film record per input, in input order
             print(json.dumps(record))
-        print(f"results in {output_dir}", file=sys.stderr)
+        if kept:
+            print(f"results in {output_dir}", file=sys.stderr)
     else:
         print_table(predictions, refusals)
-        print(f"\nresults in {output_dir}", file=sys.stderr)
+        if kept:
+            print(f"\nresults in {output_dir}", file=sys.stderr)
     return status

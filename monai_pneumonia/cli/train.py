@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -79,6 +80,16 @@ def _resume_paths(resume: str | None, output_dir: Path | None) -> tuple[Path | N
     return checkpoint, checkpoint.parent
 
 
+def _record_run(run_dir: Path, config_files: list[Path], overrides: dict) -> None:
+    """Keep what a run was made of in its folder: copies of its configs and its overrides (the datalist it used is
+    written by ``train.json`` itself, as ``datalist.json``)."""
+    (run_dir / "configs").mkdir(parents=True, exist_ok=True)
+    for path in config_files:
+        shutil.copyfile(path, run_dir / "configs" / path.name)
+    record = {"configs": [path.name for path in config_files], "overrides": overrides}
+    (run_dir / "overrides.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the training; print a summary (JSON on stdout) with the promote command to ship the model.
 
@@ -89,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
         0, or 2 when ``--resume`` finds nothing to resume.
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
-    from monai_pneumonia.bundle import default_bundle_root, run_workflow
+    from monai_pneumonia.bundle import bundle_file, default_bundle_root, run_workflow
     from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
-    from monai_pneumonia.registry import sha256_file
+    from monai_pneumonia.registry import run_name, sha256_file
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     bundle_root = (args.bundle or default_bundle_root()).resolve()
@@ -100,15 +111,17 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"monai-pneumonia train: error: {error}", file=sys.stderr)
         return 2
+    output_dir = output_dir or bundle_root / "runs" / run_name()  # train.json's own default, named here to record it
     overrides = common_overrides(args)
     overrides.update(
         dataset_dir=os.fspath(args.dataset_dir.resolve()) if args.dataset_dir else None,
         datalist=os.fspath(args.datalist.resolve()) if args.datalist else None,
-        output_dir=os.fspath(output_dir.resolve()) if output_dir else None,  # None: train.json's new run folder
+        output_dir=os.fspath(output_dir.resolve()),
         max_epochs=args.epochs,
     )
     if resume is not None:
         overrides["resume"] = os.fspath(resume.resolve())
+    _record_run(output_dir, [bundle_file(bundle_root, "train.json")], overrides)
     with logs_to_stderr():
         workflow = run_workflow("train.json", bundle_root=bundle_root, **overrides)
     parser = workflow.parser

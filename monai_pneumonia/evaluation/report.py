@@ -101,7 +101,7 @@ th{background:#eef0f4;font-size:13px;text-transform:uppercase;letter-spacing:.03
 td.num{font-variant-numeric:tabular-nums;white-space:nowrap}
 td.meaning{color:#4a5262}
 .note{font-size:13px;color:#5a6272;margin:6px 0}
-.warn{background:#fff4e5;border-left:4px solid #e08a00;padding:8px 12px;margin:8px 0}
+.warn{background:#fff4e5;color:#3b2600;border-left:4px solid #e08a00;padding:8px 12px;margin:8px 0}
 .plots{display:grid;grid-template-columns:repeat(2,minmax(0,1fr));gap:16px}
 .plots figure{margin:0;background:#fff;border-radius:8px;padding:8px;box-shadow:0 1px 3px rgba(0,0,0,.12)}
 .plots img{display:block;width:100%;height:auto}
@@ -262,8 +262,8 @@ def _header(title: str, metrics: Mapping[str, Any], model_info: Mapping[str, Any
 #: Below this many films in either class, the report warns that its 95% intervals mean little.
 MIN_FILMS_PER_CLASS = 30
 #: Shown at the top and the bottom of every report.
-DISCLAIMER = ("Research use only. Not a medical device: not cleared or approved for diagnosis, and not to be used "
-              "for clinical decisions.")
+DISCLAIMER = ("Research use only; not for diagnosis or triage. Not a medical device: not cleared or approved, and "
+              "not to be used for clinical decisions.")
 
 
 def small_sample_warning(metrics: Mapping[str, Any]) -> str | None:

@@ -41,8 +41,8 @@ from monai_pneumonia.io.deflate import dcmread_bounded, inflated_limit
 from monai_pneumonia.io.display import FULL_RANGE_MIN_SPAN, PERCENTILE_WINDOW, dicom_to_display, fallback_normalise
 from monai_pneumonia.io.formats import DICOM, sniff_format
 from monai_pneumonia.io.policy import DICOM_META_KEYWORDS, XrayPolicy, header_text, make_meta
-from monai_pneumonia.io.redaction import install as _install_redaction
 from monai_pneumonia.io.reduced import reduced_pixel_array, reduced_side, reduction_level
+from monai_pneumonia.redaction import install as _install_redaction
 
 __all__ = [
     # the reader

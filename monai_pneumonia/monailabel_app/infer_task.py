@@ -138,7 +138,9 @@ class PneumoniaInferTask(BasicInferTask):
         return [self.classifier().postprocessing]
 
     def _get_network(self, device: str, data: dict | None):
-        return self.classifier().network
+        # the bundle's inference backend (``inference_network``: ONNX Runtime on a CPU, float32), as ``predict``
+        # runs it; the eager ``network`` under the bundle's bfloat16 inferer gives other probabilities
+        return self.classifier().runtime
 
     def run_inferer(self, data: dict[str, Any], convert_to_batch: bool = True, device: str = "cuda"):
         """Run the bundle's inferer on the device the classifier was built for."""

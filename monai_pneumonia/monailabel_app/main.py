@@ -7,14 +7,22 @@ Start (see ``docs/monailabel.md``)::
 
 ``--conf bundle`` picks the bundle (default ``$MONAI_PNEUMONIA_BUNDLE``, else the repository's ``bundle/``);
 ``--conf device`` where the network runs (default: the bundle config's choice). A local studies folder may hold
-PNG, JPEG and DICOM (``.dcm``) radiographs besides MONAI Label's usual formats; an image id is the file name
-without its extension.
+PNG, JPEG and DICOM (``.dcm``) radiographs besides MONAI Label's usual formats; an image id is the full file
+name (``a.dcm`` and ``a.jpeg`` are two images).
+
+Only images of the studies datastore, and files uploaded with the request, are classified: any other path given
+as an image id gets the answer of an unknown id (404), whether or not it exists, so the server tells nothing
+about its file system. Uploads go to a private temporary folder (mode 0700, removed at exit) and each is deleted
+once its request is answered, refused or not.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from fastapi import HTTPException
@@ -30,7 +38,7 @@ from monai_pneumonia.bundle import BUNDLE_ENV, bundle_file, default_bundle_root
 from monai_pneumonia.errors import XrayInputError, find_cause
 from monai_pneumonia.monailabel_app.infer_task import ModelNotReadyError, PneumoniaInferTask
 
-__all__ = ["MODEL_NAME", "RADIOGRAPH_PATTERNS", "PneumoniaApp", "http_error"]
+__all__ = ["MODEL_NAME", "RADIOGRAPH_PATTERNS", "PneumoniaApp", "RadiographDatastore", "http_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,22 @@ def http_error(error: BaseException) -> HTTPException | None:
     return None
 
 
+def _inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """Whether ``path`` (links resolved) lies inside ``folder``."""
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+
+
+class RadiographDatastore(LocalDatastore):
+    """MONAI Label's local datastore keyed by the full file name: ``a.dcm`` and ``a.jpeg`` are two images.
+
+    ``LocalDatastore`` keys an image by its name without the extension, so files sharing a stem collide (one of
+    them is listed, the other is unreachable); a studies folder of radiographs often holds a DICOM and its JPEG.
+    """
+
+    def _to_id(self, file: str) -> tuple[str, str]:
+        return file, ""
+
+
 class PneumoniaApp(MONAILabelApp):
     """The app: one infer task, ``pneumonia``, built from the bundle's inference config and checkpoint.
 
@@ -79,6 +103,11 @@ class PneumoniaApp(MONAILabelApp):
             raise FileNotFoundError(f"{self.bundle_root}: not a bundle (no configs/inference.json); pass --conf bundle "
                                     f"DIR or set ${BUNDLE_ENV}")
         self.device = conf.get("device") or None
+        # MONAI Label writes each upload to tempfile's folder (world-readable in /tmp) and deletes it only after
+        # a successful answer: a private folder for this process, and infer() deletes each upload itself
+        self.upload_dir = Path(tempfile.mkdtemp(prefix="monai-pneumonia-label-"))  # mode 0700
+        tempfile.tempdir = os.fspath(self.upload_dir)
+        atexit.register(shutil.rmtree, self.upload_dir, ignore_errors=True)
         super().__init__(
             app_dir=app_dir,
             studies=studies,
@@ -93,7 +122,7 @@ class PneumoniaApp(MONAILabelApp):
         if self.studies.startswith(("http://", "https://")):
             return super().init_datastore()
         extensions = list(dict.fromkeys([*settings.MONAI_LABEL_DATASTORE_FILE_EXT, *RADIOGRAPH_PATTERNS]))
-        return LocalDatastore(
+        return RadiographDatastore(
             self.studies,
             extensions=extensions,
             auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
@@ -120,24 +149,43 @@ class PneumoniaApp(MONAILabelApp):
         """MONAI Label's inference, with clear HTTP errors for an unknown image id and the cases of :func:`http_error`.
 
         Raises:
-            HTTPException: 404 (unknown image id or model), 422 (input refused), 503 (no checkpoint yet).
+            HTTPException: 404 (unknown image id or model, or a path outside the studies), 422 (input refused),
+                503 (no checkpoint yet).
         """
-        self._check_image(request.get("image"), datastore or self.datastore())
+        image = request.get("image")
         try:
+            request = {**request, "image": self._resolve_image(image, datastore or self.datastore())}
             return super().infer(request, datastore)
         except Exception as error:
             answer = http_error(error)
             if answer is None:
                 raise
             raise answer from error
+        finally:
+            if isinstance(image, str) and image and _inside(image, self.upload_dir):
+                Path(image).unlink(missing_ok=True)  # an upload: used once
 
-    @staticmethod
-    def _check_image(image: object, datastore: Datastore) -> None:
-        if not isinstance(image, str) or not image or os.path.exists(image):
-            return
+    def _resolve_image(self, image: object, datastore: Datastore) -> object:
+        """The file of an image id: an upload of this request, or an image of the datastore.
+
+        Raises:
+            HTTPException: 404 with the same text for an unknown id and for any path outside the studies (an
+                existing file there included).
+        """
+        if not isinstance(image, str) or not image:
+            return image
+        if _inside(image, self.upload_dir) and os.path.isfile(image):
+            return image
+        unknown = HTTPException(status_code=404, detail=f"unknown image id {image!r} (not in the studies datastore)")
+        local = isinstance(datastore, LocalDatastore)
+        if os.path.isabs(image) or os.sep in image:  # a path, not an id: only inside a local studies folder
+            if local and _inside(image, self.studies) and os.path.isfile(image):
+                return os.path.realpath(image)
+            raise unknown
         try:
             uri = datastore.get_image_uri(image)
         except Exception as error:  # a DICOMweb series that cannot be fetched
-            raise HTTPException(status_code=404, detail=f"unknown image id {image!r}: {error}") from error
-        if not uri or not os.path.exists(uri):
-            raise HTTPException(status_code=404, detail=f"unknown image id {image!r} (not in the studies datastore)")
+            raise unknown from error
+        if not uri or not os.path.exists(uri) or (local and not _inside(uri, self.studies)):
+            raise unknown
+        return uri

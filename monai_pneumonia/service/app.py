@@ -30,8 +30,9 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, generate_uid
 
 from monai_pneumonia.monitoring import DriftRule, LiveMonitor, load_reference
+from monai_pneumonia.redaction import install_log_hygiene
 from monai_pneumonia.results import event_record
-from monai_pneumonia.service.activity import ActivityReporter
+from monai_pneumonia.service.activity import ActivityReporter, pseudonym
 from monai_pneumonia.service.delivery import Deliverer, Destination, describe_destination
 from monai_pneumonia.service.journal import Journal
 from monai_pneumonia.service.lifeline import init_child
@@ -147,14 +148,15 @@ class PneumoniaService:
     def _store(self, sop_uid: str, data: bytes, calling_aet: str) -> int:
         with self._receive_lock:  # one writer per UID at a time; the duplicate check sees finished writes
             if self.journal.state(sop_uid) is not None or sop_uid in self.spool:
-                logger.info("duplicate SOP Instance UID %s from %s: acknowledged, not re-reported", sop_uid,
+                logger.info("duplicate SOP Instance UID %s from %s: acknowledged, not re-reported", pseudonym(sop_uid),
                             calling_aet)
                 self.results_log.write("duplicate", sop_instance_uid=sop_uid, calling_aet=calling_aet)
                 return SUCCESS
             try:
                 path = self.spool.write(sop_uid, data)
             except OSError as error:
-                logger.error("cannot spool %s from %s (%s): answered 0xA700", sop_uid, calling_aet, error)
+                logger.error("cannot spool %s from %s (%s): answered 0xA700", pseudonym(sop_uid), calling_aet,
+                             type(error).__name__)
                 return OUT_OF_RESOURCES
         self.metrics.received()
         self.worker.submit(sop_uid, path)
@@ -220,6 +222,7 @@ class PneumoniaService:
     def start(self) -> None:
         """Recover the spool, start the listener, warm the model up, start the worker and the deliverer."""
         config = self.config
+        install_log_hygiene()  # third-party warnings quote names: withheld; every logged field escaped
         queued = self.recover()
         self.scp.start(config.host, config.port)  # instances received during the warm-up wait in the spool
         if config.metrics_port is not None:  # /healthz answers 503 until the worker runs

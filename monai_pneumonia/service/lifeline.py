@@ -18,6 +18,8 @@ import os
 import threading
 import time
 
+from monai_pneumonia.redaction import install_log_hygiene
+
 __all__ = ["POLL_SECONDS", "init_child", "watch_parent"]
 
 #: How often a child checks that its parent is still alive.
@@ -36,7 +38,8 @@ def watch_parent(parent_pid: int) -> None:
 
 
 def init_child(parent_pid: int, module: str = "") -> None:
-    """A process-pool initializer: :func:`watch_parent`, then import ``module`` (so the first task is quick)."""
+    """A process-pool initializer: :func:`watch_parent`, log hygiene, then import ``module`` (a quick first task)."""
     watch_parent(parent_pid)
+    install_log_hygiene()  # highdicom warns with patient names while building reports here
     if module:
         importlib.import_module(module)

@@ -15,6 +15,7 @@ PixelSpacing there, which many CR/DX images lack; the group's source-image refer
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from io import BytesIO
 
@@ -39,6 +40,7 @@ __all__ = [
     "build_cam_secondary_capture",
     "build_pneumonia_sr",
     "encode",
+    "header_fallbacks",
     "render_results",
     "result_uids",
 ]
@@ -117,15 +119,53 @@ def _conformant(element) -> bool:
     return True
 
 
+#: Specific Character Set terms highdicom writes (PS3.3 C.12.1.1.2); ``""`` is the default repertoire.
+_CHARACTER_SETS = frozenset(member.value for member in hd.SpecificCharacterSetValues) | {""}
+#: What a result is written in when the source's character set is unknown: pydicom decoded the source's values
+#: with its default (and warned), and UTF-8 encodes whatever it decoded.
+_FALLBACK_CHARACTER_SET = "ISO_IR 192"
+
+
+def _instance_number(source: Dataset) -> int | None:
+    """The source's Instance Number as an integer, ``None`` when absent or not an IS value (``abc``)."""
+    try:
+        return int(source.get("InstanceNumber", None) or 0) or None
+    except (TypeError, ValueError):
+        return None
+
+
+def _unknown_character_set(source: Dataset) -> bool:
+    value = source.get("SpecificCharacterSet", None) or ""
+    terms = [value] if isinstance(value, str) else list(value)
+    return any(str(term).strip() not in _CHARACTER_SETS for term in terms)
+
+
+def header_fallbacks(source: Dataset) -> list[str]:
+    """Flags naming the out-of-specification header values a result of ``source`` replaces by a fallback.
+
+    ``instance_number:invalid`` (Instance Number not an integer: the result's is 1) and
+    ``character_set:unknown`` (a Specific Character Set term PS3.3 C.12.1.1.2 does not define: the result is
+    written in UTF-8, ``ISO_IR 192``). A film is never refused for either: neither affects the lungs.
+    """
+    flags = []
+    if "InstanceNumber" in source and source.InstanceNumber not in (None, "") and _instance_number(source) is None:
+        flags.append("instance_number:invalid")
+    if _unknown_character_set(source):
+        flags.append("character_set:unknown")
+    return flags
+
+
 def _reference_header(source: Dataset) -> Dataset:
     """A copy of the source header without pixel data, with absent type 2 attributes present and empty.
 
     Out-of-specification values highdicom would refuse (Patient's Sex ``U``, a birth date ``01/02/1970``, any
     non-conformant DA/TM/DT) are emptied, as type 2 allows: a result about the lungs does not depend on them, and
-    the film is not refused for them.
+    the film is not refused for them; an unknown character set becomes UTF-8 and an Instance Number that is not
+    an integer is dropped (:func:`header_fallbacks` names both).
     """
     header = Dataset()
-    header.update({tag: element for tag, element in source.items() if tag < 0x7FE00000})
+    # copies: setting a value below must not change the caller's header (the worker reads its flags afterwards)
+    header.update({tag: copy.copy(element) for tag, element in source.items() if tag < 0x7FE00000})
     for keyword in _COPIED_TYPE2:
         if keyword not in header:
             setattr(header, keyword, None)
@@ -134,6 +174,10 @@ def _reference_header(source: Dataset) -> Dataset:
     for element in list(header):
         if not _conformant(element):
             header[element.tag].value = None
+    if _unknown_character_set(header):
+        header.SpecificCharacterSet = _FALLBACK_CHARACTER_SET
+    if _instance_number(header) is None:
+        header.pop("InstanceNumber", None)
     return header
 
 
@@ -192,8 +236,23 @@ def build_pneumonia_sr(source: Dataset, finding: PneumoniaFinding,
     source = _reference_header(source)
     return hd.sr.ComprehensiveSR(
         evidence=[source], content=report[0], series_instance_uid=series_uid, series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=sop_uid, instance_number=int(getattr(source, "InstanceNumber", None) or 1),
+        sop_instance_uid=sop_uid, instance_number=_instance_number(source) or 1,
         manufacturer=MANUFACTURER, is_complete=True, series_description="AI pneumonia classification (research)")
+
+
+def _series_laterality(source: Dataset) -> str | None:
+    """Laterality (0020,0060) of the SC's General Series (PS3.3 C.7.3.1, Type 2C): the source's L or R, else empty.
+
+    Its condition (a paired body part, and no Image Laterality) cannot be evaluated from the SC alone, which has
+    no Image Laterality (the SC Image IOD has no module holding it): validators (dciodvfy) then require the
+    attribute, and Type 2 allows it empty when unknown. A chest is not a paired structure; a chest film's Image
+    Laterality is ``U``, which Laterality's enumerated values (L, R) do not include.
+    """
+    for keyword in ("Laterality", "ImageLaterality"):
+        value = str(source.get(keyword, "") or "").strip().upper()
+        if value in ("L", "R"):
+            return value
+    return None
 
 
 def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray, burned_in_text: bool = True) -> hd.sc.SCImage:
@@ -216,7 +275,7 @@ def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray, burned
         ref_dataset=source, pixel_array=np.ascontiguousarray(overlay_rgb, dtype=np.uint8),
         photometric_interpretation="RGB", bits_allocated=8, coordinate_system="PATIENT",
         series_instance_uid=series_uid, series_number=SC_SERIES_NUMBER, sop_instance_uid=sop_uid,
-        instance_number=int(getattr(source, "InstanceNumber", None) or 1), manufacturer=MANUFACTURER,
+        instance_number=_instance_number(source) or 1, manufacturer=MANUFACTURER,
         patient_orientation=("L", "F"), transfer_syntax_uid=ExplicitVRLittleEndian,
         series_description="AI pneumonia Grad-CAM (research)")
     reference = Dataset()
@@ -224,6 +283,7 @@ def build_cam_secondary_capture(source: Dataset, overlay_rgb: np.ndarray, burned
     reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
     image.SourceImageSequence = [reference]
     image.BurnedInAnnotation = "YES" if burned_in_text else "NO"
+    image.Laterality = _series_laterality(source)
     return image
 
 

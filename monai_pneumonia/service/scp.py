@@ -51,6 +51,8 @@ from pynetdicom.sop_class import Verification
 from pynetdicom.transport import ThreadedAssociationServer
 
 from monai_pneumonia.io.codec import DECODABLE_TRANSFER_SYNTAXES, is_decodable
+from monai_pneumonia.redaction import escape_controls
+from monai_pneumonia.service.activity import pseudonym
 from monai_pneumonia.service.delivery import disable_nagle
 from monai_pneumonia.service.uids import is_valid_uid
 
@@ -266,12 +268,25 @@ class StorageSCP:
         refused = sorted({str(context.abstract_syntax.name) for context in assoc.rejected_contexts})
         if refused:  # one line per association: a store SCU offering every storage class would flood the log
             shown = ", ".join(refused[:5]) + (f" and {len(refused) - 5} more" if len(refused) > 5 else "")
-            # routine when the sender also offers what we read (Orthanc, storescu offer every class); a warning
-            # when nothing it offered is readable (a misrouted CT)
-            level = logging.INFO if assoc.accepted_contexts else logging.WARNING
+            # routine when the sender also offers what we read (Orthanc, storescu offer every class: DEBUG, else
+            # every association logs it); a warning when nothing it offered is readable (a misrouted CT)
+            level = logging.DEBUG if assoc.accepted_contexts else logging.WARNING
             logger.log(level, "association from %s: refused %d presentation context(s) of %d SOP Class(es) that are "
                            "not chest radiographs (abstract syntax not supported): %s", calling,
                            len(assoc.rejected_contexts), len(refused), shown)
+
+    def handle_rejected(self, event: evt.Event) -> None:
+        """Log a rejected association with its calling AE title (escaped: the peer chose it) and the reason."""
+        assoc = event.assoc
+        calling, called = assoc.requestor.ae_title, assoc.acceptor.ae_title
+        if self.ae.require_calling_aet and calling.strip() not in [t.strip() for t in self.ae.require_calling_aet]:
+            reason = "calling AE title not allowed (--allow)"
+        elif self.ae.require_called_aet and str(assoc.requestor.primitive.called_ae_title).strip() != called.strip():
+            reason = f"addressed to AE title {escape_controls(repr(assoc.requestor.primitive.called_ae_title))}"
+        else:
+            reason = f"limit of {self.ae.maximum_associations} associations reached"
+        logger.warning("rejected an association from %s, calling AE title %s: %s",
+                       getattr(assoc.requestor, "address", "?"), escape_controls(repr(calling)), reason)
 
     def handle_conn_open(self, event: evt.Event) -> None:
         """Start the establishment deadline of a new connection (:attr:`AssociationLimits.establish_timeout`)."""
@@ -308,30 +323,32 @@ class StorageSCP:
         try:
             data_class, data_uid = _data_set_uids(event)
         except Exception as error:  # noqa: BLE001 - a data set whose header cannot be read is not understood
-            logger.error("C-STORE %s from %s: data set header unreadable (%s): refused (0xC000)", sop_uid, calling,
-                         type(error).__name__)
+            logger.error("C-STORE %s from %s: data set header unreadable (%s): refused (0xC000)",
+                         pseudonym(sop_uid), calling, type(error).__name__)
             return CANNOT_UNDERSTAND
         if not is_valid_uid(data_uid):
             logger.error("C-STORE %s from %s: the data set's SOP Instance UID is not a valid UID: refused (0xC000)",
-                         sop_uid, calling)
+                         pseudonym(sop_uid), calling)
             return CANNOT_UNDERSTAND
         affected_class = str(event.request.AffectedSOPClassUID or "")
         if data_uid != sop_uid or data_class != affected_class:
             logger.error("C-STORE %s from %s: the data set's SOP %s UID differs from the request's Affected SOP %s "
-                         "UID: refused (0xA900)", sop_uid, calling, *(("Instance",) * 2 if data_uid != sop_uid
-                                                                      else ("Class",) * 2))
+                         "UID: refused (0xA900)", pseudonym(sop_uid), calling,
+                         *(("Instance",) * 2 if data_uid != sop_uid else ("Class",) * 2))
             return DATA_SET_MISMATCH
         try:
             data = event.encoded_dataset(include_meta=True)
         except Exception as error:  # noqa: BLE001 - a data set we cannot re-encode is not understood
-            logger.error("C-STORE %s from %s: cannot encode (%s)", sop_uid, calling, error)
+            logger.error("C-STORE %s from %s: cannot encode (%s)", pseudonym(sop_uid), calling,
+                         type(error).__name__)
             return CANNOT_UNDERSTAND
         return self.store(sop_uid, data, calling)
 
     def start(self, host: str, port: int) -> None:
         """Listen on ``host:port`` in background threads."""
         handlers = [(evt.EVT_C_ECHO, self.handle_echo), (evt.EVT_C_STORE, self.handle_store),
-                    (evt.EVT_ACCEPTED, self.handle_accepted), (evt.EVT_CONN_OPEN, self.handle_conn_open),
+                    (evt.EVT_ACCEPTED, self.handle_accepted), (evt.EVT_REJECTED, self.handle_rejected),
+                    (evt.EVT_CONN_OPEN, self.handle_conn_open),
                     (evt.EVT_DATA_RECV, self.handle_data_recv)]
         server_class = GuardedAssociationServer if self.ssl_context is None else TLSAssociationServer
         server = self.ae.make_server((host, port), ssl_context=self.ssl_context, evt_handlers=handlers,

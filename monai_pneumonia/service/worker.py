@@ -29,12 +29,12 @@ from pydicom.dataset import Dataset
 
 from monai_pneumonia.inference import Classification
 from monai_pneumonia.io.deflate import dcmread_bounded, inflated_limit
-from monai_pneumonia.io.policy import DEFAULT_MAX_PIXELS, format_flags
-from monai_pneumonia.io.redaction import install as _install_redaction
-from monai_pneumonia.results import FLAGS_KEY, Refusal, atomic_write, film_record, split_flags
-from monai_pneumonia.service.activity import log_classified
+from monai_pneumonia.io.policy import DEFAULT_MAX_PIXELS
+from monai_pneumonia.redaction import install as _install_redaction
+from monai_pneumonia.results import FLAGS_KEY, Refusal, atomic_write, film_record, join_flags, split_flags
+from monai_pneumonia.service.activity import log_classified, pseudonym
 from monai_pneumonia.service.journal import CLASSIFIED, Journal
-from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding, render_results
+from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding, header_fallbacks, render_results
 from monai_pneumonia.service.resultslog import ResultsLog
 from monai_pneumonia.service.screening import screen
 from monai_pneumonia.service.spool import Spool
@@ -177,7 +177,7 @@ class Worker(threading.Thread):
                 self.process_safely([item])
             return
         sop_uid, path = fresh[0]
-        logger.error("processing %s failed (%s)", sop_uid, type(failure).__name__)
+        logger.error("processing %s failed (%s)", pseudonym(sop_uid), type(failure).__name__)
         # third-party messages may quote attribute values (PHI): the exception type only, never its text
         self._refuse(sop_uid, path, None, f"processing failed ({type(failure).__name__})")
 
@@ -194,7 +194,7 @@ class Worker(threading.Thread):
         detail = {**_uids(None, sop_uid), "reason": reason, "received": self._received(target or path),
                   "quarantine": str(target) if target else ""}
         if self.journal.record_quarantined(sop_uid, detail):
-            logger.error("quarantined %s: %s", sop_uid, reason)
+            logger.error("quarantined %s: %s", pseudonym(sop_uid), reason)
             self.results_log.write("quarantined", **detail)
         self.spool.remove(sop_uid)
 
@@ -248,7 +248,7 @@ class Worker(threading.Thread):
     def _refuse(self, sop_uid: str, path: Path, header: Dataset | None, reason: str) -> None:
         detail = {**_uids(header, sop_uid), "reason": reason, "received": self._received(path)}
         if self.journal.record_refused(sop_uid, detail):
-            logger.warning("refused %s: %s", sop_uid, reason)
+            logger.warning("refused %s: %s", pseudonym(sop_uid), reason)
             self.results_log.write("refused", **detail)
         self.spool.remove(sop_uid)
 
@@ -257,7 +257,8 @@ class Worker(threading.Thread):
         files = [(uid, atomic_write(self.outbox / f"{uid}.dcm", data)) for uid, data in encoded]
         detail = {**_uids(header, sop_uid), "prob_pneumonia": round(result.prob_pneumonia, 6),
                   "prediction": result.prediction, "threshold": round(result.threshold, 6),
-                  "flags": format_flags(result.meta), "results": [uid for uid, _ in files],
+                  "flags": join_flags([*split_flags(result.meta.get(FLAGS_KEY)), *header_fallbacks(header)]),
+                  "results": [uid for uid, _ in files],
                   "received": self._received(path), "classified": time.time(), "inference_s": round(seconds, 4)}
         if self.journal.record_classified(sop_uid, detail, files, self.targets):
             record = film_record(result.prob_pneumonia, result.prediction, result.threshold, result.meta,

@@ -13,6 +13,7 @@ from monai_pneumonia.workflows.datasets import (
     REFUSED_KEY,
     RefusingDataset,
     collate_with_refusals,
+    drop_last_batch,
     find_input_error,
     image_items,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "XrayEvaluator",
     "class_index",
     "collate_with_refusals",
+    "drop_last_batch",
     "find_input_error",
     "image_items",
     "item_flags",

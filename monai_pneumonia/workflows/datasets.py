@@ -22,7 +22,8 @@ from monai_pneumonia.data.discovery import find_images
 from monai_pneumonia.errors import NoInputError, XrayInputError, find_cause
 from monai_pneumonia.results import Refusal
 
-__all__ = ["REFUSED_KEY", "RefusingDataset", "collate_with_refusals", "find_input_error", "image_items"]
+__all__ = ["REFUSED_KEY", "RefusingDataset", "collate_with_refusals", "drop_last_batch", "find_input_error",
+           "image_items"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,3 +106,21 @@ def image_items(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[
         where = ", ".join(paths) if paths else "(no input paths)"
         raise NoInputError(f"no images found in {where}" + (f" ({len(skipped)} other files skipped)" if skipped else ""))
     return [{"image": path} for path in found]
+
+
+def drop_last_batch(n_images: int, batch_size: int) -> bool:
+    """Whether a training loader drops its last, partial batch: only when it would hold a single image.
+
+    A batch of one cannot train BatchNorm (its variance is undefined); any larger remainder trains. Dropping
+    every partial batch (``drop_last=True``) would leave out up to ``batch_size - 1`` images per epoch: 29 of 61
+    at batch size 32. When one image is left out it is logged (a different one each epoch: the loader shuffles).
+
+    Args:
+        n_images: images in the training set.
+        batch_size: the loader's batch size.
+    """
+    drop = n_images > batch_size and n_images % batch_size == 1
+    if drop:
+        logger.info("training: 1 of %d images is left out of each epoch (a last batch of one cannot train "
+                    "BatchNorm); the loader shuffles, so a different one each epoch", n_images)
+    return drop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -93,3 +94,51 @@ def test_predict_json_records_carry_the_schema_and_no_identifiers(tiny, tmp_path
     assert 0.0 <= record["image_statistics"]["p1"] <= record["image_statistics"]["p99"] <= 1.0
     assert record["decision"] in ("NORMAL", "PNEUMONIA") and 0.0 <= record["probability"] <= 1.0
     assert "UID" not in json.dumps(record)
+
+
+def _cli(*args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monai_pneumonia", *args], capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+def test_predict_on_a_missing_file_is_one_line_and_exit_2(tmp_path):
+    result = _cli("predict", str(tmp_path / "nonexistent.dcm"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"monai-pneumonia: error: no such file or folder: {tmp_path / 'nonexistent.dcm'}"]
+    assert not result.stdout
+
+
+def test_evaluate_on_a_missing_dataset_folder_is_one_line_and_exit_2(tmp_path):
+    """The README's example with a folder that is not there: MONAI re-raises the datalist's error as a
+    RuntimeError from the config expression; the command line still prints its one line."""
+    result = _cli("evaluate", "--dataset-dir", "MISSING", "--output-dir", str(tmp_path / "eval"), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [f"monai-pneumonia: error: {tmp_path / 'MISSING'}: no such folder"]
+
+
+def test_predict_without_output_dir_leaves_no_folder_and_logs_no_monai_noise(tiny, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    image = sorted(tiny["dataset_dir"].rglob("*.png"))[0]
+    result = _cli("predict", str(image), "--bundle", str(tiny["bundle"]), "--device", "cpu",
+                  env={**os.environ, "TMPDIR": str(scratch)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert str(image) in result.stdout
+    assert list(scratch.glob("monai-pneumonia-*")) == []  # (other libraries may leave their own files)
+    for noise in ("Logging file is set to False", "deprecated name", "optional_packages_version", "results in"):
+        assert noise not in result.stderr, result.stderr
+
+
+def test_predict_save_cam_without_output_dir_is_a_usage_error(tmp_path):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    result = _cli("predict", str(image), "--save-cam")
+    assert result.returncode == 2 and "--save-cam needs --output-dir" in result.stderr
+
+
+def test_predict_help_is_plain_text():
+    result = _cli("predict", "--help")
+    assert result.returncode == 0
+    for markup in ("``", ":class:", ":func:", ":mod:"):
+        assert markup not in result.stdout

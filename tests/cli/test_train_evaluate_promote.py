@@ -42,6 +42,12 @@ def test_train_writes_a_run_folder_and_never_the_shipped_model(bundle_copy, tiny
     assert 0.0 < summary["threshold"] < 1.0 and summary["sha256"] == sha256_file(summary["checkpoint"])
     assert f"monai-pneumonia promote {summary['checkpoint']}" in captured.err
     assert sha256_file(bundle_copy / "models" / "model.pt") == shipped
+    # the run keeps what it was made of: its configs, its overrides and the datalist it trained on
+    run = runs[0]
+    assert (run / "configs" / "train.json").read_text() == (bundle_copy / "configs" / "train.json").read_text()
+    assert json.loads((run / "overrides.json").read_text())["overrides"]["dataset_dir"] == str(tiny_dataset.resolve())
+    datalist = json.loads((run / "datalist.json").read_text())
+    assert sum(len(items) for items in datalist.values()) == 24 and datalist["training"] and datalist["validation"]
 
 
 def test_evaluate_prints_the_metrics_it_wrote(tiny_bundle, tiny_dataset, tmp_path, capsys):

@@ -172,3 +172,27 @@ def test_report_carries_the_disclaimer_and_warns_when_a_class_has_too_few_films(
                              n_bootstrap=50)
     enough = write_report(records, metrics, tmp_path / "enough.html").read_text(encoding="utf-8")
     assert "Too few films" not in enough and DISCLAIMER.split(".")[0] in enough
+
+
+def _luminance(hex_colour: str) -> float:
+    """WCAG 2 relative luminance of ``#rgb`` or ``#rrggbb``."""
+    digits = hex_colour.lstrip("#")
+    digits = "".join(c * 2 for c in digits) if len(digits) == 3 else digits
+    channels = [int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_the_disclaimer_is_readable_and_states_the_intended_use():
+    """The disclaimer box sits in the header (white text): its own text colour must contrast with its background
+    (WCAG AA, 4.5:1)."""
+    from monai_pneumonia.evaluation.report import _CSS, DISCLAIMER
+
+    rule = re.search(r"\.warn\{([^}]*)\}", _CSS).group(1)
+    header = re.search(r"(?m)^header\{([^}]*)\}", _CSS).group(1)
+    background = re.search(r"background:(#[0-9a-fA-F]{3,6})", rule).group(1)
+    text = (re.search(r"(?:^|;)color:(#[0-9a-fA-F]{3,6})", rule) or re.search(r"(?:^|;)color:(#[0-9a-fA-F]{3,6})",
+                                                                                  header)).group(1)
+    light, dark = sorted((_luminance(background), _luminance(text)), reverse=True)
+    assert (light + 0.05) / (dark + 0.05) >= 4.5, (background, text)
+    assert "research use only; not for diagnosis or triage" in DISCLAIMER.lower()

@@ -90,7 +90,8 @@ class Server:
 
 
 @contextmanager
-def start_server(workdir: Path, studies: Path, conf: dict[str, str], timeout: float = 180) -> Iterator[Server]:
+def start_server(workdir: Path, studies: Path, conf: dict[str, str], timeout: float = 180,
+                 env: dict[str, str] | None = None) -> Iterator[Server]:
     """Run ``monailabel.main start_server`` with a copy of the app until the block exits.
 
     Args:
@@ -98,6 +99,7 @@ def start_server(workdir: Path, studies: Path, conf: dict[str, str], timeout: fl
         studies: the studies folder (written into by the server).
         conf: ``--conf`` options of the app.
         timeout: seconds to wait for ``/info/``.
+        env: further environment variables of the server.
 
     Yields:
         The running server.
@@ -109,7 +111,7 @@ def start_server(workdir: Path, studies: Path, conf: dict[str, str], timeout: fl
                "--studies", os.fspath(studies), "--host", "127.0.0.1", "--port", str(port)]
     for key, value in conf.items():
         command += ["--conf", key, value]
-    env = {**os.environ, **QUIET_ENV, "MONAI_LABEL_SESSION_PATH": os.fspath(workdir / "sessions")}
+    env = {**os.environ, **QUIET_ENV, "MONAI_LABEL_SESSION_PATH": os.fspath(workdir / "sessions"), **(env or {})}
     server = Server(f"http://127.0.0.1:{port}", workdir / "server.log")
     with server.log.open("wb") as log:
         process = subprocess.Popen(command, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import socket
 
 import pytest
@@ -77,3 +78,14 @@ def test_our_server_class_listens_and_both_stop_and_ae_shutdown_close_it(stop):
     stop(scp)
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5).close()
+
+
+def test_a_rejected_calling_ae_title_is_logged(scp_port, caplog):
+    caplog.set_level(logging.DEBUG, logger="monai_pneumonia.service.scp")
+    assert not _echo(scp_port, "INTRUDER", "PNEUMO")
+    assert not _echo(scp_port, "MODALITY", "OTHER")
+    lines = [r.getMessage() for r in caplog.records if "rejected an association" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert "calling AE title 'INTRUDER': calling AE title not allowed" in lines[0]
+    assert "'MODALITY': addressed to AE title 'OTHER'" in lines[1]
+

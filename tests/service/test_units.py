@@ -232,6 +232,15 @@ def test_cam_secondary_capture(tmp_path, source):
     assert sc.StudyInstanceUID == source.StudyInstanceUID and sc.PhotometricInterpretation == "RGB"
     assert sc.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
     np.testing.assert_array_equal(sc.pixel_array, overlay)
+    # General Series Laterality, Type 2C (PS3.3 C.7.3.1): present, empty for a chest (dciodvfy requires it)
+    assert "Laterality" in sc and sc.Laterality in ("", None)
+
+
+def test_cam_secondary_capture_keeps_a_sources_left_or_right(source):
+    source.ImageLaterality = "R"
+    assert build_cam_secondary_capture(source, np.zeros((4, 4, 3), np.uint8)).Laterality == "R"
+    source.ImageLaterality = "U"
+    assert not build_cam_secondary_capture(source, np.zeros((4, 4, 3), np.uint8)).Laterality
 
 
 # -- worker ----------------------------------------------------------------------------------------------------

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pydicom
 from PIL import Image
 
 from monai_pneumonia.inference import BundleClassifier, Classification
 from monai_pneumonia.service.reports import build_cam_secondary_capture
-from monai_pneumonia.visualize import cam_at_size, caption, overlay_name, render_cam
+from monai_pneumonia.visualize import cam_at_size, caption, evidence_map, overlay_name, render_cam
 from tests.conftest import CONFIGS, REPO, TINY, run_bundle
 from tests.factories import gradient_picture, write_dicom
 
@@ -42,7 +43,7 @@ def test_caption_states_probability_threshold_and_decision():
     plain = render_cam(np.zeros((1, 64, 64)), np.zeros((1, 7, 7)))
     captioned = render_cam(np.zeros((1, 64, 64)), np.zeros((1, 7, 7)), 0.8, 0.4)
     assert captioned.shape[0] > plain.shape[0]
-    np.testing.assert_array_equal(captioned[: plain.shape[0]], plain)
+    np.testing.assert_array_equal(captioned[: plain.shape[0], :512], plain[:, :512])  # the bar's labels differ
     assert (captioned[plain.shape[0]:] != 16).any(), "the caption is drawn"
 
 
@@ -80,3 +81,20 @@ def test_the_service_secondary_capture_and_the_bundle_overlay_are_one_picture(tr
     assert bundle_png.shape[0] > 512 and bundle_png.shape[1] > 512 * 80 // 96  # film scaled up, then a caption
     np.testing.assert_array_equal(sc.pixel_array, bundle_png)
     assert sc.BurnedInAnnotation == "YES"
+
+
+def test_the_maps_scale_carries_the_evidence_the_same_on_every_film():
+    """Grad-CAM maps are normalised per image; drawn with a probability, a normal film's blob (p = 0.015) is the
+    colour of no evidence, a pneumonia film's (p = 0.86) near the top of the one shared colour scale."""
+    cam = np.zeros((1, 8, 8))
+    cam[0, 1:3, 1:3] = 1.0  # a full-strength blob, as per-image normalisation makes of any map
+    display = np.full((1, 64, 64), 0.5)
+    weak, strong = (render_cam(display, cam, p, 0.5, alpha=1.0) for p in (0.015, 0.86))
+    blob, empty = (100, 100), (450, 450)
+    jet = matplotlib.colormaps["jet"]
+    np.testing.assert_allclose(weak[blob] / 255.0, jet(0.015)[:3], atol=2 / 255)
+    contrast = [np.abs(picture[blob].astype(int) - picture[empty]).sum() for picture in (weak, strong)]
+    assert contrast[0] < 0.1 * contrast[1], contrast  # no full-strength blob where there is little evidence
+    np.testing.assert_allclose(strong[blob] / 255.0, jet(0.86)[:3], atol=2 / 255)
+    np.testing.assert_array_equal(weak[:512, 512:], strong[:512, 512:])  # one colour scale on both
+    np.testing.assert_allclose(evidence_map(np.ones(3), float("nan")), 0.0)

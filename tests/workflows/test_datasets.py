@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from monai.transforms import Compose, Lambdad
@@ -49,3 +51,13 @@ def test_collate_keeps_refusals_beside_the_batch():
     assert batch[REFUSED_KEY] == [Refusal("b.bad", "corrupt", 1)]
     only_refused = collate_with_refusals([dataset[1]])
     assert set(only_refused) == {REFUSED_KEY}
+
+
+def test_the_training_loader_drops_a_last_batch_only_when_it_holds_one_image(caplog):
+    """61 images at batch 32: all 61 train (drop_last=True dropped 29); 65: one is left out, and it is logged."""
+    from monai_pneumonia.workflows import drop_last_batch
+
+    assert drop_last_batch(61, 32) is False and drop_last_batch(20, 32) is False and drop_last_batch(64, 32) is False
+    with caplog.at_level(logging.INFO, logger="monai_pneumonia.workflows.datasets"):
+        assert drop_last_batch(65, 32) is True
+    assert "1 of 65 images" in caplog.text
