@@ -7,7 +7,7 @@ from typing import TypeVar
 
 _E = TypeVar("_E", bound=BaseException)
 
-__all__ = ["CheckpointError", "DeviceUnavailableError", "NoInputError", "NoReadableInputError", "XrayInputError",
+__all__ = ["CheckpointError", "DatalistError", "DeviceUnavailableError", "NoInputError", "NoReadableInputError", "XrayInputError",
            "find_cause"]
 
 
@@ -32,6 +32,30 @@ class XrayInputError(ValueError):
         super().__init__(f"{self.path}: {reason}")
 
     def __reduce__(self):  # keeps the two-argument signature picklable across DataLoader workers
+        return (type(self), (self.path, self.reason))
+
+
+class DatalistError(ValueError):
+    """A datalist source that cannot be used; the message names the path and the reason.
+
+    The user's input, not a refused radiograph: a plain ``ValueError`` (the subclasses are in
+    :mod:`monai_pneumonia.data.errors`).
+
+    Args:
+        path: the folder, CSV or JSON (or ``None`` when there is no file).
+        reason: what is wrong with it, in words a user can act on.
+
+    Attributes:
+        path: the source as given (``"<memory>"`` when none).
+        reason: the reason alone.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, reason: str) -> None:
+        self.path = os.fspath(path) if path is not None else "<memory>"
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # keeps the two-argument signature picklable across processes
         return (type(self), (self.path, self.reason))
 
 

@@ -14,8 +14,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_pneumonia import __version__
-from monai_pneumonia.data.errors import DatalistError
-from monai_pneumonia.errors import CheckpointError, DeviceUnavailableError, NoInputError, XrayInputError, find_cause
+from monai_pneumonia.errors import (
+    CheckpointError,
+    DatalistError,
+    DeviceUnavailableError,
+    NoInputError,
+    XrayInputError,
+    find_cause,
+)
 from monai_pneumonia.redaction import install_log_hygiene
 
 __all__ = ["USER_ERRORS", "add_bundle_argument", "build_parser", "main"]

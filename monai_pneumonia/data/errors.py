@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+from monai_pneumonia.errors import DatalistError
+
 __all__ = [
     "CsvRowError",
     "DatalistError",
@@ -16,27 +18,6 @@ __all__ = [
     "SourceNotFoundError",
     "UnknownLabelError",
 ]
-
-
-class DatalistError(ValueError):
-    """A datalist source that cannot be used; the message names the path and the reason.
-
-    Args:
-        path: the folder, CSV or JSON (or ``None`` when there is no file).
-        reason: what is wrong with it, in words a user can act on.
-
-    Attributes:
-        path: the source as given (``"<memory>"`` when none).
-        reason: the reason alone.
-    """
-
-    def __init__(self, path: str | os.PathLike | None, reason: str) -> None:
-        self.path = os.fspath(path) if path is not None else "<memory>"
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
-
-    def __reduce__(self):  # keeps the two-argument signature picklable across processes
-        return (type(self), (self.path, self.reason))
 
 
 class SourceNotFoundError(DatalistError):
