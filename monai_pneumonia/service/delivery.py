@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import socket
 import sqlite3
@@ -42,7 +43,16 @@ RESULT_SOP_CLASSES = (ComprehensiveSRStorage, SecondaryCaptureImageStorage)
 
 
 class DamagedResultError(ValueError):
-    """A result file in the outbox that cannot be read as DICOM: no destination will ever take it (dead-lettered)."""
+    """A result file in the outbox that cannot be read as DICOM: no destination will ever take it (dead-lettered).
+
+    Attributes:
+        path: the file.
+        reason: what is wrong with it, without the file name (log lines never carry a UID, and it is named after one).
+    """
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{self.path}: {reason}")
 
 
 def read_result(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset:
@@ -54,7 +64,7 @@ def read_result(path: Path, stop_before_pixels: bool = False) -> pydicom.Dataset
     try:
         return pydicom.dcmread(path, stop_before_pixels=stop_before_pixels)
     except Exception as error:  # noqa: BLE001 - any failure to read the file means it is damaged
-        raise DamagedResultError(f"{Path(path).name}: not a readable DICOM file ({type(error).__name__})") from error
+        raise DamagedResultError(path, f"not a readable DICOM file ({type(error).__name__})") from error
 
 
 @dataclass
@@ -95,7 +105,7 @@ def _readable(files: Sequence[Path], outcome: Outcome, stop_before_pixels: bool 
         try:
             readable.append((Path(path), read_result(path, stop_before_pixels)))
         except DamagedResultError as error:
-            outcome.damaged[Path(path)] = str(error)
+            outcome.damaged[Path(path)] = error.reason
     return readable
 
 

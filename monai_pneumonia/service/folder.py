@@ -48,8 +48,8 @@ class FolderDestination(Destination):
                 read_result(path, stop_before_pixels=True)
                 data = path.read_bytes()
             except (DamagedResultError, OSError) as error:
-                outcome.damaged[path] = str(error) if isinstance(error, DamagedResultError) else (
-                    f"{path.name}: cannot be read ({type(error).__name__})")
+                outcome.damaged[path] = error.reason if isinstance(error, DamagedResultError) else (
+                    f"cannot be read ({type(error).__name__})")
                 continue
             atomic_write(self.folder / path.name, data)  # an OSError here (folder full): the batch is retried
             outcome.delivered.append(path)

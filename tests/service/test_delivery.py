@@ -244,13 +244,16 @@ def _damage(tmp_path: Path, queued, missing: int, garbage: int) -> None:
     (tmp_path / "outbox" / f"r{garbage}.dcm").write_bytes(b"\x00not DICOM\xff" * 20)
 
 
-def test_one_damaged_file_is_dead_lettered_and_the_others_kept_in_the_folder(tmp_path):
+def test_one_damaged_file_is_dead_lettered_and_the_others_kept_in_the_folder(tmp_path, caplog):
     journal, calls = Journal(tmp_path / "j.sqlite"), _Recorder()
     kept = FolderDestination(tmp_path / "kept")
     queued = _queue(tmp_path, journal, [kept.name], 10)
     _damage(tmp_path, queued, missing=3, garbage=7)
     deliverer = calls.deliverer(journal, [kept])
-    assert deliverer.deliver_due() == 8
+    with caplog.at_level(logging.INFO, logger="monai_pneumonia.service"):
+        assert deliverer.deliver_due() == 8
+    assert len([r for r in caplog.records if "dead-lettered" in r.getMessage()]) == 2
+    assert not [uid for pair in queued for uid in pair if uid in caplog.text]  # no UID in the log
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == sorted(
         f"r{i}.dcm" for i in range(10) if i not in (3, 7))
     assert {item.result_uid for item, _ in calls.dead} == {queued[3][1], queued[7][1]}
