@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -233,6 +234,9 @@ def run(args: argparse.Namespace) -> int:
     except StateFileError as error:  # a configuration error: exit 2, which the systemd unit does not restart
         print(f"monai-pneumonia serve: {error}", file=sys.stderr)
         return 2
+    except (OSError, sqlite3.OperationalError) as error:  # the disk (full, I/O error): exit 1, restarted later
+        print(f"monai-pneumonia serve: cannot open the state in {config.spool}: {error}", file=sys.stderr)
+        return 1
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

@@ -29,6 +29,7 @@ classified or reported again, whether it comes back from the spool after a resta
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -38,8 +39,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CLASSIFIED", "DELIVERED", "QUARANTINED", "REFUSED", "UNDELIVERABLE", "Journal", "PendingResult",
-           "StateFileError"]
+__all__ = ["CLASSIFIED", "DELIVERED", "QUARANTINED", "REFUSED", "TRANSIENT_ERRNOS", "UNDELIVERABLE", "Journal",
+           "PendingResult", "StateFileError"]
 
 CLASSIFIED, DELIVERED, REFUSED, QUARANTINED = "classified", "delivered", "refused", "quarantined"
 UNDELIVERABLE = "undeliverable"
@@ -56,6 +57,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     result_uid TEXT NOT NULL, target TEXT NOT NULL, source_uid TEXT NOT NULL, path TEXT NOT NULL,
     attempts INTEGER NOT NULL, reason TEXT NOT NULL, time REAL NOT NULL, PRIMARY KEY (result_uid, target));
 """
+
+
+#: OSError numbers of a state file that say nothing about the configuration (a full disk, an I/O error).
+TRANSIENT_ERRNOS = (errno.ENOSPC, errno.EIO, errno.EDQUOT)
 
 
 class StateFileError(ValueError):
@@ -97,7 +102,11 @@ class Journal:
             if "refusals" not in columns:  # a journal written before refusals were counted
                 self._db.execute("ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0")
         except OSError as error:
+            if error.errno in TRANSIENT_ERRNOS:  # the disk, not the configuration: a restart may succeed
+                raise
             raise StateFileError(f"journal {self.path}: cannot be opened ({error.strerror or error})") from error
+        except sqlite3.OperationalError:  # "database or disk is full", "disk I/O error", locked: not configuration
+            raise
         except sqlite3.DatabaseError as error:
             raise StateFileError(f"journal {self.path}: not a usable SQLite database ({error}); move it away to "
                                  "start with an empty journal") from error

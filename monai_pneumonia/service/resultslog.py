@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from monai_pneumonia.service.activity import ActivityCounter
-from monai_pneumonia.service.journal import StateFileError
+from monai_pneumonia.service.journal import TRANSIENT_ERRNOS, StateFileError
 
 __all__ = ["ResultsLog"]
 
@@ -41,6 +41,8 @@ class ResultsLog:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as error:
+            if error.errno in TRANSIENT_ERRNOS:  # a full disk: not the configuration, a restart may succeed
+                raise
             raise StateFileError(f"results log {self.path}: cannot be opened for appending "
                                  f"({error.strerror or error})") from error
         self._stream = os.fdopen(fd, "a", encoding="utf-8")
