@@ -12,6 +12,10 @@ parts, undecodable) are never classified and are logged with the reason; a SOP I
 acknowledged and not reported again; whatever was acknowledged survives a crash or restart (the spool and
 journal are processed at the next start). SIGTERM/SIGINT stop gracefully. See docs/pacs.md.
 
+Exit status: 0 after SIGTERM/SIGINT; 2 for a configuration error (bad option, missing model, a journal or results
+log that cannot be used: restarting cannot fix it); 1 when the worker or a deliverer cannot go on (e.g. a full
+disk under the journal), so that systemd restarts it - while unhealthy it answers every C-STORE with 0xA700.
+
 Options can also come from a JSON file (--config) whose keys are the long option names (e.g. "aet", "port",
 "destination": ["PACS@10.0.0.5:104"], "max-associations"); options given on the command line win.
 """
@@ -22,6 +26,7 @@ import argparse
 import json
 import logging
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -102,6 +107,9 @@ def _add_options(parser: argparse.ArgumentParser, given_only: bool) -> None:
     out.add_argument("--cam", action="store_true", default=False, help="also send a Grad-CAM overlay as a Secondary Capture")
     out.add_argument("--retry-initial", type=float, default=1.0, help="first retry delay after a failed delivery, s (default: %(default)s)")
     out.add_argument("--retry-max", type=float, default=60.0, help="longest retry delay, s (default: %(default)s)")
+    out.add_argument("--max-refusals", type=int, default=5,
+                     help="a result a destination refused this many times is dead-lettered, kept in "
+                          "SPOOL/dead-letter/ and no longer retried (default: %(default)s)")
     out.add_argument("--results-log", type=Path, default=None, help="JSON-lines results log (default: SPOOL/results.jsonl)")
     state = _OptionGroup(parser, "state and model", given_only)
     state.add_argument("--spool", type=Path, default=None,
@@ -185,7 +193,8 @@ def build_config(args: argparse.Namespace):
                          results_log=args.results_log, report_processes=args.report_processes, tls=tls,
                          stats_interval=args.stats_interval, metrics_port=args.metrics_port,
                          drift_reference=args.drift_reference or _shipped_reference(args),
-                         drift_window=args.drift_window, drift_min_window=args.drift_min_window)
+                         drift_window=args.drift_window, drift_min_window=args.drift_min_window,
+                         max_refusals=args.max_refusals)
 
 
 def _check_reference_binding(service, args: argparse.Namespace) -> None:
@@ -248,6 +257,7 @@ def run(args: argparse.Namespace) -> int:
     from monai_pneumonia.inference import BundleClassifier
     from monai_pneumonia.monitoring import DriftReferenceError
     from monai_pneumonia.service import PneumoniaService
+    from monai_pneumonia.service.journal import StateFileError
 
     if args.device is not None:
         available_device(args.device)  # DeviceUnavailableError: one line from the command line, exit 2
@@ -261,6 +271,12 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger(__name__).info("model loaded: %r", classifier)
     try:
         service = PneumoniaService(config, classifier)
+    except StateFileError as error:  # a configuration error: exit 2, which the systemd unit does not restart
+        print(f"monai-pneumonia serve: {error}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.OperationalError) as error:  # the disk (full, I/O error): exit 1, restarted later
+        print(f"monai-pneumonia serve: cannot open the state in {config.spool}: {error}", file=sys.stderr)
+        return 1
     except (DriftReferenceError, ValueError) as error:  # the drift reference or window: one line
         print(f"monai-pneumonia serve: {error}", file=sys.stderr)
         return 2
@@ -269,7 +285,11 @@ def run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     service.start()
-    while not stop.wait(1.0):
+    while not stop.wait(1.0) and not service.failed.is_set():
         pass
+    ok, reason = service.health()
     service.stop()
+    if not ok:  # exit non-zero: systemd's Restart=on-failure starts a fresh process (the spool is kept)
+        logging.getLogger(__name__).critical("exiting with status 1 so that the service is restarted: %s", reason)
+        return 1
     return 0

@@ -19,7 +19,9 @@ __all__ = ["ActivityCounter", "ActivityReporter", "log_classified", "pseudonym"]
 logger = logging.getLogger(__name__)
 
 #: Events counted, in the order the periodic line lists them.
-EVENTS = ("classified", "refused", "duplicate", "delivered")
+EVENTS = ("classified", "refused", "duplicate", "delivered", "dead_letter")
+#: How an event is named in the line (a result given up on is "dead-lettered").
+_LABELS = {"dead_letter": "dead-lettered"}
 
 
 def pseudonym(sop_instance_uid: str) -> str:
@@ -69,7 +71,7 @@ class ActivityCounter:
 def format_activity(recent: Counter[str], total: Counter[str], seconds: float, queued: int) -> str:
     """The periodic counters line."""
     def listing(counts: Counter[str]) -> str:
-        parts = [f"{counts[event]} {event}" for event in EVENTS]
+        parts = [f"{counts[event]} {_LABELS.get(event, event)}" for event in EVENTS]
         parts[0] += f" ({counts['pneumonia']} pneumonia)"
         return ", ".join(parts)
 

@@ -4,13 +4,21 @@ State folder layout (``spool``)::
 
     incoming/        received instances, <SOP Instance UID>.dcm (0600), deleted once their results are delivered
     outbox/          result instances waiting for delivery, <result SOP Instance UID>.dcm
-    quarantine/      instances the service process died on twice (poison pills, see worker.py), never retried
+    quarantine/      instances the service process died on twice (poison pills, see worker.py), never retried,
+                     and stray files found in incoming/ (named stray-<pseudonym>), never classified
+    dead-letter/     result files given up on (refused too often, damaged, destination removed; see delivery.py)
     journal.sqlite   what became of each SOP Instance UID and the delivery queue (see journal.py)
     results.jsonl    the results log (default location)
 
 Start-up recovery: partial writes (never acknowledged) are deleted; every complete instance in ``incoming/``
 that the journal has not decided is classified; decided ones are skipped (their results are delivered from the
-outbox, or were already); outbox files the journal no longer references are deleted.
+outbox, or were already); outbox files the journal no longer references are deleted; a file in ``incoming/``
+whose name is not ``<SOP Instance UID>.dcm`` is moved to ``quarantine/`` (logged by pseudonym, never by name).
+
+Health (:meth:`PneumoniaService.health`): the service is unhealthy once its classification worker or a
+deliverer cannot go on (the journal cannot be written, e.g. a full disk; an unexpected error). From then on every
+C-STORE is answered ``0xA700`` (Out of Resources), never Success, and ``serve`` exits with status 1 so that
+systemd restarts it: nothing is acknowledged into a dead pipeline.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -34,7 +43,7 @@ from monai_pneumonia.redaction import install_log_hygiene
 from monai_pneumonia.results import event_record
 from monai_pneumonia.service.activity import ActivityReporter, pseudonym
 from monai_pneumonia.service.delivery import Deliverer, Destination, describe_destination
-from monai_pneumonia.service.journal import Journal
+from monai_pneumonia.service.journal import DELIVERED, Journal, PendingResult
 from monai_pneumonia.service.lifeline import init_child
 from monai_pneumonia.service.metrics import MetricsServer, ServiceMetrics
 from monai_pneumonia.service.reports import AlgorithmInfo, PneumoniaFinding
@@ -74,6 +83,7 @@ class ServiceConfig:
         drift_reference: the live drift monitor's reference (a sidecar or records file; ``None``: no monitor).
         drift_window: films in the drift monitor's rolling window.
         drift_min_window: fewest films the drift monitor tests.
+        max_refusals: refusals of one result by one destination before it is dead-lettered.
     """
 
     aet: str = "PNEUMO"
@@ -97,6 +107,7 @@ class ServiceConfig:
     drift_reference: Path | None = None
     drift_window: int = 300
     drift_min_window: int = 100
+    max_refusals: int = 5
 
 
 class PneumoniaService:
@@ -105,6 +116,9 @@ class PneumoniaService:
     Args:
         config: the settings.
         classifier: a loaded :class:`~monai_pneumonia.inference.BundleClassifier`.
+
+    Raises:
+        StateFileError: the journal or the results log cannot be used (the message names the file).
     """
 
     def __init__(self, config: ServiceConfig, classifier) -> None:
@@ -116,12 +130,17 @@ class PneumoniaService:
         self.outbox = Spool(root / "outbox")
         self.journal = Journal(root / "journal.sqlite")
         self.results_log = ResultsLog(config.results_log or root / "results.jsonl")
-        self.deliverer = Deliverer(self.journal, config.destinations, self._delivered,
-                                   config.retry_initial, config.retry_max)
+        self.quarantine, self.dead_letters = root / "quarantine", root / "dead-letter"
+        self.failed = threading.Event()
+        self._failure = ""
+        self.deliverer = Deliverer(self.journal, config.destinations, self._finished, config.retry_initial,
+                                   config.retry_max, max_refusals=config.max_refusals,
+                                   on_dead_letter=self._dead_letter, on_failure=self._fail)
         self.worker = Worker(self.spool, self.outbox.root, self.journal, classifier,
                              [d.name for d in config.destinations], self.results_log,
-                             on_results=self.deliverer.wakeup.set, batch_size=config.batch_size, cam=config.cam,
-                             lenient=config.lenient, algorithm=config.algorithm, quarantine=root / "quarantine")
+                             on_results=self.deliverer.wakeup, batch_size=config.batch_size, cam=config.cam,
+                             lenient=config.lenient, algorithm=config.algorithm, quarantine=self.quarantine,
+                             on_failure=self._fail)
         self.executor = None
         if config.report_processes > 0:
             # init_child: the report processes end when this process ends, even by SIGKILL (lifeline.py)
@@ -145,7 +164,27 @@ class PneumoniaService:
 
     # -- event targets ----------------------------------------------------------------------------------------
 
+    def health(self) -> tuple[bool, str]:
+        """``(ok, reason)`` for ``/healthz``: False once the worker or a deliverer cannot go on (the module
+        docstring), when stopped, or while the classification worker is not running (during the warm-up)."""
+        if self.failed.is_set():
+            return False, self._failure
+        if self.stopped.is_set():
+            return False, "stopped"
+        if not self.worker.is_alive():
+            return False, "classification worker not running"
+        return True, "classifying and delivering"
+
+    def _fail(self, reason: str) -> None:
+        if not self.failed.is_set():
+            self._failure = reason
+            self.failed.set()
+            logger.critical("unhealthy: %s; every C-STORE is now answered 0xA700", reason)
+
     def _store(self, sop_uid: str, data: bytes, calling_aet: str) -> int:
+        if self.failed.is_set():  # never acknowledge what nothing would classify
+            logger.error("C-STORE from %s answered 0xA700: the service is unhealthy (%s)", calling_aet, self._failure)
+            return OUT_OF_RESOURCES
         with self._receive_lock:  # one writer per UID at a time; the duplicate check sees finished writes
             if self.journal.state(sop_uid) is not None or sop_uid in self.spool:
                 logger.info("duplicate SOP Instance UID %s from %s: acknowledged, not re-reported", pseudonym(sop_uid),
@@ -162,24 +201,33 @@ class PneumoniaService:
         self.worker.submit(sop_uid, path)
         return SUCCESS
 
-    def _delivered(self, source_uid: str, detail: dict, files: list[str]) -> None:
+    def _finished(self, source_uid: str, state: str, detail: dict, files: list[str]) -> None:
+        """The last result of a source left the outbox (delivered, or some dead-lettered): clean up, record."""
         for name in files:
             Path(name).unlink(missing_ok=True)
         self.spool.remove(source_uid)
-        latency = detail["delivered"] - detail.get("received", detail["delivered"])
-        self.results_log.write("delivered", **detail, latency_s=round(latency, 4))
+        if state == DELIVERED:
+            latency = detail["delivered"] - detail.get("received", detail["delivered"])
+            self.results_log.write("delivered", **detail, latency_s=round(latency, 4))
+
+    def _dead_letter(self, item: PendingResult, reason: str) -> None:
+        """Keep the file of a result given up on in ``dead-letter/`` and write it to the results log."""
+        source = Path(item.path)
+        kept = self.dead_letters / source.name
+        try:
+            self.dead_letters.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if source.is_file() and not kept.exists():
+                shutil.copyfile(source, kept)
+                os.chmod(kept, 0o600)
+        except OSError as error:
+            logger.error("cannot keep a dead-lettered result in %s (%s)", self.dead_letters, error.strerror)
+        self.results_log.write("dead_letter", sop_instance_uid=item.source_uid, result_uid=item.result_uid,
+                               destination=item.target, attempts=item.attempts + 1, reason=reason,
+                               file=os.fspath(kept) if kept.exists() else "")
 
     def _monitor(self, event: dict) -> None:
         if (record := event_record(event)) is not None:
             self.drift_monitor.add(record)
-
-    def health(self) -> tuple[bool, str]:
-        """``(ok, reason)``: ok while the classification worker runs (``/healthz``)."""
-        if self.stopped.is_set():
-            return False, "stopped"
-        if not self.worker.is_alive():
-            return False, "classification worker not running"
-        return True, ""
 
     # -- life cycle -------------------------------------------------------------------------------------------
 
@@ -192,6 +240,12 @@ class PneumoniaService:
         for _, path in self.outbox.pending():
             if os.fspath(path) not in referenced:
                 path.unlink(missing_ok=True)
+        for stray in self.spool.strays():  # never written by the listener (every name it writes is a UID)
+            self.quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)
+            moved = self.quarantine / f"stray-{pseudonym(stray.name)[4:]}"
+            os.replace(stray, moved)
+            logger.warning("a file in %s is not named after a SOP Instance UID: moved to %s, never classified",
+                           self.spool.root, moved)  # its name may be anything, even a patient's: not logged
         queued = 0
         for sop_uid, path in self.spool.pending():
             self.worker.submit(sop_uid, path)
@@ -254,8 +308,9 @@ class PneumoniaService:
             logger.info("drift monitor: rolling window of %d films (tested from %d) against %s",
                         self.drift_monitor.rule.window, self.drift_monitor.rule.min_window,
                         self.drift_monitor.reference.source or config.drift_reference)
-        logger.info("spool %s: %d instances to process, %d deliveries queued; results log %s",
-                    Path(config.spool).resolve(), queued, self.journal.pending_count(), self.results_log.path)
+        logger.info("spool %s: %d instances to process, %d deliveries queued, %d dead letters; results log %s",
+                    Path(config.spool).resolve(), queued, self.journal.pending_count(),
+                    self.journal.dead_letter_count(), self.results_log.path)
 
     def stop(self, drain_timeout: float = 10.0) -> None:
         """Graceful stop: refuse new associations, finish the current batch, try one last delivery round.
@@ -272,8 +327,11 @@ class PneumoniaService:
             self.metrics_server.stop()
         if self.executor is not None:
             self.executor.shutdown(cancel_futures=True)
-        left = self.journal.pending_count() + sum(1 for _ in self.spool.pending())
-        logger.info("stopped; %d items kept for the next start", left)
+        try:
+            left = self.journal.pending_count() + sum(1 for _ in self.spool.pending())
+            logger.info("stopped; %d items kept for the next start", left)
+        except Exception as error:  # noqa: BLE001 - an unhealthy journal must not hide the reason we stop for
+            logger.error("stopped; the journal cannot be read (%s)", type(error).__name__)
         self.journal.close()
         self.results_log.close()
         self.stopped.set()

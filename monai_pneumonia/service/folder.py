@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monai_pneumonia.results import atomic_write
-from monai_pneumonia.service.delivery import Destination
+from monai_pneumonia.service.delivery import DamagedResultError, Destination, Outcome, read_result
 
 __all__ = ["FolderDestination"]
 
@@ -39,13 +39,20 @@ class FolderDestination(Destination):
     def name(self) -> str:
         return f"folder:{self.folder}"
 
-    def send(self, files: Sequence[Path]) -> list[Path]:
-        """Copy the files into the folder; returns those written."""
+    def send(self, files: Sequence[Path]) -> Outcome:
+        """Copy the files into the folder; a file that is not readable DICOM is damaged (never copied)."""
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        kept = []
-        for path in files:
-            atomic_write(self.folder / Path(path).name, Path(path).read_bytes())
-            kept.append(path)
-        if kept:
-            logger.info("kept %d result file(s) in %s", len(kept), os.fspath(self.folder))
-        return kept
+        outcome = Outcome()
+        for path in map(Path, files):
+            try:
+                read_result(path, stop_before_pixels=True)
+                data = path.read_bytes()
+            except (DamagedResultError, OSError) as error:
+                outcome.damaged[path] = error.reason if isinstance(error, DamagedResultError) else (
+                    f"cannot be read ({type(error).__name__})")
+                continue
+            atomic_write(self.folder / path.name, data)  # an OSError here (folder full): the batch is retried
+            outcome.delivered.append(path)
+        if outcome.delivered:
+            logger.info("kept %d result file(s) in %s", len(outcome.delivered), os.fspath(self.folder))
+        return outcome

@@ -5,11 +5,16 @@ An SQLite database (WAL, ``synchronous=FULL``) with three tables:
 ``instances``
     one row per source SOP Instance UID once it has been decided: ``classified`` (results written to the
     outbox, not all delivered yet), ``delivered`` (every result acknowledged by every destination) or
-    ``refused`` (not a chest radiograph; never classified), ``quarantined`` (the process died on it, see
+    ``refused`` (not a chest radiograph; never classified), ``undeliverable`` (classified, and a result
+    dead-lettered for some destination), ``quarantined`` (the process died on it, see
     ``attempts``; never classified). ``detail`` holds the JSON of the results-log line.
 ``outbox``
-    one row per (result instance, destination) still to deliver, with the attempt count and the time of the
-    next attempt (exponential backoff).
+    one row per (result instance, destination) still to deliver, with the attempt count, the time of the
+    next attempt (exponential backoff) and how many times the destination answered and refused it.
+``dead_letters``
+    one row per (result instance, destination) given up on, with the reason: refused too often, a damaged file,
+    a destination no longer configured. Never retried; the file is kept in ``dead-letter/`` by the service. A
+    source whose last result left the outbox this way is ``undeliverable`` rather than ``delivered``.
 ``attempts``
     the poison-pill counter: per undecided SOP Instance UID, how many times the process ended while it was
     being processed. :meth:`Journal.begin_attempt` adds one (durably) before the worker touches the instance
@@ -24,6 +29,7 @@ classified or reported again, whether it comes back from the spool after a resta
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -33,9 +39,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CLASSIFIED", "DELIVERED", "QUARANTINED", "REFUSED", "Journal", "PendingResult"]
+__all__ = ["CLASSIFIED", "DELIVERED", "QUARANTINED", "REFUSED", "TRANSIENT_ERRNOS", "UNDELIVERABLE", "Journal",
+           "PendingResult", "StateFileError"]
 
 CLASSIFIED, DELIVERED, REFUSED, QUARANTINED = "classified", "delivered", "refused", "quarantined"
+UNDELIVERABLE = "undeliverable"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -45,7 +53,21 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0, next_try REAL NOT NULL DEFAULT 0, PRIMARY KEY (result_uid, target));
 CREATE INDEX IF NOT EXISTS outbox_source ON outbox (source_uid);
 CREATE TABLE IF NOT EXISTS attempts (sop_uid TEXT PRIMARY KEY, interrupted INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    result_uid TEXT NOT NULL, target TEXT NOT NULL, source_uid TEXT NOT NULL, path TEXT NOT NULL,
+    attempts INTEGER NOT NULL, reason TEXT NOT NULL, time REAL NOT NULL, PRIMARY KEY (result_uid, target));
 """
+
+
+#: OSError numbers of a state file that say nothing about the configuration (a full disk, an I/O error).
+TRANSIENT_ERRNOS = (errno.ENOSPC, errno.EIO, errno.EDQUOT)
+
+
+class StateFileError(ValueError):
+    """A state file of the service (journal, results log) that cannot be used; the message names it.
+
+    A configuration error: restarting cannot fix it (``serve`` exits with status 2).
+    """
 
 
 @dataclass(frozen=True)
@@ -57,6 +79,7 @@ class PendingResult:
     source_uid: str
     path: str
     attempts: int
+    refusals: int = 0
 
 
 class Journal:
@@ -68,12 +91,25 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.touch(mode=0o600, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        try:
+            self.path.touch(mode=0o600, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(outbox)")}
+            if "refusals" not in columns:  # a journal written before refusals were counted
+                self._db.execute("ALTER TABLE outbox ADD COLUMN refusals INTEGER NOT NULL DEFAULT 0")
+        except OSError as error:
+            if error.errno in TRANSIENT_ERRNOS:  # the disk, not the configuration: a restart may succeed
+                raise
+            raise StateFileError(f"journal {self.path}: cannot be opened ({error.strerror or error})") from error
+        except sqlite3.OperationalError:  # "database or disk is full", "disk I/O error", locked: not configuration
+            raise
+        except sqlite3.DatabaseError as error:
+            raise StateFileError(f"journal {self.path}: not a usable SQLite database ({error}); move it away to "
+                                 "start with an empty journal") from error
 
     def close(self) -> None:
         """Close the database."""
@@ -83,7 +119,7 @@ class Journal:
     # -- instances --------------------------------------------------------------------------------------------
 
     def state(self, sop_uid: str) -> str | None:
-        """``classified``, ``delivered``, ``refused``, ``quarantined`` or ``None`` (never decided)."""
+        """``classified``, ``delivered``, ``undeliverable``, ``refused``, ``quarantined`` or ``None`` (undecided)."""
         with self._lock:
             row = self._db.execute("SELECT state FROM instances WHERE sop_uid = ?", (sop_uid,)).fetchone()
         return row[0] if row else None
@@ -163,57 +199,98 @@ class Journal:
 
     # -- outbox -----------------------------------------------------------------------------------------------
 
-    def due(self, now: float | None = None, limit: int = 256) -> list[PendingResult]:
-        """Results whose next attempt is due, oldest source first."""
+    def due(self, now: float | None = None, limit: int = 256, target: str | None = None) -> list[PendingResult]:
+        """Results whose next attempt is due (of ``target`` only, when given), oldest source first.
+
+        ``limit`` -1: all of them.
+        """
         now = time.time() if now is None else now
+        where, args = ("next_try <= ?", [now]) if target is None else ("next_try <= ? AND target = ?", [now, target])
         with self._lock:
             rows = self._db.execute(
-                "SELECT result_uid, target, source_uid, path, attempts FROM outbox WHERE next_try <= ? "
-                "ORDER BY rowid LIMIT ?", (now, limit)).fetchall()
+                f"SELECT result_uid, target, source_uid, path, attempts, refusals FROM outbox WHERE {where} "
+                "ORDER BY rowid LIMIT ?", (*args, limit)).fetchall()
         return [PendingResult(*row) for row in rows]
+
+    def targets(self) -> set[str]:
+        """The destinations something is queued for."""
+        with self._lock:
+            return {row[0] for row in self._db.execute("SELECT DISTINCT target FROM outbox")}
 
     def pending_count(self) -> int:
         """How many (result, destination) deliveries are still queued."""
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
 
-    def next_attempt(self) -> float | None:
-        """The earliest ``next_try`` in the outbox, or ``None`` when it is empty."""
+    def dead_letter_count(self) -> int:
+        """How many (result, destination) deliveries were given up on (dead letters)."""
         with self._lock:
-            return self._db.execute("SELECT MIN(next_try) FROM outbox").fetchone()[0]
+            return self._db.execute("SELECT COUNT(*) FROM dead_letters").fetchone()[0]
 
-    def postpone(self, items: Iterable[PendingResult], delay_for) -> None:
-        """Count a failed attempt; ``delay_for(attempts)`` gives the backoff in seconds."""
-        now = time.time()
+    def next_attempt(self, target: str | None = None) -> float | None:
+        """The earliest ``next_try`` in the outbox (of ``target``), or ``None`` when there is nothing queued."""
+        with self._lock:
+            if target is None:
+                return self._db.execute("SELECT MIN(next_try) FROM outbox").fetchone()[0]
+            return self._db.execute("SELECT MIN(next_try) FROM outbox WHERE target = ?", (target,)).fetchone()[0]
+
+    def postpone(self, items: Iterable[PendingResult], delay_for, refused: Iterable[str] = ()) -> None:
+        """Count a failed attempt; ``delay_for(attempts)`` gives the backoff in seconds.
+
+        Args:
+            items: the results whose attempt failed.
+            delay_for: ``attempts -> seconds``.
+            refused: result UIDs among them that the destination answered and refused (counted as refusals).
+        """
+        now, refused = time.time(), set(refused)
         with self._lock, self._db:
             self._db.executemany(
-                "UPDATE outbox SET attempts = ?, next_try = ? WHERE result_uid = ? AND target = ?",
-                [(i.attempts + 1, now + delay_for(i.attempts + 1), i.result_uid, i.target) for i in items])
+                "UPDATE outbox SET attempts = ?, next_try = ?, refusals = refusals + ? WHERE result_uid = ? AND "
+                "target = ?", [(i.attempts + 1, now + delay_for(i.attempts + 1), int(i.result_uid in refused),
+                                i.result_uid, i.target) for i in items])
 
-    def delivered(self, items: Iterable[PendingResult]) -> list[tuple[str, dict, list[str]]]:
+    def delivered(self, items: Iterable[PendingResult]) -> list[tuple[str, str, dict, list[str]]]:
         """Remove delivered results from the outbox.
 
         Returns:
-            ``(source UID, detail, files no longer needed)`` for each source whose last result was delivered;
-            those sources are now in state ``delivered``.
+            ``(source UID, state, detail, files no longer needed)`` for each source whose last result left the
+            outbox; ``state`` is ``delivered``, or ``undeliverable`` when one of its results was dead-lettered.
         """
         items = list(items)
-        finished = []
-        now = time.time()
         with self._lock, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM outbox WHERE result_uid = ? AND target = ?",
                                  [(i.result_uid, i.target) for i in items])
-            for source in dict.fromkeys(i.source_uid for i in items):
-                if self._db.execute("SELECT 1 FROM outbox WHERE source_uid = ? LIMIT 1", (source,)).fetchone():
-                    continue
-                row = self._db.execute("SELECT detail FROM instances WHERE sop_uid = ?", (source,)).fetchone()
-                detail = json.loads(row[0]) if row else {}
-                detail["delivered"] = now
-                self._db.execute("UPDATE instances SET state = ?, updated = ?, detail = ? WHERE sop_uid = ?",
-                                 (DELIVERED, now, json.dumps(detail), source))
-                files = sorted({i.path for i in items if i.source_uid == source})
-                finished.append((source, detail, files))
+            return self._finish(items)
+
+    def dead_letter(self, items: Iterable[PendingResult], reason: str) -> list[tuple[str, str, dict, list[str]]]:
+        """Move results from the outbox to the dead letters (never retried); returns as :meth:`delivered`."""
+        items, now = list(items), time.time()
+        with self._lock, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM outbox WHERE result_uid = ? AND target = ?",
+                                 [(i.result_uid, i.target) for i in items])
+            self._db.executemany("INSERT OR REPLACE INTO dead_letters VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                 [(i.result_uid, i.target, i.source_uid, i.path, i.attempts + 1, reason, now)
+                                  for i in items])
+            return self._finish(items)
+
+    def _finish(self, items: list[PendingResult]) -> list[tuple[str, str, dict, list[str]]]:
+        """Inside a transaction: decide the sources of ``items`` that have nothing left in the outbox."""
+        finished = []
+        now = time.time()
+        for source in dict.fromkeys(i.source_uid for i in items):
+            if self._db.execute("SELECT 1 FROM outbox WHERE source_uid = ? LIMIT 1", (source,)).fetchone():
+                continue
+            dead = self._db.execute("SELECT 1 FROM dead_letters WHERE source_uid = ? LIMIT 1", (source,)).fetchone()
+            state = UNDELIVERABLE if dead else DELIVERED
+            row = self._db.execute("SELECT detail FROM instances WHERE sop_uid = ?", (source,)).fetchone()
+            detail = json.loads(row[0]) if row else {}
+            detail[state] = now
+            self._db.execute("UPDATE instances SET state = ?, updated = ?, detail = ? WHERE sop_uid = ?",
+                             (state, now, json.dumps(detail), source))
+            files = sorted({i.path for i in items if i.source_uid == source})
+            finished.append((source, state, detail, files))
         return finished
 
     def referenced_files(self) -> set[str]:

@@ -3,7 +3,8 @@
 Events: ``classified`` (probability, prediction, threshold, result UIDs), ``refused`` (the reason),
 ``delivered`` (all results acknowledged; with ``latency_s`` from receipt to the last acknowledgement),
 ``duplicate`` (a SOP Instance UID received again, acknowledged and not re-reported) and ``quarantined`` (the
-service process died on it twice; moved out of the spool, never retried). Every event written is also counted
+service process died on it twice; moved out of the spool, never retried) and ``dead_letter`` (one result given up on
+for one destination, with the reason and the file kept in ``dead-letter/``). Every event written is also counted
 (:attr:`ResultsLog.activity`) for the service's periodic counters line, and passed to the
 :attr:`ResultsLog.listeners` (the metrics and the live drift monitor). A ``classified`` event carries the film's
 per-film record (:mod:`monai_pneumonia.results`) under ``"record"``.
@@ -20,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from monai_pneumonia.service.activity import ActivityCounter
+from monai_pneumonia.service.journal import TRANSIENT_ERRNOS, StateFileError
 
 __all__ = ["ResultsLog"]
 
@@ -32,6 +34,9 @@ class ResultsLog:
     Args:
         path: the file.
 
+    Raises:
+        StateFileError: it cannot be opened for appending (a directory in its place, no permission...).
+
     Attributes:
         activity: counts of the events written (:class:`~monai_pneumonia.service.activity.ActivityCounter`).
         listeners: called with each record written; one that fails is logged, never fails the write.
@@ -39,8 +44,14 @@ class ResultsLog:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as error:
+            if error.errno in TRANSIENT_ERRNOS:  # a full disk: not the configuration, a restart may succeed
+                raise
+            raise StateFileError(f"results log {self.path}: cannot be opened for appending "
+                                 f"({error.strerror or error})") from error
         self._stream = os.fdopen(fd, "a", encoding="utf-8")
         self._lock = threading.Lock()
         self.activity = ActivityCounter()

@@ -26,6 +26,18 @@ limit: the bytes an association sends are counted (``EVT_DATA_RECV``) and past
 :attr:`AssociationLimits.max_dataset_bytes` before its C-STORE completes the connection is cut, so no peer can
 make the listener allocate more than that per association.
 
+PDU size before the body is read (:class:`PDULimitedSocket`): pynetdicom reads a PDU as its 6-byte header and then
+the whole declared length (up to 4 GiB) into memory before anything else can look at it, and the calling AE title
+is inside the first PDU, so neither the allow-list nor the byte count above can help. The socket of every
+connection therefore refuses a declared length over :meth:`AssociationLimits.pdu_limit` (a P-DATA-TF over the
+maximum PDU length we announce, any other PDU over 1 MiB): the connection is closed without reading the body, with
+one warning naming the peer address and the two lengths.
+
+Connect-and-close churn: a peer that closes its connection before its A-ASSOCIATE-RQ would leave pynetdicom's
+acceptor thread waiting ``acse_timeout`` for a request that cannot come, holding a slot of ``max_associations``
+and of its address's ``max_per_peer``; the socket ends that wait at once, so the slot is free when the peer closes
+(and at :attr:`AssociationLimits.establish_timeout` at the latest, for a peer that stays connected and silent).
+
 DICOM TLS (PS3.15 B.1, the Basic TLS Secure Transport Connection Profile): with a :class:`TLSConfig` the listener
 accepts only TLS connections (TLS 1.2 or newer) presenting its certificate, and with a CA file it also requires
 and verifies a client certificate (mutual TLS), which is how a PACS proves who it is beyond its AE title.
@@ -38,6 +50,7 @@ import logging
 import os
 import socket
 import ssl
+import struct
 import threading
 import weakref
 import zlib
@@ -48,7 +61,7 @@ from pydicom import uid as uids
 from pydicom.filereader import read_dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
-from pynetdicom.transport import ThreadedAssociationServer
+from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 
 from monai_pneumonia.io.codec import DECODABLE_TRANSFER_SYNTAXES, is_decodable
 from monai_pneumonia.redaction import escape_controls
@@ -56,8 +69,8 @@ from monai_pneumonia.service.activity import pseudonym
 from monai_pneumonia.service.delivery import disable_nagle
 from monai_pneumonia.service.uids import is_valid_uid
 
-__all__ = ["ACCEPTED_SOP_CLASSES", "AssociationLimits", "GuardedAssociationServer", "StorageSCP",
-           "TLSAssociationServer", "TLSConfig", "transfer_syntaxes"]
+__all__ = ["ACCEPTED_SOP_CLASSES", "AssociationLimits", "GuardedAssociationServer", "PDULimitedSocket",
+           "StorageSCP", "TLSAssociationServer", "TLSConfig", "transfer_syntaxes"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +116,19 @@ class AssociationLimits:
     establish_timeout: float = 10.0
     max_per_peer: int = 4
     max_dataset_bytes: int = 4 * 40_000_000 + 16 * 1024 * 1024
+
+    #: Largest association-control PDU (A-ASSOCIATE-RQ with every storage class offered is ~30 KiB).
+    MAX_CONTROL_PDU = 1 << 20
+
+    def pdu_limit(self, pdu_type: int) -> int:
+        """Largest declared length accepted for a PDU of this type (PS3.8 9.3); longer ones close the connection.
+
+        A P-DATA-TF may be as long as the maximum length we announce (PS3.8 D.1; ``max_dataset_bytes`` when it
+        is unlimited), plus its 6-byte header for senders that count it in; any other PDU 1 MiB.
+        """
+        if pdu_type == 0x04:
+            return (self.max_pdu or self.max_dataset_bytes) + 6
+        return self.MAX_CONTROL_PDU
 
 
 @dataclass(frozen=True)
@@ -186,6 +212,59 @@ class GuardedAssociationServer(ThreadedAssociationServer):
     def serve_connection(self, request, client_address) -> None:
         """What pynetdicom does with an accepted connection: start its association thread."""
         super().process_request_thread(request, client_address)
+
+
+class PDULimitedSocket(AssociationSocket):
+    """pynetdicom's association socket, refusing an over-long PDU before its body is read (module docstring).
+
+    pynetdicom's DUL reads each PDU with two calls, ``recv(6)`` for the type and declared length and then
+    ``recv(length)``; this class looks at the first and answers the second with nothing when the length is over
+    the limit (pynetdicom then treats the connection as closed: Evt17). Installed on each accepted connection by
+    :meth:`StorageSCP.handle_conn_open` (pynetdicom has no public hook to choose the socket class).
+    """
+
+    limits: AssociationLimits
+    _declared: tuple[int, int] | None
+
+    @classmethod
+    def install(cls, sock: AssociationSocket, limits: AssociationLimits) -> None:
+        """Give an accepted connection's socket the PDU limits (before its association thread reads anything)."""
+        sock.__class__ = cls
+        sock.limits, sock._declared = limits, None
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        declared, self._declared = self._declared, None
+        if declared is not None and nr_bytes == declared[1]:  # the body of the PDU whose header was just read
+            if nr_bytes > self.limits.pdu_limit(declared[0]):
+                logger.warning("peer %s declared a PDU (type 0x%02X) of %d bytes, over the limit of %d: connection "
+                               "closed without reading it", self._peer(), declared[0], nr_bytes,
+                               self.limits.pdu_limit(declared[0]))
+                self._close_now()
+                return bytearray()
+            return super().recv(nr_bytes)
+        data = super().recv(nr_bytes)
+        if nr_bytes == 6 and len(data) == 6:
+            pdu_type, _, length = struct.unpack(">BBL", bytes(data))
+            self._declared = (pdu_type, length)
+        elif len(data) < nr_bytes:  # the peer closed the connection
+            self._close_now()
+        return data
+
+    def _peer(self) -> str:
+        return str(getattr(self.assoc.requestor, "address", "?"))
+
+    def _close_now(self) -> None:
+        """Shut the connection down; an acceptor still waiting for its A-ASSOCIATE-RQ stops waiting now."""
+        if self.socket is not None:
+            try:
+                self.socket.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        assoc = self.assoc
+        if assoc.is_acceptor and assoc.requestor.primitive is None:
+            # pynetdicom's acceptor waits for the request with receive_pdu(timeout=acse_timeout); nothing is
+            # its "timed out" answer, after which it shuts the connection down and ends (Association.run_reactor)
+            assoc.dul.to_user_queue.put(None)
 
 
 class TLSAssociationServer(GuardedAssociationServer):
@@ -289,7 +368,8 @@ class StorageSCP:
                        getattr(assoc.requestor, "address", "?"), escape_controls(repr(calling)), reason)
 
     def handle_conn_open(self, event: evt.Event) -> None:
-        """Start the establishment deadline of a new connection (:attr:`AssociationLimits.establish_timeout`)."""
+        """Limit the PDU size of a new connection and start its establishment deadline (the module docstring)."""
+        PDULimitedSocket.install(event.assoc.dul.socket, self.limits)
         timer = threading.Timer(self.limits.establish_timeout, self._cut_if_not_established, (event.assoc,))
         timer.daemon = True
         timer.start()

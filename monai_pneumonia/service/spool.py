@@ -14,11 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from monai_pneumonia.results import atomic_write
-from monai_pneumonia.service.uids import require_valid_uid
+from monai_pneumonia.service.uids import is_valid_uid, require_valid_uid
 
 __all__ = ["Spool"]
 
 _SUFFIX = ".dcm"
+
+
+def _uid_of(path: Path) -> str:
+    """The SOP Instance UID a spool file is named after (``""`` when its name is not ``<valid UID>.dcm``)."""
+    uid = path.name[: -len(_SUFFIX)] if path.name.endswith(_SUFFIX) else ""
+    return uid if is_valid_uid(uid) and path.is_file() else ""
 
 
 class Spool:
@@ -53,10 +59,14 @@ class Spool:
         self.path_for(sop_instance_uid).unlink(missing_ok=True)
 
     def pending(self) -> Iterator[tuple[str, Path]]:
-        """``(SOP Instance UID, path)`` of every complete instance, oldest first."""
-        files = [p for p in self.root.glob(f"*{_SUFFIX}") if not p.name.startswith(".")]
+        """``(SOP Instance UID, path)`` of every complete instance, oldest first (:meth:`strays` are not)."""
+        files = [p for p in self.root.glob(f"*{_SUFFIX}") if not p.name.startswith(".") and _uid_of(p)]
         for path in sorted(files, key=lambda p: p.stat().st_mtime):
-            yield path.name[: -len(_SUFFIX)], path
+            yield _uid_of(path), path
+
+    def strays(self) -> list[Path]:
+        """Entries that are neither an instance (``<valid UID>.dcm``) nor a partial write: never written here."""
+        return sorted(p for p in self.root.iterdir() if not p.name.startswith(".") and not _uid_of(p))
 
     def discard_partial(self) -> int:
         """Delete temporary files left by a crash mid-write (never acknowledged); returns how many.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -91,12 +92,15 @@ class Worker(threading.Thread):
         executor: a ``concurrent.futures`` executor that runs :func:`render_results` (default: this thread).
         quarantine: folder that instances the process died on are moved to (``None``: they are deleted).
         max_interrupted: attempts at one instance the process may not survive before it is quarantined.
+        on_failure: called with a reason when the thread cannot go on (the journal cannot be written, an
+            unexpected error): the service is then unhealthy and exits (see ``PneumoniaService.health``).
     """
 
     def __init__(self, spool: Spool, outbox: Path, journal: Journal, classifier, targets: Sequence[str],
                  results_log: ResultsLog, on_results: Callable[[], None] = lambda: None, batch_size: int = 16,
                  cam: bool = False, lenient: bool = False, algorithm: AlgorithmInfo | None = None,
-                 executor: Executor | None = None, quarantine: Path | None = None, max_interrupted: int = 2) -> None:
+                 executor: Executor | None = None, quarantine: Path | None = None, max_interrupted: int = 2,
+                 on_failure: Callable[[str], None] = lambda reason: None) -> None:
         super().__init__(name="classifier", daemon=True)
         self.spool, self.outbox, self.journal, self.classifier = spool, outbox, journal, classifier
         self.targets = list(targets)
@@ -108,12 +112,24 @@ class Worker(threading.Thread):
         self.retry_delay = 5.0
         self.queue: queue.Queue[tuple[str, Path]] = queue.Queue()
         self.stopping = threading.Event()
+        self.on_failure = on_failure
+        self.failure: str | None = None
 
     def submit(self, sop_uid: str, path: Path) -> None:
         """Queue a spooled instance."""
         self.queue.put((sop_uid, path))
 
     def run(self) -> None:
+        try:
+            self._run()
+        except Exception as error:  # noqa: BLE001 - never a live listener in front of a dead worker
+            # the type, and SQLite's own message (never a value); other texts may quote attribute values or paths
+            said = f": {error}" if isinstance(error, sqlite3.Error) else ""
+            self.failure = f"the classification worker stopped ({type(error).__name__}{said})"
+            logger.critical("%s", self.failure)
+            self.on_failure(self.failure)
+
+    def _run(self) -> None:
         while not self.stopping.is_set():
             try:
                 items = [self.queue.get(timeout=0.2)]
@@ -165,6 +181,8 @@ class Worker(threading.Thread):
             if not self.stopping.wait(self.retry_delay):
                 for item in fresh:
                     self.queue.put(item)
+        except sqlite3.Error:  # the journal (disk full, I/O error): not the instance's fault, the worker cannot go on
+            raise
         except Exception as error:  # noqa: BLE001 - isolate the failing instance
             failure = error
         finally:

@@ -7,11 +7,13 @@ Everything runs in this process on loopback with pynetdicom as the peer; the cer
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -420,3 +422,109 @@ def test_a_data_set_larger_than_the_limit_cuts_the_connection_and_the_listener_g
         assert len(stored) == 3
     finally:
         scp.stop()
+
+
+# -- resource limits before authentication: the PDU length, connect-and-close churn ----------------------------------
+
+
+def _rss() -> int:
+    """This process's resident memory in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _flood(sock: socket.socket, total: int) -> None:
+    """Send up to ``total`` bytes, stopping when the listener closes the connection."""
+    chunk = b"\0" * (1 << 20)
+    try:
+        for _ in range(total // len(chunk)):
+            sock.sendall(chunk)
+    except OSError:
+        pass
+
+
+@pytest.mark.parametrize("when", ["before-association", "after-association"])
+def test_a_pdu_longer_than_the_limit_is_refused_before_its_body_is_read(when, caplog):
+    import struct
+    import threading
+
+    limits = AssociationLimits(max_pdu=16384, establish_timeout=60, network_timeout=60, acse_timeout=60)
+    scp, port = _listener(limits=limits)
+    try:
+        if when == "before-association":  # an A-ASSOCIATE-RQ of 1.5 GB: the calling AE title is inside it
+            sock = socket.create_connection(("127.0.0.1", port))
+            header = struct.pack(">BBL", 0x01, 0, 1_500_000_000)
+        else:  # a P-DATA-TF of 1.5 GB on an accepted association
+            peer = AE(ae_title="MODALITY")
+            peer.add_requested_context(Verification)
+            assoc = peer.associate("127.0.0.1", port, ae_title="PNEUMO")
+            assert assoc.is_established
+            sock = assoc.dul.socket.socket
+            header = struct.pack(">BBL", 0x04, 0, 1_500_000_000)
+        before = _rss()
+        with caplog.at_level(logging.WARNING, logger="monai_pneumonia.service.scp"):
+            sock.sendall(header)
+            flood = threading.Thread(target=_flood, args=(sock, 300 << 20), daemon=True)
+            flood.start()  # what pynetdicom would keep in memory while reading the declared length
+            flood.join(20)
+        assert not flood.is_alive(), "the listener kept reading the over-long PDU"
+        assert _rss() - before < 64 << 20
+        cut = [r.getMessage() for r in caplog.records if "over the limit" in r.getMessage()]
+        assert len(cut) == 1 and "1500000000" in cut[0] and "127.0.0.1" in cut[0]
+        sock.close()
+        assert wait_for(lambda: not [a for a in scp.ae.active_associations if a.is_acceptor], timeout=10)
+        assert _echo(port)  # the listener goes on
+    finally:
+        scp.stop()
+
+
+def test_pdus_within_the_limit_still_pass():
+    scp, port = _listener(limits=AssociationLimits(max_pdu=16384))
+    try:
+        peer = AE(ae_title="MODALITY")
+        peer.add_requested_context(DigitalXRayImageStorageForPresentation, pydicom.uid.ExplicitVRLittleEndian)
+        peer.maximum_pdu_size = 16384
+        assoc = peer.associate("127.0.0.1", port, ae_title="PNEUMO")
+        assert assoc.is_established
+        path = write_dicom(Path(tempfile.mkdtemp()) / "big.dcm", gradient_picture(300, 300), bits_stored=16)
+        assert assoc.send_c_store(pydicom.dcmread(path)).Status == SUCCESS  # ~180 KB in PDUs of 16 KiB
+        assoc.release()
+    finally:
+        scp.stop()
+
+
+def test_connections_the_peer_closed_free_their_slots_at_once():
+    """Four addresses connecting and closing in a loop: a fifth still associates, every time."""
+    import threading
+
+    limits = AssociationLimits(max_associations=10, max_per_peer=4, establish_timeout=10, acse_timeout=30)
+    scp, port = _listener(limits=limits)
+    stop = threading.Event()
+
+    def churn(source: str) -> None:
+        while not stop.is_set():
+            try:
+                _stall(port, source).close()
+            except OSError:
+                pass
+
+    churners = [threading.Thread(target=churn, args=(f"127.0.0.{i}",), daemon=True) for i in range(2, 6)]
+    try:
+        for thread in churners:
+            thread.start()
+        time.sleep(1.0)
+        results = []
+        for _ in range(8):
+            results.append(_echo(port, calling="MODALITY"))
+            time.sleep(0.2)
+        assert results == [True] * 8
+    finally:
+        stop.set()
+        for thread in churners:
+            thread.join(5)
+        try:
+            assert wait_for(lambda: not scp.ae.active_associations, timeout=2)  # well before acse_timeout
+        finally:
+            scp.stop()

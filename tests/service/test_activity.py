@@ -110,10 +110,13 @@ def test_periodic_counters_line(tmp_path):
         log.write(event, **fields)
     reporter = ActivityReporter(log.activity, queued=lambda: 3, interval=60)
     first = reporter.report(60)
-    assert first == ("last 60 s: 2 classified (1 pneumonia), 1 refused, 0 duplicate, 1 delivered; since start: "
-                     "2 classified (1 pneumonia), 1 refused, 0 duplicate, 1 delivered; 3 deliveries queued")
+    assert first == ("last 60 s: 2 classified (1 pneumonia), 1 refused, 0 duplicate, 1 delivered, 0 dead-lettered; "
+                     "since start: 2 classified (1 pneumonia), 1 refused, 0 duplicate, 1 delivered, 0 dead-lettered; "
+                     "3 deliveries queued")
     log.write("duplicate")
-    assert reporter.report(60).startswith("last 60 s: 0 classified (0 pneumonia), 0 refused, 1 duplicate, 0 delivered;")
+    log.write("dead_letter")
+    assert reporter.report(60).startswith("last 60 s: 0 classified (0 pneumonia), 0 refused, 1 duplicate, 0 delivered, "
+                                          "1 dead-lettered;")
 
 
 def test_serve_keep_results_option_is_a_folder_destination(tmp_path):

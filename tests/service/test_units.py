@@ -110,7 +110,7 @@ def test_journal_records_once_and_tracks_delivery(tmp_path):
     assert journal.delivered([d for d in due if d.target == "A"]) == []  # B still pending
     assert [d.target for d in journal.due()] == []  # B postponed
     finished = journal.delivered([d for d in due if d.target == "B"])
-    assert [(s, f) for s, _, f in finished] == [("1.1", ["/o/9.1.dcm"])]
+    assert [(s, state, f) for s, state, _, f in finished] == [("1.1", DELIVERED, ["/o/9.1.dcm"])]
     assert journal.state("1.1") == DELIVERED and journal.pending_count() == 0
     assert journal.record_refused("2.2", {"reason": "CT"}) and not journal.record_refused("2.2", {})
     journal.close()
