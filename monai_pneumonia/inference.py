@@ -23,6 +23,7 @@ from monai.data import DataLoader, decollate_batch
 from monai_pneumonia.bundle import bundle_file, default_bundle_root, load_workflow
 from monai_pneumonia.decision import CLASS_NAMES, class_name, positive_probability
 from monai_pneumonia.errors import find_cause
+from monai_pneumonia.networks import model_identity
 from monai_pneumonia.visualize import explain, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY, RefusingDataset, collate_with_refusals
 from monai_pneumonia.workflows.handlers import CamWriter, operating_threshold
@@ -105,7 +106,8 @@ class BundleClassifier:
             ckpt_path: the checkpoint (default: ``<bundle>/models/model.pt``); loaded with ``weights_only=True``.
             device: e.g. ``"cpu"``; default: the config's choice.
             batch_size: default: the config's ``batch_size``.
-            overrides: further overrides of ``inference.json`` (e.g. ``{"network_def#depth": 18}``).
+            overrides: further overrides of ``inference.json`` (e.g. ``{"network_def#depth": 18}``;
+                ``site_profile="site.json"`` decides by a site's rule, :mod:`monai_pneumonia.site_profile`).
 
         Returns:
             The classifier.
@@ -113,6 +115,7 @@ class BundleClassifier:
         Raises:
             FileNotFoundError: no checkpoint at ``ckpt_path``.
             ValueError: the file is not a checkpoint of this bundle's network (no stored operating threshold).
+            SiteProfileError: the site profile is missing, malformed or bound to another model.
         """
         root = Path(bundle_root) if bundle_root is not None else default_bundle_root()
         ckpt = Path(ckpt_path) if ckpt_path is not None else bundle_file(root, "model.pt")
@@ -141,8 +144,13 @@ class BundleClassifier:
 
     @property
     def threshold(self) -> float:
-        """The stored operating threshold."""
+        """The operating threshold: the model's stored one, or the site profile's when one is applied."""
         return operating_threshold(self.network)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """``{"model_sha256", "site_profile_sha256", "site_rule"}`` (:func:`~monai_pneumonia.networks.model_identity`)."""
+        return model_identity(self.network)
 
     def iterate(
         self, paths: Iterable[str | os.PathLike], batch_size: int | None = None, num_workers: int = 0

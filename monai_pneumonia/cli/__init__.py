@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monai_pneumonia import __version__
-from monai_pneumonia.errors import DeviceUnavailableError, NoInputError
+from monai_pneumonia.errors import DeviceUnavailableError, NoInputError, SiteProfileError
 
 __all__ = ["add_bundle_argument", "build_parser", "main"]
 
 #: Modules of this package that each contribute one subcommand, in the order ``--help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "train", "evaluate", "promote", "datalist", "demo", "stress", "serve")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "train", "evaluate", "promote", "datalist", "demo", "stress", "serve",
+                                       "site")
 
 
 def add_bundle_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -65,6 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (DeviceUnavailableError, NoInputError) as error:  # the user's input, not a bug: one line, no traceback
+    except (DeviceUnavailableError, NoInputError, SiteProfileError) as error:  # the user's input, not a bug: one line, no traceback
         print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2

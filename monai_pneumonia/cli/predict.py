@@ -41,6 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the bundle's)")
     parser.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the bundle's choice)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--site", type=Path, default=None, metavar="SITE_JSON",
+                        help="decide by this site profile (monai-pneumonia site fit); it must be bound to the model")
     parser.set_defaults(func=run)
 
 
@@ -86,6 +88,7 @@ def run_inference(
     batch_size: int | None = None,
     device: str | None = None,
     num_workers: int = 0,
+    site_profile: str | os.PathLike | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Classify files and folders with the bundle's classifier and write ``predictions.csv`` and ``errors.csv``.
 
@@ -98,10 +101,11 @@ def run_inference(
         batch_size: images per forward pass (default: the bundle's).
         device: e.g. ``"cpu"`` (default: the bundle's choice).
         num_workers: DataLoader workers for decoding.
+        site_profile: a ``site.json`` whose rule decides (:mod:`monai_pneumonia.site_profile`).
 
     Returns:
-        ``(predictions, refusals)``: one ``{"image", "prob_pneumonia", "prediction", "threshold", "cam", "flags"}``
-        per classified input and
+        ``(predictions, refusals)``: one ``{"image", "prob_pneumonia", "prediction", "threshold", "cam", "flags",
+        "model_sha256", "site_profile_sha256"}`` per classified input and
         one ``{"image", "error"}`` per refused input, each in input order, taken from the results in memory.
 
     """
@@ -111,7 +115,8 @@ def run_inference(
 
     classifier = BundleClassifier.from_bundle(
         bundle_root, ckpt_path=Path(ckpt_dir) / "model.pt" if ckpt_dir else None, device=device,
-        batch_size=batch_size)
+        batch_size=batch_size, site_profile=os.fspath(site_profile) if site_profile else None)
+    identity = classifier.identity
     predictions, refusals = [], []
     for result in classifier.iterate(expand_inputs(inputs), num_workers=num_workers):
         if isinstance(result, Refusal):
@@ -120,7 +125,8 @@ def run_inference(
         cam = os.fspath(classifier.save_cam_overlay(result, Path(output_dir) / "cam")) if save_cam else ""
         predictions.append({"image": result.image, "prob_pneumonia": round(result.prob_pneumonia, 6),
                             "prediction": result.prediction, "threshold": result.threshold, "cam": cam,
-                            "flags": format_flags(result.meta)})
+                            "flags": format_flags(result.meta), "model_sha256": identity["model_sha256"],
+                            "site_profile_sha256": identity["site_profile_sha256"]})
     write_predictions(output_dir, predictions, refusals)
     return predictions, refusals
 
@@ -144,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
     output_dir = args.output_dir or Path(tempfile.mkdtemp(prefix="monai-pneumonia-"))
     output_dir.mkdir(parents=True, exist_ok=True)
     predictions, refusals = run_inference(args.inputs, output_dir, bundle_root=args.bundle, ckpt_dir=args.ckpt_dir,
-                                          save_cam=args.save_cam, batch_size=args.batch_size, device=args.device)
+                                          save_cam=args.save_cam, batch_size=args.batch_size, device=args.device,
+                                          site_profile=args.site)
     status = 0 if predictions else 1
     if not predictions:
         print(f"monai-pneumonia predict: no input could be read: {len(refusals)} refused, see "

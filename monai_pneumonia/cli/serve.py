@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -108,6 +109,8 @@ def _add_options(parser: argparse.ArgumentParser, given_only: bool) -> None:
                        help="state folder: received instances, outbox, journal (required; created 0700)")
     add_bundle_argument(state)
     state.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default: <bundle>/models/model.pt)")
+    state.add_argument("--site", type=Path, default=None, metavar="SITE_JSON",
+                       help="decide by this site profile (monai-pneumonia site fit); it must be bound to the model")
     state.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the bundle's choice)")
     state.add_argument("--batch-size", type=int, default=16, help="instances per classification batch (default: %(default)s)")
     state.add_argument("--report-processes", type=int, default=2,
@@ -140,7 +143,7 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
             dest = key.lstrip("-").replace("-", "_")
             if dest not in defaults:
                 raise SystemExit(f"monai-pneumonia serve: unknown option {key!r} in {args.config}")
-            if dest in ("spool", "bundle", "ckpt", "results_log", "tls_cert", "tls_key", "tls_ca", "keep_results") and value is not None:
+            if dest in ("spool", "bundle", "ckpt", "site", "results_log", "tls_cert", "tls_key", "tls_ca", "keep_results") and value is not None:
                 value = Path(value)
             if dest in ("allow", "destination", "stow_url") and isinstance(value, str):
                 value = [value]
@@ -215,11 +218,16 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         classifier = BundleClassifier.from_bundle(args.bundle, ckpt_path=args.ckpt, device=args.device,
-                                                  batch_size=args.batch_size, num_workers=0, progress_bar=False)
+                                                  batch_size=args.batch_size, num_workers=0, progress_bar=False,
+                                                  site_profile=os.fspath(args.site) if args.site else None)
     except FileNotFoundError as error:
         print(f"monai-pneumonia serve: {error}", file=sys.stderr)
         return 2
-    logging.getLogger(__name__).info("model loaded: %r", classifier)
+    identity = classifier.identity
+    logging.getLogger(__name__).info("model loaded: %r; model SHA-256 %s; site profile %s", classifier,
+                                     identity["model_sha256"],
+                                     f"SHA-256 {identity['site_profile_sha256']} (rule {identity['site_rule']})"
+                                     if identity["site_profile_sha256"] else "none")
     service = PneumoniaService(config, classifier)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

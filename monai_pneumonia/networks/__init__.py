@@ -11,7 +11,14 @@ from .blocks import (
     SpatialAttention,
     make_attention,
 )
-from .checkpoint import THRESHOLD_KEY, half_precision_checkpoint, load_checkpoint, load_weights, store_threshold
+from .checkpoint import (
+    THRESHOLD_KEY,
+    half_precision_checkpoint,
+    load_checkpoint,
+    load_weights,
+    model_identity,
+    store_threshold,
+)
 from .pretrained import (
     PretrainedReport,
     adapt_stem_weight,
@@ -42,6 +49,7 @@ __all__ = [
     "load_pretrained",
     "make_attention",
     "load_weights",
+    "model_identity",
     "store_threshold",
     "map_torchvision_key",
     "runtime_network",

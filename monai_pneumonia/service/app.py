@@ -104,12 +104,14 @@ class PneumoniaService:
         self.outbox = Spool(root / "outbox")
         self.journal = Journal(root / "journal.sqlite")
         self.results_log = ResultsLog(config.results_log or root / "results.jsonl")
+        #: the SR's algorithm identification: version = the model's SHA-256, the site profile as parameters
+        self.algorithm = config.algorithm.identified(getattr(classifier, "identity", {}))
         self.deliverer = Deliverer(self.journal, config.destinations, self._delivered,
                                    config.retry_initial, config.retry_max)
         self.worker = Worker(self.spool, self.outbox.root, self.journal, classifier,
                              [d.name for d in config.destinations], self.results_log,
                              on_results=self.deliverer.wakeup.set, batch_size=config.batch_size, cam=config.cam,
-                             lenient=config.lenient, algorithm=config.algorithm, quarantine=root / "quarantine")
+                             lenient=config.lenient, algorithm=self.algorithm, quarantine=root / "quarantine")
         self.executor = None
         if config.report_processes > 0:
             # init_child: the report processes end when this process ends, even by SIGKILL (lifeline.py)
@@ -181,7 +183,7 @@ class PneumoniaService:
             ds.save_as(path, enforce_file_format=True)
             result = self.worker.classifier(path)
             overlay = self.worker.classifier.cam_overlay(path, result) if self.config.cam else None
-            jobs = [(ds, PneumoniaFinding(0.5, 0.5), self.config.algorithm, overlay)] * 4 * self.config.report_processes
+            jobs = [(ds, PneumoniaFinding(0.5, 0.5), self.algorithm, overlay)] * 4 * self.config.report_processes
             list(self.executor.map(render_results, jobs) if self.executor else map(render_results, jobs[:1]))
 
     def start(self) -> None:

@@ -102,6 +102,8 @@ class Worker(threading.Thread):
         self.results_log, self.on_results = results_log, on_results
         self.batch_size, self.cam, self.lenient = batch_size, cam, lenient
         self.algorithm = algorithm or AlgorithmInfo()
+        #: the model's identity (and the site profile's) written into every results.jsonl record
+        self.identity = {key: value for key, value in getattr(classifier, "identity", {}).items() if value}
         self.executor = executor
         self.quarantine, self.max_interrupted = quarantine, max_interrupted
         self.retry_delay = 5.0
@@ -256,7 +258,8 @@ class Worker(threading.Thread):
         detail = {**_uids(header, sop_uid), "prob_pneumonia": round(result.prob_pneumonia, 6),
                   "prediction": result.prediction, "threshold": round(result.threshold, 6),
                   "flags": result.meta.get("xray_flags", ""), "results": [uid for uid, _ in files],
-                  "received": self._received(path), "classified": time.time(), "inference_s": round(seconds, 4)}
+                  "received": self._received(path), "classified": time.time(), "inference_s": round(seconds, 4),
+                  **self.identity}
         if self.journal.record_classified(sop_uid, detail, files, self.targets):
             self.results_log.write("classified", **detail)
             log_classified(sop_uid, result.prediction, result.prob_pneumonia, result.threshold,

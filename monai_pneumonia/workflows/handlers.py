@@ -25,6 +25,7 @@ from monai.utils import evenly_divisible_all_gather, str2bool
 from monai_pneumonia import __version__
 from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, decide, positive_probability
 from monai_pneumonia.errors import NoReadableInputError
+from monai_pneumonia.networks.checkpoint import model_identity
 from monai_pneumonia.registry import sha256_file
 from monai_pneumonia.visualize import explain, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
@@ -119,7 +120,8 @@ def write_predictions(output_dir: str | os.PathLike, predictions: Sequence[dict]
 
     ``predictions.csv`` columns: ``image``, ``prob_pneumonia``, ``prediction`` (``NORMAL``/``PNEUMONIA``), then
     ``threshold`` (the stored operating threshold the prediction was decided at), ``cam`` (the Grad-CAM overlay
-    written in the same run, empty without one) and ``flags`` (the loader's policy flags, ``;``-separated).
+    written in the same run, empty without one), ``flags`` (the loader's policy flags, ``;``-separated), then the
+    model's identity: ``model_sha256`` and ``site_profile_sha256`` (empty without a site profile).
 
     Args:
         output_dir: the folder (created if needed).
@@ -129,9 +131,11 @@ def write_predictions(output_dir: str | os.PathLike, predictions: Sequence[dict]
     """
     output_dir = Path(output_dir)
     _write_csv(output_dir / "errors.csv", ("image", "error"), [(r["image"], r["error"]) for r in refused])
-    _write_csv(output_dir / "predictions.csv", ("image", "prob_pneumonia", "prediction", "threshold", "cam", "flags"),
+    _write_csv(output_dir / "predictions.csv", ("image", "prob_pneumonia", "prediction", "threshold", "cam", "flags",
+                                                "model_sha256", "site_profile_sha256"),
                [(r["image"], f"{r['prob_pneumonia']:.6f}", r["prediction"], f"{r['threshold']:.6f}",
-                 r.get("cam", ""), r.get("flags", "")) for r in predictions])
+                 r.get("cam", ""), r.get("flags", ""), r.get("model_sha256", ""), r.get("site_profile_sha256", ""))
+                for r in predictions])
 
 
 class OperatingThresholdHandler:
@@ -262,7 +266,8 @@ class PredictionWriter(_ResultCollector):
         super().__init__(output_dir, network, with_labels=False)
 
     def write(self, engine: Engine, threshold: float, refused: list[dict]) -> None:
-        rows = [{**r, "prediction": CLASS_NAMES[r["prediction"]], "threshold": threshold} for r in self.records]
+        identity = model_identity(self.network)
+        rows = [{**r, **identity, "prediction": CLASS_NAMES[r["prediction"]], "threshold": threshold} for r in self.records]
         write_predictions(self.output_dir, rows, refused)
         logger.info("%d predictions (threshold %.4f), %d refused, written to %s",
                     len(rows), threshold, len(refused), self.output_dir)
@@ -316,6 +321,11 @@ class EvaluationWriter(_ResultCollector):
             info["model"] = f"{os.fspath(self.checkpoint)} (SHA-256 {sha256_file(self.checkpoint)})"
         else:
             info["model"] = "checkpoint not recorded"
+        profile = getattr(_unwrap(self.network), "site_profile", None)
+        if profile is not None:
+            info["site profile"] = (f"{profile.path} (SHA-256 {profile.sha256}), rule {profile.rule}, threshold "
+                                    f"{profile.threshold:.4f} in place of the model's "
+                                    f"{_unwrap(self.network).shipped_threshold:.4f}")
         info["software"] = f"monai-pneumonia {__version__}"
         if self.data_source:
             info["evaluated"] = self.data_source
@@ -332,12 +342,15 @@ class EvaluationWriter(_ResultCollector):
         probs = np.array([r["prob_pneumonia"] for r in self.records])
         metrics = binary_metrics(labels, probs, threshold, n_bootstrap=self.n_bootstrap)
         metrics["n_refused"] = len(refused)
+        metrics.update(model_identity(self.network))
         with _private_open(self.output_dir / "metrics.json") as stream:
             json.dump(metrics, stream, indent=2)
+        identity = model_identity(self.network)
         rows = [(r["image"], r["label"], f"{r['prob_pneumonia']:.6f}", CLASS_NAMES[r["prediction"]], f"{threshold:.6f}",
-                 r["flags"]) for r in self.records]
+                 r["flags"], identity["model_sha256"], identity["site_profile_sha256"]) for r in self.records]
         _write_csv(self.output_dir / "predictions.csv",
-                   ("image", "label", "prob_pneumonia", "prediction", "threshold", "flags"), rows)
+                   ("image", "label", "prob_pneumonia", "prediction", "threshold", "flags", "model_sha256",
+                    "site_profile_sha256"), rows)
         gallery = self._gallery_records()
         if gallery:
             logger.info("report: Grad-CAM overlays for %d gallery cases", len(gallery))
