@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from monai_pneumonia import __version__
+from monai_pneumonia.bundle import bundle_file, default_bundle_root
 from monai_pneumonia.data.datalist import DatalistError, build_datalist, evaluation_items
 from monai_pneumonia.evaluation.metrics import binary_metrics, calibration_bins, roc_curve
 from monai_pneumonia.inference import BundleClassifier, Refusal
@@ -215,7 +216,8 @@ def run_site_fit(labelled: str | os.PathLike, output: str | os.PathLike, bundle_
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
     profile.save(folder / "site.json")
-    acceptance["model"] = {"sha256": identity["model_sha256"], "checkpoint": os.fspath(ckpt or "bundle models/model.pt"),
+    checkpoint = ckpt or bundle_file(bundle_root if bundle_root is not None else default_bundle_root(), "model.pt")
+    acceptance["model"] = {"sha256": identity["model_sha256"], "checkpoint": os.fspath(checkpoint),
                            "version": __version__}
     (folder / "acceptance.json").write_text(json.dumps(acceptance, indent=2) + "\n")
     write_acceptance_html(acceptance, folder / "acceptance.html")

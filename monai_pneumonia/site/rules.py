@@ -51,7 +51,7 @@ def expected_cost(labels: Any, decisions: Any, prevalence: float, cost_ratio: fl
 
 def _cost_threshold(y: np.ndarray, p: np.ndarray, prevalence: float, cost_ratio: float) -> float:
     """The threshold minimising the empirical expected cost; ties: the middle of the tied range."""
-    fpr, tpr, cuts = roc_curve(y, p)
+    fpr, tpr, cuts = roc_curve(y, p, drop_intermediate=False)
     cost = cost_ratio * prevalence * (1.0 - tpr) + (1.0 - prevalence) * fpr
     best = np.flatnonzero(cost <= cost.min() + 1e-12)
     index = int(best[len(best) // 2])

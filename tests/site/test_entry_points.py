@@ -107,7 +107,7 @@ def test_the_bundle_decides_by_its_site_profile_knob(tiny_bundle, films, profile
         shutil.copy(path, inputs / path.name)
     run_bundle("run", "--config_file", str(tiny_bundle / "configs" / "inference.json"), "--bundle_root",
                str(tiny_bundle), "--dataset_dir", str(inputs), "--output_dir", str(tmp_path / "out"),
-               "--site_profile", str(profile), "--device", "$torch.device('cpu')")
+               "--site_profile", str(profile))
     with (tmp_path / "out" / "predictions.csv").open() as stream:
         assert {_name(row["image"]): row["prediction"] for row in csv.DictReader(stream)} == expected
 

@@ -82,7 +82,7 @@ def test_prediction_writer_columns_threshold_overlay_and_flags(tmp_path):
     with open(tmp_path / "predictions.csv", newline="") as stream:
         rows = list(csv.reader(stream))
     assert rows == [
-        ["image", "prob_pneumonia", "prediction", "threshold", "cam", "flags"],
-        ["/a/x.dcm", "0.800000", "PNEUMONIA", "0.700000", "/o/cam/x.dcm-1234.png", "view:LL"],
-        ["/a/x.jpeg", "0.600000", "NORMAL", "0.700000", "", ""],
+        ["image", "prob_pneumonia", "prediction", "threshold", "cam", "flags", "model_sha256", "site_profile_sha256"],
+        ["/a/x.dcm", "0.800000", "PNEUMONIA", "0.700000", "/o/cam/x.dcm-1234.png", "view:LL", "", ""],
+        ["/a/x.jpeg", "0.600000", "NORMAL", "0.700000", "", "", "", ""],
     ]
