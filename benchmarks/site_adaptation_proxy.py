@@ -7,6 +7,7 @@ the rest of the site's films; mean and standard deviation over draws.
 
     python benchmarks/site_adaptation_proxy.py scores runs/proxy/datalist.json runs/proxy/scores.csv
     python benchmarks/site_adaptation_proxy.py draws runs/proxy/scores.csv runs/proxy/draws.json
+    python benchmarks/site_adaptation_proxy.py table runs/proxy/draws.json
 """
 
 from __future__ import annotations
@@ -114,6 +115,20 @@ def draws(scores_csv: Path, output: Path, shipped_threshold: float, n_draws: int
     output.write_text(json.dumps(results, indent=2) + "\n")
 
 
+def table(draws_json: Path) -> None:
+    """The draws as a Markdown table (mean ± SD over draws, on the rest of the site's films), to stdout."""
+    results = json.loads(draws_json.read_text())
+    print(f"shipped threshold {results['shipped_threshold']}, {results['draws']} draws per row\n")
+    print("| setting | rule | accuracy | sensitivity | specificity | auto chose |")
+    print("|---|---|---|---|---|---|")
+    for setting, entry in results["settings"].items():
+        for rule, figures in entry["rules"].items():
+            cells = " | ".join(f"{100 * figures[m]['mean']:.1f} ± {100 * figures[m]['sd']:.1f}"
+                               for m in ("accuracy", "sensitivity", "specificity"))
+            chose = ", ".join(f"{k} {v}" for k, v in entry["auto_chose"].items()) if rule == AUTO else ""
+            print(f"| {setting} | {rule} | {cells} | {chose} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", required=True)
@@ -126,8 +141,12 @@ def main() -> None:
     second.add_argument("--shipped-threshold", type=float, default=0.5)
     second.add_argument("--draws", type=int, default=200)
     second.add_argument("--sizes", type=int, nargs="+", default=[20, 50, 100, 200])
+    third = steps.add_parser("table")
+    third.add_argument("draws", type=Path)
     args = parser.parse_args()
-    if args.step == "scores":
+    if args.step == "table":
+        table(args.draws)
+    elif args.step == "scores":
         scores(args.datalist, args.output)
     else:
         draws(args.scores, args.output, args.shipped_threshold, args.draws, args.sizes)

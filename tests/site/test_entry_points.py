@@ -197,11 +197,13 @@ def test_a_profile_of_another_model_is_refused_with_exit_2(tiny_bundle, films, t
 
 @pytest.mark.parametrize("content", [None, "{not json", json.dumps({"format": "something else"}),
                                      json.dumps({"format": "monai-pneumonia-site-profile/1", "rule": "threshold"})])
-def test_a_missing_or_malformed_profile_is_refused_with_exit_2(tiny_bundle, films, tmp_path, capsys, content):
+def test_a_missing_or_malformed_profile_is_refused_with_exit_2(tiny_bundle, trained_bundle, tmp_path, capsys,
+                                                             content):
     path = tmp_path / "site.json"
     if content is not None:
         path.write_text(content)
-    assert main(["evaluate", "--dataset-dir", str(tmp_path), "--bundle", str(tiny_bundle), "--site", str(path),
+    assert main(["evaluate", "--dataset-dir", str(trained_bundle["dataset_dir"]), "--bundle", str(tiny_bundle),
+                 "--site", str(path),
                  "--output-dir", str(tmp_path / "e")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and str(path) in err
