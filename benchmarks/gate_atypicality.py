@@ -31,10 +31,10 @@ from monai_pneumonia.networks.atypicality import (
     DEFAULT_LAYERS,
     AtypicalityReference,
     pooled_features,
-    sha256_file,
     sidecar_path,
 )
 from monai_pneumonia.networks.atypicality_fit import fit_reference
+from monai_pneumonia.results import file_sha256
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
 
 logger = logging.getLogger("gate_atypicality")
@@ -241,7 +241,7 @@ def limits_by_rule(validation_scores: np.ndarray) -> tuple[float, float]:
 
 def cmd_fit(args) -> None:
     train, labels, _ = load_features(args.work, "train")
-    reference = fit_reference(train, labels, sha256_file(args.bundle / "models" / "model.pt"),
+    reference = fit_reference(train, labels, file_sha256(args.bundle / "models" / "model.pt"),
                               n_components=args.components)
     val, _, _ = load_features(args.work, "validation")
     flag, refuse = limits_by_rule(reference.score(val))

@@ -16,7 +16,13 @@ from typing import Any
 import torch
 from monai.bundle import BundleWorkflow, create_workflow
 
-from monai_pneumonia.errors import DeviceUnavailableError, NoInputError, NoReadableInputError, find_cause
+from monai_pneumonia.errors import (
+    DeviceUnavailableError,
+    NoInputError,
+    NoReadableInputError,
+    SiteProfileError,
+    find_cause,
+)
 
 __all__ = ["BUNDLE_ENV", "EVALUATE_CONFIGS", "available_device", "bundle_file", "config_literal", "default_bundle_root",
            "load_workflow", "monai_logs_to_stderr", "run_workflow"]
@@ -212,13 +218,14 @@ def run_workflow(
     Raises:
         NoReadableInputError: every input was refused (unwrapped from MONAI's ``RuntimeError`` around it).
         NoInputError: the inputs hold no image file (unwrapped likewise).
+        SiteProfileError: the ``site_profile`` is missing, malformed or bound to another model (likewise).
         DeviceUnavailableError: the ``device`` override names a device this machine does not have.
     """
     workflow = load_workflow(config_name, bundle_root=bundle_root, **overrides)
     try:
         workflow.run()
     except Exception as error:
-        for error_type in (NoReadableInputError, NoInputError):
+        for error_type in (NoReadableInputError, NoInputError, SiteProfileError):
             typed = find_cause(error, error_type)
             if typed is not None:
                 raise typed from error

@@ -7,7 +7,8 @@ from typing import TypeVar
 
 _E = TypeVar("_E", bound=BaseException)
 
-__all__ = ["CheckpointError", "DatalistError", "DeviceUnavailableError", "NoInputError", "NoReadableInputError", "XrayInputError",
+__all__ = ["CheckpointError", "DatalistError", "DeviceUnavailableError", "NoInputError", "NoReadableInputError",
+           "SiteProfileError", "XrayInputError",
            "find_cause"]
 
 
@@ -65,6 +66,10 @@ class NoReadableInputError(RuntimeError):
 
 class NoInputError(ValueError):
     """An evaluation or inference run given nothing to read: no image file in the inputs (message says where)."""
+
+
+class SiteProfileError(ValueError):
+    """A site profile that cannot be applied: missing, malformed, or bound to another model (the file is named)."""
 
 
 class DeviceUnavailableError(ValueError):

@@ -29,7 +29,7 @@ from monai_pneumonia.bundle import bundle_file, default_bundle_root, load_workfl
 from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, NonFiniteScoreError, class_name, positive_probability
 from monai_pneumonia.errors import find_cause
 from monai_pneumonia.networks.atypicality import AtypicalityReference, load_reference, pooled_features
-from monai_pneumonia.networks.checkpoint import operating_threshold
+from monai_pneumonia.networks.checkpoint import model_identity, operating_threshold
 from monai_pneumonia.results import FLAGS_KEY, Refusal, format_flags
 from monai_pneumonia.visualize import explain, overlay_name, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY, RefusingDataset, collate_with_refusals
@@ -112,7 +112,8 @@ class BundleClassifier:
             batch_size: default: the config's ``batch_size``.
             atypicality: the gate's sidecar; ``True``: ``<ckpt>.atypicality.npz`` when it exists
                 (:func:`~monai_pneumonia.networks.atypicality.sidecar_path`); ``False``: no atypicality gate.
-            overrides: further overrides of ``inference.json`` (e.g. ``{"network_def#depth": 18}``).
+            overrides: further overrides of ``inference.json`` (e.g. ``{"network_def#depth": 18}``;
+                ``site_profile="site.json"`` decides by a site's rule, :mod:`monai_pneumonia.site_profile`).
 
         Returns:
             The classifier.
@@ -121,6 +122,7 @@ class BundleClassifier:
             FileNotFoundError: no checkpoint at ``ckpt_path``.
             ValueError: the file is not a checkpoint of this bundle's network (no stored operating threshold), or
                 the atypicality sidecar belongs to another model.
+            SiteProfileError: the site profile is missing, malformed or bound to another model.
         """
         root = Path(bundle_root) if bundle_root is not None else default_bundle_root()
         ckpt = Path(ckpt_path) if ckpt_path is not None else bundle_file(root, "model.pt")
@@ -150,8 +152,13 @@ class BundleClassifier:
 
     @property
     def threshold(self) -> float:
-        """The stored operating threshold."""
+        """The operating threshold: the model's stored one, or the site profile's when one is applied."""
         return operating_threshold(self.network)
+
+    @property
+    def identity(self) -> dict[str, str]:
+        """``{"model_sha256", "site_profile_sha256", "site_rule"}`` (:func:`~monai_pneumonia.networks.model_identity`)."""
+        return model_identity(self.network)
 
     def iterate(
         self, paths: Iterable[str | os.PathLike], batch_size: int | None = None, num_workers: int = 0

@@ -14,7 +14,6 @@ candidate the gate refused. Whether a candidate is good enough is the caller's (
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -28,10 +27,10 @@ from monai_pneumonia import __version__
 from monai_pneumonia.bundle import bundle_file
 from monai_pneumonia.errors import CheckpointError
 from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
-from monai_pneumonia.results import atomic_write
+from monai_pneumonia.results import atomic_write, file_sha256
 
 __all__ = ["PROMOTION_LOG", "REPLACED_DIR", "promote", "read_promotions", "record_refusal", "rollback", "run_name",
-           "sha256_file", "validate_checkpoint"]
+           "validate_checkpoint"]
 
 #: File (in the bundle's ``models/``) that records every promotion as one JSON line.
 PROMOTION_LOG = "promotions.jsonl"
@@ -54,14 +53,6 @@ def run_name() -> str:
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in run_id)
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
 
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file's bytes, as 64 hex digits."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def validate_checkpoint(checkpoint: str | os.PathLike, bundle_root: str | os.PathLike) -> float:
@@ -132,8 +123,8 @@ def _refuse_constant(name: str) -> Any:
 
 def _install(source: Path, target: Path, fields: dict[str, Any]) -> dict[str, Any]:
     """Keep the file at ``target`` in ``replaced/``, swap ``source`` in atomically, log ``fields`` and the SHAs."""
-    new_sha = sha256_file(source)
-    old_sha = sha256_file(target) if target.is_file() else None
+    new_sha = file_sha256(source)
+    old_sha = file_sha256(target) if target.is_file() else None
     if old_sha == new_sha:
         raise ValueError(f"{source}: already the shipped model ({target}, sha256 {new_sha})")
     kept = target.parent / REPLACED_DIR / f"model-{old_sha[:12]}.pt" if old_sha is not None else None
@@ -199,7 +190,7 @@ def record_refusal(
     source = Path(checkpoint).resolve()
     target = bundle_file(Path(bundle_root).resolve(), "model.pt")
     record = {"action": "refused", "date": _now(), "version": __version__, "source": os.fspath(source),
-              "sha256": sha256_file(source), "note": note, "evaluation": evaluation}
+              "sha256": file_sha256(source), "note": note, "evaluation": evaluation}
     line = json.dumps(record, allow_nan=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     _append(target.parent / PROMOTION_LOG, line)
@@ -235,9 +226,9 @@ def rollback(bundle_root: str | os.PathLike, note: str = "") -> dict[str, Any]:
     if not last.get("replaced_kept_as"):
         raise ValueError(f"the last promotion ({last.get('date')}) replaced no model; nothing to roll back to")
     kept = Path(last["replaced_kept_as"])
-    if not kept.is_file() or sha256_file(kept) != last["replaced_sha256"]:
+    if not kept.is_file() or file_sha256(kept) != last["replaced_sha256"]:
         raise ValueError(f"{kept}: the kept model is missing or no longer has sha256 {last['replaced_sha256']}")
-    current = sha256_file(target) if target.is_file() else None
+    current = file_sha256(target) if target.is_file() else None
     if current != last["sha256"]:
         raise ValueError(f"{target}: sha256 {current} is not the model the last promotion installed "
                          f"({last['sha256']}); changed outside promote, not rolled back")

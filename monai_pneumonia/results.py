@@ -21,7 +21,8 @@ log; :mod:`monai_pneumonia.monitoring` reads both. Fields (:data:`RECORD_FIELDS`
 * ``acquisition``: non-identifying acquisition attributes when the file is DICOM (:data:`ACQUISITION_FIELDS`;
   absent ones are left out); ``PixelSpacing`` is the spacing actually used, with ``SpacingSource`` naming the
   attribute it came from (``PixelSpacing`` or ``ImagerPixelSpacing``);
-* ``model_sha256``: SHA-256 of the checkpoint that produced the answer (``""`` when unknown).
+* ``model_sha256``: SHA-256 of the checkpoint that produced the answer (``""`` when unknown), and
+  ``site_profile_sha256``: SHA-256 of the site profile whose rule decided (``""`` without one).
 
 A refused film has ``refused: true`` and its ``reason`` instead of the model's answer. No name, ID, UID, accession
 number or date of the patient or study is ever copied into a record (:func:`film_record` takes only the fields
@@ -31,6 +32,7 @@ above from the metadata).
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
@@ -45,6 +47,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "file_sha256",
+    "IDENTITY_COLUMNS",
     "FLAGS_KEY",
     "format_flags",
     "join_flags",
@@ -75,13 +79,17 @@ __all__ = [
 PREDICTIONS_FILE = "predictions.csv"
 #: File of the refused inputs of a run, with their reasons.
 ERRORS_FILE = "errors.csv"
+#: The model's identity in every result: the checkpoint's SHA-256 and the site profile's (empty without one).
+IDENTITY_COLUMNS: tuple[str, ...] = ("model_sha256", "site_profile_sha256")
 #: ``predictions.csv`` of an inference run: the source, the pneumonia probability, the decision (``NORMAL`` /
 #: ``PNEUMONIA``), the stored threshold it was decided at, the Grad-CAM overlay written in the same run (empty
 #: without one) and the loader's policy flags (``;``-separated).
-PREDICTION_COLUMNS: tuple[str, ...] = ("image", "prob_pneumonia", "prediction", "threshold", "cam", "flags")
+PREDICTION_COLUMNS: tuple[str, ...] = ("image", "prob_pneumonia", "prediction", "threshold", "cam", "flags",
+                                       *IDENTITY_COLUMNS)
 #: ``predictions.csv`` of a labelled evaluation: the ground truth (0 normal, 1 pneumonia) after the source, and no
 #: overlay column (the report holds the Grad-CAM gallery).
-EVALUATION_COLUMNS: tuple[str, ...] = ("image", "label", "prob_pneumonia", "prediction", "threshold", "flags")
+EVALUATION_COLUMNS: tuple[str, ...] = ("image", "label", "prob_pneumonia", "prediction", "threshold", "flags",
+                                       *IDENTITY_COLUMNS)
 #: ``errors.csv``: the fields of :class:`Refusal` a user needs.
 ERROR_COLUMNS: tuple[str, ...] = ("image", "error")
 #: Columns written with six decimals.
@@ -207,6 +215,14 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
     )
 
 
+# Identity ----------------------------------------------------------------------------------------------------
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, hex (the model's identity in every result)."""
+    with open(path, "rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+
 # Flags -----------------------------------------------------------------------------------------------------
 #: Image-metadata key of the loader's policy flags (a ``;``-joined string, see the module docstring).
 FLAGS_KEY = "xray_flags"
@@ -235,7 +251,8 @@ def format_flags(meta: Mapping[str, Any]) -> str:
 
 #: Top-level fields of a per-film record, in order.
 RECORD_FIELDS: tuple[str, ...] = ("time", "probability", "decision", "threshold", "flags", "atypicality",
-                                  "image_statistics", "acquisition", "model_sha256")
+                                  "image_statistics", "acquisition", "model_sha256",
+                                  "site_profile_sha256")
 #: Image metadata key under which the loader's statistics step stores :data:`IMAGE_STATISTICS`.
 IMAGE_STATISTICS_KEY = "image_statistics"
 #: Statistics of the loaded [0, 1] image: intensity percentiles 1/50/99, mean, and sharpness (mean absolute
@@ -297,7 +314,8 @@ def _acquisition(meta: Mapping) -> dict:
 
 
 def film_record(probability: float, decision: str, threshold: float, meta: Mapping | None = None,
-                flags: str | None = None, model_sha256: str = "", time: float | None = None) -> dict:
+                flags: str | None = None, model_sha256: str = "", site_profile_sha256: str = "",
+                time: float | None = None) -> dict:
     """The per-film record of one classified film (module docstring).
 
     Args:
@@ -308,6 +326,7 @@ def film_record(probability: float, decision: str, threshold: float, meta: Mappi
             fields of the schema are read from it.
         flags: the film's flags (default: ``meta[FLAGS_KEY]``).
         model_sha256: SHA-256 of the checkpoint.
+        site_profile_sha256: SHA-256 of the site profile applied (``""``: none).
         time: processing time (default: now).
 
     Returns:
@@ -320,13 +339,16 @@ def film_record(probability: float, decision: str, threshold: float, meta: Mappi
     return {"time": round(_time.time() if time is None else float(time), 6), "probability": round(float(probability), 6),
             "decision": str(decision), "threshold": round(float(threshold), 6), "flags": flags,
             "atypicality": None if atypicality is None else round(atypicality, 6), "image_statistics": _image(meta),
-            "acquisition": _acquisition(meta), "model_sha256": model_sha256}
+            "acquisition": _acquisition(meta), "model_sha256": model_sha256,
+            "site_profile_sha256": site_profile_sha256}
 
 
-def refusal_record(reason: str, model_sha256: str = "", time: float | None = None) -> dict:
-    """The per-film record of a refused film: ``{"time", "refused": true, "reason", "model_sha256"}``."""
+def refusal_record(reason: str, model_sha256: str = "", site_profile_sha256: str = "",
+                   time: float | None = None) -> dict:
+    """The per-film record of a refused film: ``{"time", "refused": true, "reason", "model_sha256",
+    "site_profile_sha256"}``."""
     return {"time": round(_time.time() if time is None else float(time), 6), "refused": True, "reason": str(reason),
-            "model_sha256": model_sha256}
+            "model_sha256": model_sha256, "site_profile_sha256": site_profile_sha256}
 
 
 def event_record(item: Mapping) -> dict | None:

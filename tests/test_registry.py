@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from monai_pneumonia.registry import PROMOTION_LOG, run_name, sha256_file
+from monai_pneumonia.registry import PROMOTION_LOG, run_name
+from monai_pneumonia.results import file_sha256
 from tests.conftest import CONFIGS, REPO, TINY, bundle_command
 
 
@@ -18,13 +19,13 @@ def test_default_training_leaves_the_shipped_model_byte_identical(tiny_dataset, 
     shutil.copytree(CONFIGS, bundle / "configs")
     (bundle / "models").mkdir()
     shutil.copy(REPO / "bundle" / "models" / "model.pt", bundle / "models" / "model.pt")
-    shipped = sha256_file(bundle / "models" / "model.pt")
+    shipped = file_sha256(bundle / "models" / "model.pt")
     command = bundle_command("run", "--config_file", "bundle/configs/train.json", "--dataset_dir", str(tiny_dataset),
                              "--train#trainer#max_epochs", "1", "--val_fraction", "0.34", *TINY)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert sha256_file(bundle / "models" / "model.pt") == shipped
+    assert file_sha256(bundle / "models" / "model.pt") == shipped
     assert sorted(p.name for p in (bundle / "models").iterdir()) == ["model.pt"]
     runs = list((bundle / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "models" / "model.pt").is_file() and (runs[0] / "model_final.pt").is_file()

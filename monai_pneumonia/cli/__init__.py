@@ -19,6 +19,7 @@ from monai_pneumonia.errors import (
     DatalistError,
     DeviceUnavailableError,
     NoInputError,
+    SiteProfileError,
     XrayInputError,
     find_cause,
 )
@@ -26,14 +27,15 @@ from monai_pneumonia.redaction import install_log_hygiene
 
 __all__ = ["USER_ERRORS", "add_bundle_argument", "build_parser", "main"]
 
-#: Errors in what the user gave (a path, a device, a data set folder): one line on stderr and exit status 2.
+#: Errors in what the user gave (a path, a device, a data set folder, a site profile): one line on stderr and exit
+#: status 2.
 #: ``DatalistError`` covers a data set folder or list that cannot be read (``SourceNotFoundError`` names the path).
 USER_ERRORS: tuple[type[Exception], ...] = (CheckpointError, DatalistError, DeviceUnavailableError, NoInputError,
-                                          XrayInputError)
+                                          SiteProfileError, XrayInputError)
 
 #: Modules of this package that each contribute one subcommand, in the order ``--help`` lists them.
-SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "train", "evaluate", "promote", "datalist", "demo", "study", "serve",
-                                        "monitor")
+SUBCOMMAND_MODULES: tuple[str, ...] = ("predict", "train", "evaluate", "promote", "datalist", "demo", "site", "monitor",
+                                        "study", "serve")
 
 
 def add_bundle_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

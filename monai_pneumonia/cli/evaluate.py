@@ -49,6 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "errors.csv and report.html")
     add_bundle_argument(parser)
     parser.add_argument("--ckpt-dir", type=Path, default=None, help="folder of model.pt (default: <bundle>/models)")
+    parser.add_argument("--site", type=Path, default=None, metavar="SITE_JSON",
+                        help="decide by this site profile (monai-pneumonia site fit); it must be bound to the model")
     add_common_options(parser)
     parser.set_defaults(func=run)
     return parser
@@ -100,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         datalist_split=args.split,
         output_dir=os.fspath(output_dir),
         ckpt_dir=os.fspath(args.ckpt_dir.resolve()) if args.ckpt_dir else None,
+        site_profile=os.fspath(args.site.resolve()) if args.site else None,
     )
     try:
         with logs_to_stderr():

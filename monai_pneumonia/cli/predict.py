@@ -51,6 +51,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON per-film record a line (monai_pneumonia.results; input for `monitor`) "
                              "instead of a table")
+    parser.add_argument("--site", type=Path, default=None, metavar="SITE_JSON",
+                        help="decide by this site profile (monai-pneumonia site fit); it must be bound to the model")
     parser.set_defaults(func=run)
 
 
@@ -101,6 +103,7 @@ def run_inference(
     device: str | None = None,
     num_workers: int = 0,
     records: list[dict] | None = None,
+    site_profile: str | os.PathLike | None = None,
 ) -> tuple[list[dict], list[dict]]:
     """Classify files and folders with the bundle's classifier and write ``predictions.csv`` and ``errors.csv``.
 
@@ -115,10 +118,11 @@ def run_inference(
         num_workers: DataLoader workers for decoding.
         records: when given, one per-film record (:mod:`monai_pneumonia.results`) per input is appended, in input
             order, with the input's ``"image"`` path first.
+        site_profile: a ``site.json`` whose rule decides (:mod:`monai_pneumonia.site_profile`).
 
     Returns:
-        ``(predictions, refusals)``: one ``{"image", "prob_pneumonia", "prediction", "threshold", "cam", "flags"}``
-        per classified input and
+        ``(predictions, refusals)``: one ``{"image", "prob_pneumonia", "prediction", "threshold", "cam", "flags",
+        "model_sha256", "site_profile_sha256"}`` per classified input and
         one ``{"image", "error"}`` per refused input, each in input order, taken from the results in memory.
 
     """
@@ -129,23 +133,25 @@ def run_inference(
 
     classifier = BundleClassifier.from_bundle(
         bundle_root, ckpt_path=Path(ckpt_dir) / "model.pt" if ckpt_dir else None, device=device,
-        batch_size=batch_size)
+        batch_size=batch_size, site_profile=os.fspath(site_profile) if site_profile else None)
+    identity = classifier.identity
+    identity_fields = {key: identity[key] for key in ("model_sha256", "site_profile_sha256")}
     predictions, refused = [], []
-    model_sha256 = getattr(classifier, "model_sha256", "")
     for result in classifier.iterate(expand_inputs(inputs), num_workers=num_workers):
         if isinstance(result, Refusal):
             refused.append(result)
             if records is not None:
-                records.append({"image": result.image, **refusal_record(result.error, model_sha256)})
+                records.append({"image": result.image, **refusal_record(result.error, **identity_fields)})
             continue
         if records is not None:
             records.append({"image": result.image, **film_record(result.prob_pneumonia, result.prediction,
                                                                  result.threshold, result.meta,
-                                                                 model_sha256=model_sha256)})
+                                                                 **identity_fields)})
         cam = os.fspath(classifier.save_cam_overlay(result, Path(output_dir) / "cam")) if save_cam else ""
         predictions.append({"image": result.image, "prob_pneumonia": round(result.prob_pneumonia, 6),
                             "prediction": result.prediction, "threshold": result.threshold, "cam": cam,
-                            "flags": format_flags(result.meta)})
+                            "flags": format_flags(result.meta), "model_sha256": identity["model_sha256"],
+                            "site_profile_sha256": identity["site_profile_sha256"]})
     write_predictions(output_dir, predictions, refused)
     return predictions, [{"image": r.image, "error": r.error} for r in refused]
 
@@ -175,7 +181,8 @@ def run(args: argparse.Namespace) -> int:
         output_dir.mkdir(parents=True, exist_ok=True)
         predictions, refusals = run_inference(args.inputs, output_dir, bundle_root=args.bundle,
                                               ckpt_dir=args.ckpt_dir, save_cam=args.save_cam,
-                                              batch_size=args.batch_size, device=args.device, records=records)
+                                              batch_size=args.batch_size, device=args.device, records=records,
+                                              site_profile=args.site)
     kept = args.output_dir is not None
     status = 0 if predictions else 1
     if not predictions:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sqlite3
 import sys
@@ -116,6 +117,8 @@ def _add_options(parser: argparse.ArgumentParser, given_only: bool) -> None:
                        help="state folder: received instances, outbox, journal (required; created 0700)")
     add_bundle_argument(state)
     state.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default: <bundle>/models/model.pt)")
+    state.add_argument("--site", type=Path, default=None, metavar="SITE_JSON",
+                       help="decide by this site profile (monai-pneumonia site fit); it must be bound to the model")
     state.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default: the bundle's choice)")
     state.add_argument("--batch-size", type=int, default=16, help="instances per classification batch (default: %(default)s)")
     state.add_argument("--report-processes", type=int, default=2,
@@ -158,7 +161,7 @@ def resolve_options(args: argparse.Namespace) -> argparse.Namespace:
             dest = key.lstrip("-").replace("-", "_")
             if dest not in defaults:
                 raise SystemExit(f"monai-pneumonia serve: unknown option {key!r} in {args.config}")
-            if dest in ("spool", "bundle", "ckpt", "results_log", "tls_cert", "tls_key", "tls_ca", "keep_results",
+            if dest in ("spool", "bundle", "ckpt", "site", "results_log", "tls_cert", "tls_key", "tls_ca", "keep_results",
                         "drift_reference") and value is not None:
                 value = Path(value)
             if dest in ("allow", "destination", "stow_url") and isinstance(value, str):
@@ -197,16 +200,10 @@ def build_config(args: argparse.Namespace):
                          max_refusals=args.max_refusals)
 
 
-def _check_reference_binding(service, args: argparse.Namespace) -> None:
+def _check_reference_binding(service, model_sha256: str) -> None:
     """Warn when the drift reference was made with another checkpoint than the one loaded (its alarms may be false)."""
-    # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
-    from monai_pneumonia.bundle import bundle_file, default_bundle_root
-    from monai_pneumonia.monitoring import file_sha256
-
     monitor = service.drift_monitor
-    ckpt = Path(args.ckpt or bundle_file(args.bundle or default_bundle_root(), "model.pt"))
-    if monitor is not None and monitor.reference.model_sha256 and ckpt.is_file() and \
-            file_sha256(ckpt) != monitor.reference.model_sha256:
+    if monitor is not None and monitor.reference.model_sha256 and monitor.reference.model_sha256 != model_sha256:
         logging.getLogger(__name__).warning(
             "the drift reference %s was made with another model (SHA-256 %s...): re-make it for this checkpoint "
             "(docs/monitoring.md)", service.config.drift_reference, monitor.reference.model_sha256[:12])
@@ -264,11 +261,16 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         classifier = BundleClassifier.from_bundle(args.bundle, ckpt_path=args.ckpt, device=args.device,
-                                                  batch_size=args.batch_size, num_workers=0, progress_bar=False)
+                                                  batch_size=args.batch_size, num_workers=0, progress_bar=False,
+                                                  site_profile=os.fspath(args.site) if args.site else None)
     except FileNotFoundError as error:
         print(f"monai-pneumonia serve: {error}", file=sys.stderr)
         return 2
-    logging.getLogger(__name__).info("model loaded: %r", classifier)
+    identity = classifier.identity
+    logging.getLogger(__name__).info("model loaded: %r; model SHA-256 %s; site profile %s", classifier,
+                                     identity["model_sha256"],
+                                     f"SHA-256 {identity['site_profile_sha256']} (rule {identity['site_rule']})"
+                                     if identity["site_profile_sha256"] else "none")
     try:
         service = PneumoniaService(config, classifier)
     except StateFileError as error:  # a configuration error: exit 2, which the systemd unit does not restart
@@ -280,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     except (DriftReferenceError, ValueError) as error:  # the drift reference or window: one line
         print(f"monai-pneumonia serve: {error}", file=sys.stderr)
         return 2
-    _check_reference_binding(service, args)
+    _check_reference_binding(service, identity["model_sha256"])
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

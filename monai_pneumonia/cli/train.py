@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import bundle_file, default_bundle_root, run_workflow
     from monai_pneumonia.networks.checkpoint import THRESHOLD_KEY, load_checkpoint
-    from monai_pneumonia.registry import run_name, sha256_file
+    from monai_pneumonia.registry import run_name
+    from monai_pneumonia.results import file_sha256
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s")
     bundle_root = (args.bundle or default_bundle_root()).resolve()
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     }
     if checkpoint.is_file():
         summary["threshold"] = float(load_checkpoint(checkpoint)[THRESHOLD_KEY])
-        summary["sha256"] = sha256_file(checkpoint)
+        summary["sha256"] = file_sha256(checkpoint)
     json.dump(summary, sys.stdout, indent=2)
     print()
     if checkpoint.is_file():

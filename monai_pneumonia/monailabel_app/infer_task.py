@@ -85,11 +85,15 @@ class PneumoniaInferTask(BasicInferTask):
         bundle_root: the bundle folder (``configs/inference.json``, ``configs/metadata.json``, ``models/model.pt``).
         device: where the network runs, e.g. ``"cpu"``; default: the bundle config's choice.
         description: shown by the viewers.
+        site_profile: a ``site.json`` whose rule decides (:mod:`monai_pneumonia.site_profile`); it must be bound
+            to the bundle's model, else the first request fails with ``SiteProfileError``.
     """
 
-    def __init__(self, bundle_root: str | os.PathLike, device: str | None = None, description: str = "") -> None:
+    def __init__(self, bundle_root: str | os.PathLike, device: str | None = None, description: str = "",
+                 site_profile: str | os.PathLike | None = None) -> None:
         self.bundle_root = Path(bundle_root)
         self.device_name = device
+        self.site_profile = os.fspath(site_profile) if site_profile else None
         self._lock = threading.Lock()
         self._loaded: tuple[int, BundleClassifier] | None = None
         super().__init__(
@@ -122,7 +126,8 @@ class PneumoniaInferTask(BasicInferTask):
             ) from None
         with self._lock:
             if self._loaded is None or self._loaded[0] != stamp:
-                self._loaded = (stamp, BundleClassifier.from_bundle(self.bundle_root, device=self.device_name))
+                self._loaded = (stamp, BundleClassifier.from_bundle(self.bundle_root, device=self.device_name,
+                                                                        site_profile=self.site_profile))
             return self._loaded[1]
 
     def pre_transforms(self, data: dict | None = None) -> Sequence[Callable]:
@@ -153,7 +158,8 @@ class PneumoniaInferTask(BasicInferTask):
             ``(cam_png_or_None, result)``; ``result`` holds ``prediction`` (per-class scores as MONAI Label
             writes them), ``prob_pneumonia``, ``threshold``, ``predicted`` (``{"idx", "label"}`` at the stored
             threshold, not the argmax), ``flags`` (the loader's policy flags and ``atypical``), ``atypicality``
-            (with a sidecar) and, with ``cam``, ``cam``.
+            (with a sidecar), the model's identity (``model_sha256``, ``site_profile_sha256``, ``site_rule``) and,
+            with ``cam``, ``cam``.
 
         Raises:
             XrayInputError: the intended-use gate refuses the image (far from every training film).
@@ -174,6 +180,7 @@ class PneumoniaInferTask(BasicInferTask):
             threshold=classifier.threshold,
             predicted={"idx": index, "label": names[index]},
             flags=format_flags(gate if FLAGS_KEY in gate else image.meta),
+            **classifier.identity,
         )
         if "atypicality" in gate:
             result["atypicality"] = gate["atypicality"]

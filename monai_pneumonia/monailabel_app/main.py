@@ -6,7 +6,8 @@ Start (see ``docs/monailabel.md``)::
         --studies DIR_OR_DICOMWEB_URL --host 127.0.0.1 --port 8000 [--conf bundle DIR] [--conf device cpu]
 
 ``--conf bundle`` picks the bundle (default ``$MONAI_PNEUMONIA_BUNDLE``, else the repository's ``bundle/``);
-``--conf device`` where the network runs (default: the bundle config's choice). A local studies folder may hold
+``--conf device`` where the network runs (default: the bundle config's choice); ``--conf site_profile SITE_JSON``
+decides by a site's rule (``monai-pneumonia site fit``). A local studies folder may hold
 PNG, JPEG and DICOM (``.dcm``) radiographs besides MONAI Label's usual formats; an image id is the full file
 name (``a.dcm`` and ``a.jpeg`` are two images).
 
@@ -90,7 +91,8 @@ class PneumoniaApp(MONAILabelApp):
     Args:
         app_dir: this folder (MONAI Label writes ``model/``, ``logs/`` and ``bin/`` into it).
         studies: a local folder of radiographs, or a DICOMweb URL.
-        conf: ``--conf`` options: ``bundle`` (a bundle folder), ``device`` (e.g. ``cpu``).
+        conf: ``--conf`` options: ``bundle`` (a bundle folder), ``device`` (e.g. ``cpu``), ``site_profile``
+            (a ``site.json``).
 
     Raises:
         FileNotFoundError: the bundle folder has no ``configs/inference.json`` (the server does not start).
@@ -103,6 +105,7 @@ class PneumoniaApp(MONAILabelApp):
             raise FileNotFoundError(f"{self.bundle_root}: not a bundle (no configs/inference.json); pass --conf bundle "
                                     f"DIR or set ${BUNDLE_ENV}")
         self.device = conf.get("device") or None
+        self.site_profile = conf.get("site_profile") or None
         # MONAI Label writes each upload to tempfile's folder (world-readable in /tmp) and deletes it only after
         # a successful answer: a private folder for this process, and infer() deletes each upload itself
         self.upload_dir = Path(tempfile.mkdtemp(prefix="monai-pneumonia-label-"))  # mode 0700
@@ -139,7 +142,7 @@ class PneumoniaApp(MONAILabelApp):
 
     def init_infers(self) -> dict[str, InferTask]:
         """``{"pneumonia": PneumoniaInferTask}``; warns when the bundle has no checkpoint yet."""
-        task = PneumoniaInferTask(self.bundle_root, device=self.device)
+        task = PneumoniaInferTask(self.bundle_root, device=self.device, site_profile=self.site_profile)
         if not task.is_valid():
             logger.warning("%s: no model checkpoint yet; '%s' is not listed in /info/ and answers 503 until it is",
                            task.checkpoint, MODEL_NAME)

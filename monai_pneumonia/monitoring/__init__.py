@@ -10,10 +10,9 @@ from monai_pneumonia.monitoring.reference import (
     REFERENCE_SCHEMA,
     DriftReferenceError,
     Reference,
-    file_sha256,
     load_reference,
     reference_path,
 )
 
 __all__ = ["REFERENCE_SCHEMA", "DriftRule", "LiveMonitor", "Reference", "DriftReferenceError", "SignalTest",
-           "WindowResult", "file_sha256", "load_reference", "monitor_records", "psi", "check_window", "reference_path"]
+           "WindowResult", "load_reference", "monitor_records", "psi", "check_window", "reference_path"]

@@ -8,7 +8,6 @@ site's own accepted sample -- any records file -- can be the reference instead (
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -28,7 +27,7 @@ from monai_pneumonia.monitoring.signals import (
 )
 from monai_pneumonia.results import read_records
 
-__all__ = ["REFERENCE_SCHEMA", "Reference", "DriftReferenceError", "file_sha256", "load_reference", "reference_path"]
+__all__ = ["REFERENCE_SCHEMA", "Reference", "DriftReferenceError", "load_reference", "reference_path"]
 
 #: ``"schema"`` value of a reference sidecar.
 REFERENCE_SCHEMA = "monai-pneumonia/drift-reference/1"
@@ -43,14 +42,6 @@ def reference_path(checkpoint: str | os.PathLike) -> Path:
     checkpoint = Path(checkpoint)
     return checkpoint.with_name(f"{checkpoint.stem}.reference.json")
 
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

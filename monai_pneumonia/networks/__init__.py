@@ -17,6 +17,7 @@ from .checkpoint import (
     half_precision_checkpoint,
     load_checkpoint,
     load_weights,
+    model_identity,
     operating_threshold,
     store_threshold,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "pooled_features",
     "make_attention",
     "load_weights",
+    "model_identity",
     "operating_threshold",
     "store_threshold",
     "map_torchvision_key",

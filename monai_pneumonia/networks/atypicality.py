@@ -19,7 +19,6 @@ no change to the network.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from monai_pneumonia.io.policy import ATYPICAL_FLAG, join_flags, split_flags
+from monai_pneumonia.results import file_sha256
 
 __all__ = [
     "ATYPICAL_FLAG",
@@ -40,7 +40,6 @@ __all__ = [
     "LayerReference",
     "load_reference",
     "pooled_features",
-    "sha256_file",
     "sidecar_path",
 ]
 
@@ -51,14 +50,6 @@ SIDECAR_SUFFIX = ".atypicality.npz"
 _FORMAT = 1
 _FIELDS = ("center", "whitening", "class_means")
 
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """The SHA-256 of a file as hex (the identity a sidecar is bound to)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sidecar_path(checkpoint: str | os.PathLike) -> Path:
@@ -278,4 +269,4 @@ def load_reference(checkpoint: str | os.PathLike, sidecar: str | os.PathLike | b
     path = sidecar_path(checkpoint) if sidecar is True else Path(sidecar)
     if sidecar is True and not path.is_file():
         return None
-    return AtypicalityReference.load(path, sha256_file(checkpoint))
+    return AtypicalityReference.load(path, file_sha256(checkpoint))

@@ -55,7 +55,7 @@ def fit_reference(
     Args:
         features: ``{stage: (N, D)}`` of the training films (:func:`~monai_pneumonia.networks.atypicality.pooled_features`).
         labels: each film's class index (N,).
-        model_sha256: the checkpoint's SHA-256 (:func:`~monai_pneumonia.networks.atypicality.sha256_file`).
+        model_sha256: the checkpoint's SHA-256 (:func:`~monai_pneumonia.networks.atypicality.file_sha256`).
         n_components: principal axes kept per stage.
         flag_limit: choose it on validation films, never on these; ``None``: the largest float (set it later
             with :meth:`~monai_pneumonia.networks.atypicality.AtypicalityReference.with_limits`).

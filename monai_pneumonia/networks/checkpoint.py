@@ -16,9 +16,11 @@ from pathlib import Path
 import torch
 
 from monai_pneumonia.errors import CheckpointError
+from monai_pneumonia.results import file_sha256
+from monai_pneumonia.site_profile import load_site_profile
 
 __all__ = ["THRESHOLD_KEY", "CheckpointError", "half_precision_checkpoint", "load_checkpoint", "load_weights",
-           "operating_threshold",
+           "model_identity", "operating_threshold",
            "store_threshold"]
 
 #: The state-dict entry holding the decision threshold (the network's buffer of that name); always float32.
@@ -66,7 +68,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state
 
 
-def load_weights(network: torch.nn.Module, path: str | os.PathLike) -> torch.nn.Module:
+def load_weights(network: torch.nn.Module, path: str | os.PathLike,
+                 site_profile: str | os.PathLike | None = None) -> torch.nn.Module:
     """Load a bundle checkpoint into ``network`` (the one way every entry point loads ``model.pt``).
 
     The bundle's ``inference.json`` builds its ``network`` with this, so ``python -m monai.bundle run``, the
@@ -75,18 +78,43 @@ def load_weights(network: torch.nn.Module, path: str | os.PathLike) -> torch.nn.
     Args:
         network: the configured network (``network_def``).
         path: the ``model.pt`` file.
+        site_profile: a ``site.json`` (:mod:`monai_pneumonia.site_profile`) bound to this file: its threshold
+            replaces the stored one in the live network (the file is never changed), so every writer, the SR and
+            the classifier decide by the site's rule.
 
     Returns:
-        ``network``, with the weights and its ``operating_threshold`` loaded.
+        ``network``, with the weights and its ``operating_threshold`` loaded, and its identity attached
+        (:func:`model_identity`).
 
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: not a checkpoint of this bundle's network.
+        SiteProfileError: a missing or malformed profile, or one bound to another model.
     """
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path}: no model checkpoint (train one with bundle/configs/train.json)")
+    sha256 = file_sha256(path)
+    profile = load_site_profile(site_profile, sha256, path) if site_profile else None
     network.load_state_dict(load_checkpoint(path))
+    network.model_sha256 = sha256
+    network.shipped_threshold = float(network.operating_threshold)
+    network.site_profile = profile
+    if profile is not None:
+        network.operating_threshold.fill_(profile.threshold)
     return network
+
+
+def model_identity(network: torch.nn.Module) -> dict[str, str]:
+    """``{"model_sha256", "site_profile_sha256", "site_rule"}`` of a network loaded by :func:`load_weights`.
+
+    The profile's entries are ``""`` when no site profile is applied; every entry is ``""`` for a network that
+    did not come from :func:`load_weights` (e.g. a test's bare network).
+    """
+    network = getattr(network, "module", network)  # DataParallel / DistributedDataParallel
+    profile = getattr(network, "site_profile", None)
+    return {"model_sha256": getattr(network, "model_sha256", ""),
+            "site_profile_sha256": profile.sha256 if profile is not None else "",
+            "site_rule": profile.rule if profile is not None else ""}
 
 
 def _save(state: dict[str, torch.Tensor], source: str | os.PathLike, output: str | os.PathLike | None) -> Path:

@@ -108,7 +108,7 @@ class OnnxRuntimeNetwork(torch.nn.Module):
 def _cache_key(network: torch.nn.Module, ckpt_path: str | os.PathLike | None) -> str:
     digest = hashlib.sha256(f"{torch.__version__}|{OPSET}|{network!r}".encode())
     if ckpt_path is not None and Path(ckpt_path).is_file():
-        with open(ckpt_path, "rb") as source:  # not registry.sha256_file: registry imports this package
+        with open(ckpt_path, "rb") as source:  # the file's bytes, into the key with the torch version and network
             digest.update(hashlib.file_digest(source, "sha256").digest())
     else:  # no file: the weights themselves
         for name, tensor in network.state_dict().items():

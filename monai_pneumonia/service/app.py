@@ -133,13 +133,15 @@ class PneumoniaService:
         self.quarantine, self.dead_letters = root / "quarantine", root / "dead-letter"
         self.failed = threading.Event()
         self._failure = ""
+        #: the SR's algorithm identification: version = the model's SHA-256, the site profile as parameters
+        self.algorithm = config.algorithm.identified(getattr(classifier, "identity", {}))
         self.deliverer = Deliverer(self.journal, config.destinations, self._finished, config.retry_initial,
                                    config.retry_max, max_refusals=config.max_refusals,
                                    on_dead_letter=self._dead_letter, on_failure=self._fail)
         self.worker = Worker(self.spool, self.outbox.root, self.journal, classifier,
                              [d.name for d in config.destinations], self.results_log,
                              on_results=self.deliverer.wakeup, batch_size=config.batch_size, cam=config.cam,
-                             lenient=config.lenient, algorithm=config.algorithm, quarantine=self.quarantine,
+                             lenient=config.lenient, algorithm=self.algorithm, quarantine=self.quarantine,
                              on_failure=self._fail)
         self.executor = None
         if config.report_processes > 0:
@@ -270,7 +272,7 @@ class PneumoniaService:
             ds.save_as(path, enforce_file_format=True)
             result = self.worker.classifier(path)
             overlay = self.worker.classifier.cam_overlay(path, result) if self.config.cam else None
-            jobs = [(ds, PneumoniaFinding(0.5, 0.5), self.config.algorithm, overlay)] * 4 * self.config.report_processes
+            jobs = [(ds, PneumoniaFinding(0.5, 0.5), self.algorithm, overlay)] * 4 * self.config.report_processes
             list(self.executor.map(render_results, jobs) if self.executor else map(render_results, jobs[:1]))
 
     def start(self) -> None:

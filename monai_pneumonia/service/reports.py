@@ -16,7 +16,7 @@ PixelSpacing there, which many CR/DX images lack; the group's source-image refer
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from io import BytesIO
 
 import highdicom as hd
@@ -68,11 +68,27 @@ class AlgorithmInfo:
 
     Attributes:
         name: the algorithm name shown in the report.
-        version: its version (package and bundle).
+        version: its version: the model file's SHA-256 once :meth:`identified` (64 hex digits fit the LO value).
+        parameters: the decision's parameters beside the threshold (the site profile's SHA-256 and rule).
     """
 
     name: str = "monai-pneumonia attention-ResNet"
     version: str = __version__
+    parameters: tuple[str, ...] = ()
+
+    def identified(self, identity: dict[str, str]) -> AlgorithmInfo:
+        """This algorithm named by its model: version = the model's SHA-256, the site profile as parameters.
+
+        Args:
+            identity: :func:`~monai_pneumonia.networks.model_identity` of the classifier (``{}``: unchanged).
+        """
+        if not identity.get("model_sha256"):
+            return self
+        parameters = [f"package_version={__version__}"]
+        if identity.get("site_profile_sha256"):
+            parameters += [f"site_profile_sha256={identity['site_profile_sha256']}",
+                           f"site_rule={identity.get('site_rule', '')}"]
+        return replace(self, version=identity["model_sha256"], parameters=tuple(parameters))
 
 
 @dataclass(frozen=True)
@@ -207,7 +223,8 @@ def build_pneumonia_sr(source: Dataset, finding: PneumoniaFinding,
         The SR, in the study of ``source``, with deterministic series and instance UIDs.
     """
     algorithm_id = hd.sr.AlgorithmIdentification(
-        name=algorithm.name, version=algorithm.version, parameters=[f"operating_threshold={finding.threshold:.6f}"])
+        name=algorithm.name, version=algorithm.version,
+        parameters=[f"operating_threshold={finding.threshold:.6f}", *algorithm.parameters])
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=derive_uid("tracking", str(source.SOPInstanceUID)), identifier="Pneumonia classification"),

@@ -107,6 +107,8 @@ class Worker(threading.Thread):
         self.results_log, self.on_results = results_log, on_results
         self.batch_size, self.cam, self.lenient = batch_size, cam, lenient
         self.algorithm = algorithm or AlgorithmInfo()
+        #: the model's identity (and the site profile's) written into every results.jsonl record
+        self.identity = {key: value for key, value in getattr(classifier, "identity", {}).items() if value}
         self.executor = executor
         self.quarantine, self.max_interrupted = quarantine, max_interrupted
         self.retry_delay = 5.0
@@ -277,10 +279,13 @@ class Worker(threading.Thread):
                   "prediction": result.prediction, "threshold": round(result.threshold, 6),
                   "flags": join_flags([*split_flags(result.meta.get(FLAGS_KEY)), *header_fallbacks(header)]),
                   "results": [uid for uid, _ in files],
-                  "received": self._received(path), "classified": time.time(), "inference_s": round(seconds, 4)}
+                  "received": self._received(path), "classified": time.time(), "inference_s": round(seconds, 4),
+                  **self.identity}
         if self.journal.record_classified(sop_uid, detail, files, self.targets):
             record = film_record(result.prob_pneumonia, result.prediction, result.threshold, result.meta,
-                                 model_sha256=getattr(self.classifier, "model_sha256", ""), time=detail["classified"])
+                                 model_sha256=self.identity.get("model_sha256", ""),
+                                 site_profile_sha256=self.identity.get("site_profile_sha256", ""),
+                                 time=detail["classified"])
             self.results_log.write("classified", **detail, record=record)
             log_classified(sop_uid, result.prediction, result.prob_pneumonia, result.threshold,
                            detail["classified"] - detail["received"], detail["flags"])

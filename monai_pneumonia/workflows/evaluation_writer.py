@@ -22,8 +22,8 @@ from monai_pneumonia import __version__
 from monai_pneumonia.decision import CLASS_NAMES
 from monai_pneumonia.errors import NoReadableInputError
 from monai_pneumonia.evaluation import binary_metrics, gallery_cases, write_report
-from monai_pneumonia.registry import sha256_file
-from monai_pneumonia.results import ERRORS_FILE, Refusal, atomic_write, write_errors, write_predictions
+from monai_pneumonia.networks.checkpoint import model_identity
+from monai_pneumonia.results import ERRORS_FILE, Refusal, atomic_write, file_sha256, write_errors, write_predictions
 from monai_pneumonia.visualize import explain, render_cam
 from monai_pneumonia.workflows.collector import ResultCollector
 
@@ -77,9 +77,14 @@ class EvaluationWriter(ResultCollector):
         """The facts the report's header states about the model and the data."""
         info: dict[str, Any] = {"threshold": threshold}
         if self.checkpoint is not None and Path(self.checkpoint).is_file():
-            info["model"] = f"{os.fspath(self.checkpoint)} (SHA-256 {sha256_file(self.checkpoint)})"
+            info["model"] = f"{os.fspath(self.checkpoint)} (SHA-256 {file_sha256(self.checkpoint)})"
         else:
             info["model"] = "checkpoint not recorded"
+        network = getattr(self.network, "module", self.network)
+        profile = getattr(network, "site_profile", None)
+        if profile is not None:
+            info["site profile"] = (f"{profile.path} (SHA-256 {profile.sha256}), rule {profile.rule}, threshold "
+                                    f"{profile.threshold:.4f} in place of the model's {network.shipped_threshold:.4f}")
         info["software"] = f"monai-pneumonia {__version__}"
         if self.data_source:
             info["evaluated"] = self.data_source
@@ -90,12 +95,15 @@ class EvaluationWriter(ResultCollector):
         if not self.records:
             write_errors(self.output_dir, refused)
             raise NoReadableInputError(f"nothing to evaluate: {len(refused)} inputs refused, see {self.output_dir / ERRORS_FILE}")
-        rows = [{**r, "prediction": CLASS_NAMES[r["prediction"]], "threshold": threshold} for r in self.records]
+        identity = model_identity(self.network)
+        rows = [{**r, **identity, "prediction": CLASS_NAMES[r["prediction"]], "threshold": threshold}
+                for r in self.records]
         write_predictions(self.output_dir, rows, refused, labelled=True)
         labels = np.array([r["label"] for r in self.records])
         probs = np.array([r["prob_pneumonia"] for r in self.records])
         metrics = binary_metrics(labels, probs, threshold, n_bootstrap=self.n_bootstrap)
         metrics["n_refused"] = len(refused)
+        metrics.update(identity)
         atomic_write(self.output_dir / "metrics.json", json.dumps(metrics, indent=2))
         gallery = gallery_cases(self.records, self.gallery_size) if self.preprocessing is not None else []
         if gallery:

@@ -10,6 +10,7 @@ from ignite.engine import Engine
 
 from monai_pneumonia.decision import CLASS_NAMES
 from monai_pneumonia.errors import NoReadableInputError
+from monai_pneumonia.networks.checkpoint import model_identity
 from monai_pneumonia.results import ERRORS_FILE, Refusal, write_predictions
 from monai_pneumonia.workflows.collector import ResultCollector
 
@@ -36,7 +37,9 @@ class PredictionWriter(ResultCollector):
         super().__init__(output_dir, network, with_labels=False)
 
     def write(self, engine: Engine, threshold: float, refused: list[Refusal]) -> None:
-        rows = [{**r, "prediction": CLASS_NAMES[r["prediction"]], "threshold": threshold} for r in self.records]
+        identity = model_identity(self.network)
+        rows = [{**r, **identity, "prediction": CLASS_NAMES[r["prediction"]], "threshold": threshold}
+                for r in self.records]
         write_predictions(self.output_dir, rows, refused)
         logger.info("%d predictions (threshold %.4f), %d refused, written to %s",
                     len(rows), threshold, len(refused), self.output_dir)

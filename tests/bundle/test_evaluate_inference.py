@@ -87,7 +87,8 @@ def inference(trained_bundle, tmp_path_factory):
 def test_inference_predicts_readable_files_and_lists_refused_ones(inference, evaluation):
     output_dir = inference["output_dir"]
     with open(output_dir / "predictions.csv", newline="") as stream:
-        assert stream.readline().strip() == "image,prob_pneumonia,prediction,threshold,cam,flags"
+        assert stream.readline().strip() == ("image,prob_pneumonia,prediction,threshold,cam,flags,model_sha256,"
+                                             "site_profile_sha256")
     rows = read_rows(output_dir / "predictions.csv")
     assert len(rows) == 24
     assert {row["prediction"] for row in rows} <= {"NORMAL", "PNEUMONIA"}

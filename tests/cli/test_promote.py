@@ -13,7 +13,8 @@ import torch
 
 from monai_pneumonia.cli import main
 from monai_pneumonia.inference import BundleClassifier
-from monai_pneumonia.registry import PROMOTION_LOG, sha256_file
+from monai_pneumonia.registry import PROMOTION_LOG
+from monai_pneumonia.results import file_sha256
 
 
 @pytest.fixture()
@@ -66,18 +67,18 @@ def _flip_head(state):
 ])
 def test_an_unusable_checkpoint_is_refused_even_with_force(bundle_copy, tmp_path, capsys, name, edit, problem):
     shipped = bundle_copy / "models" / "model.pt"
-    before = sha256_file(shipped)
+    before = file_sha256(shipped)
     candidate = _with(shipped, tmp_path, name, edit)
     assert main(["promote", str(candidate), "--bundle", str(bundle_copy), "--force", "--note", "try"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(candidate) in err[0] and problem in err[0]
-    assert sha256_file(shipped) == before and _log(bundle_copy) == []
+    assert file_sha256(shipped) == before and _log(bundle_copy) == []
 
 
 def test_a_truncated_checkpoint_is_one_line_and_exit_2(bundle_copy, tmp_path):
     """As a user runs it: its own process, no traceback, the shipped model untouched."""
     shipped = bundle_copy / "models" / "model.pt"
-    before = sha256_file(shipped)
+    before = file_sha256(shipped)
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(shipped.read_bytes()[: shipped.stat().st_size // 2])
     result = subprocess.run([sys.executable, "-m", "monai_pneumonia", "promote", str(truncated), "--bundle",
@@ -86,7 +87,7 @@ def test_a_truncated_checkpoint_is_one_line_and_exit_2(bundle_copy, tmp_path):
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"monai-pneumonia promote: error: {truncated}: unreadable or truncated checkpoint (")
     assert "Traceback" not in result.stderr and result.stdout == ""
-    assert sha256_file(shipped) == before and _log(bundle_copy) == []
+    assert file_sha256(shipped) == before and _log(bundle_copy) == []
 
 
 def test_a_shipped_model_with_a_nan_threshold_is_refused_by_predict(bundle_copy, tiny_dataset, tmp_path, capsys):
@@ -129,7 +130,7 @@ def _labelled_by_the_shipped_model(bundle, dataset, path):
 
 def test_the_gate_refuses_a_worse_candidate_and_force_note_installs_it(bundle_copy, tiny_dataset, tmp_path, capsys):
     shipped = bundle_copy / "models" / "model.pt"
-    original = sha256_file(shipped)
+    original = file_sha256(shipped)
     datalist = _labelled_by_the_shipped_model(bundle_copy, tiny_dataset, tmp_path / "site.json")
     worse = _with(shipped, tmp_path, "worse.pt", _flip_head)
 
@@ -138,16 +139,16 @@ def test_the_gate_refuses_a_worse_candidate_and_force_note_installs_it(bundle_co
     assert "needs --datalist" in capsys.readouterr().err
     assert main(["promote", str(worse), "--bundle", str(bundle_copy), "--force"]) == 2
     assert "--force needs --note" in capsys.readouterr().err
-    assert sha256_file(shipped) == original and _log(bundle_copy) == []
+    assert file_sha256(shipped) == original and _log(bundle_copy) == []
 
     # the reversed ranking: AUC 1 - AUC, refused by the paired bootstrap, logged, the model untouched
     args = ["promote", str(worse), "--bundle", str(bundle_copy), "--datalist", str(datalist), "--n-bootstrap", "200"]
     assert main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"monai-pneumonia promote: refused: {worse} is worse")
-    assert "is below 0" in err[0] and sha256_file(shipped) == original
+    assert "is below 0" in err[0] and file_sha256(shipped) == original
     [refused] = _log(bundle_copy)
-    assert refused["action"] == "refused" and refused["sha256"] == sha256_file(worse)
+    assert refused["action"] == "refused" and refused["sha256"] == file_sha256(worse)
     verdict = refused["evaluation"]
     assert verdict["passed"] is False and verdict["current"]["auc"] == pytest.approx(1.0)
     assert verdict["candidate"]["auc"] == pytest.approx(0.0) and verdict["auc_difference_ci95"][1] < 0
@@ -156,7 +157,7 @@ def test_the_gate_refuses_a_worse_candidate_and_force_note_installs_it(bundle_co
     # --force --note: installed, the refusal and the reason on the record
     assert main([*args, "--force", "--note", "testing the override"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert sha256_file(shipped) == sha256_file(worse) == record["sha256"]
+    assert file_sha256(shipped) == file_sha256(worse) == record["sha256"]
     assert record["forced"] is True and record["note"] == "testing the override"
     assert record["evaluation"]["passed"] is False and record["replaced_sha256"] == original
     assert [r["action"] for r in _log(bundle_copy)] == ["refused", "promote"]
@@ -166,35 +167,35 @@ def test_a_candidate_as_good_passes_the_gate(bundle_copy, tiny_dataset, tmp_path
     shipped = bundle_copy / "models" / "model.pt"
     datalist = _labelled_by_the_shipped_model(bundle_copy, tiny_dataset, tmp_path / "site.json")
     same = _with(shipped, tmp_path, "same.pt", lambda state: None)  # saved again: other bytes, the same answers
-    assert sha256_file(same) != sha256_file(shipped)
+    assert file_sha256(same) != file_sha256(shipped)
     assert main(["promote", str(same), "--bundle", str(bundle_copy), "--datalist", str(datalist),
                  "--n-bootstrap", "200"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["forced"] is False and record["evaluation"]["passed"] is True
-    assert record["evaluation"]["auc_difference"] == 0.0 and sha256_file(shipped) == sha256_file(same)
+    assert record["evaluation"]["auc_difference"] == 0.0 and file_sha256(shipped) == file_sha256(same)
 
 
 def test_rollback_restores_the_replaced_model_and_is_logged(bundle_copy, tmp_path, capsys):
     shipped = bundle_copy / "models" / "model.pt"
-    original = sha256_file(shipped)
+    original = file_sha256(shipped)
     assert main(["promote", "--rollback", "--bundle", str(bundle_copy)]) == 2
     assert "nothing to roll back" in capsys.readouterr().err
     candidate = _with(shipped, tmp_path, "candidate.pt", _set_threshold(0.25))
     assert main(["promote", str(candidate), "--bundle", str(bundle_copy), "--force", "--note", "trial"]) == 0
     capsys.readouterr()
-    assert sha256_file(shipped) == sha256_file(candidate)
+    assert file_sha256(shipped) == file_sha256(candidate)
 
     assert main(["promote", "--rollback", "--bundle", str(bundle_copy), "--note", "trial over"]) == 0
     record = json.loads(capsys.readouterr().out)
-    assert sha256_file(shipped) == original == record["sha256"]
-    assert record["action"] == "rollback" and record["replaced_sha256"] == sha256_file(candidate)
+    assert file_sha256(shipped) == original == record["sha256"]
+    assert record["action"] == "rollback" and record["replaced_sha256"] == file_sha256(candidate)
     assert [r["action"] for r in _log(bundle_copy)] == ["promote", "rollback"]
 
     # a second rollback undoes the first; a model changed by hand is not rolled back over
     assert main(["promote", "--rollback", "--bundle", str(bundle_copy)]) == 0
     capsys.readouterr()
-    assert sha256_file(shipped) == sha256_file(candidate)
+    assert file_sha256(shipped) == file_sha256(candidate)
     shutil.copy(_with(shipped, tmp_path, "by_hand.pt", _set_threshold(0.3)), shipped)
     assert main(["promote", "--rollback", "--bundle", str(bundle_copy)]) == 2
     assert "changed outside promote" in capsys.readouterr().err
-    assert sha256_file(shipped) == sha256_file(tmp_path / "by_hand.pt") and len(_log(bundle_copy)) == 3
+    assert file_sha256(shipped) == file_sha256(tmp_path / "by_hand.pt") and len(_log(bundle_copy)) == 3

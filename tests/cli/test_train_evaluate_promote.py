@@ -12,7 +12,7 @@ import torch
 
 from monai_pneumonia.cli import main
 from monai_pneumonia.cli.overrides import parse_set
-from monai_pneumonia.registry import sha256_file
+from monai_pneumonia.results import file_sha256
 from monai_pneumonia.workflows import latest_state_checkpoint
 
 
@@ -29,7 +29,7 @@ def test_parse_set_reads_json_values_and_keeps_strings():
 
 
 def test_train_writes_a_run_folder_and_never_the_shipped_model(bundle_copy, tiny_dataset, capsys):
-    shipped = sha256_file(bundle_copy / "models" / "model.pt")
+    shipped = file_sha256(bundle_copy / "models" / "model.pt")
     status = main(["train", "--bundle", str(bundle_copy), "--dataset-dir", str(tiny_dataset), "--epochs", "1",
                    "--batch-size", "4", "--num-workers", "0", "--no-progress", "--set", "val_fraction=0.34"])
     assert status == 0
@@ -39,9 +39,9 @@ def test_train_writes_a_run_folder_and_never_the_shipped_model(bundle_copy, tiny
     assert [str(run) for run in runs] == [summary["run_dir"]]
     assert summary["checkpoint"] == str(runs[0] / "models" / "model.pt")
     assert summary["epochs"] == 1 and summary["best_epoch"] == 1
-    assert 0.0 < summary["threshold"] < 1.0 and summary["sha256"] == sha256_file(summary["checkpoint"])
+    assert 0.0 < summary["threshold"] < 1.0 and summary["sha256"] == file_sha256(summary["checkpoint"])
     assert f"monai-pneumonia promote {summary['checkpoint']}" in captured.err
-    assert sha256_file(bundle_copy / "models" / "model.pt") == shipped
+    assert file_sha256(bundle_copy / "models" / "model.pt") == shipped
     # the run keeps what it was made of: its configs, its overrides and the datalist it trained on
     run = runs[0]
     assert (run / "configs" / "train.json").read_text() == (bundle_copy / "configs" / "train.json").read_text()
@@ -66,12 +66,12 @@ def test_promote_swaps_the_model_and_records_what_it_replaced(bundle_copy, tmp_p
     from monai_pneumonia.networks import store_threshold
 
     shipped = bundle_copy / "models" / "model.pt"
-    old_bytes, old_sha = shipped.read_bytes(), sha256_file(shipped)
+    old_bytes, old_sha = shipped.read_bytes(), file_sha256(shipped)
     candidate = store_threshold(shipped, 0.4242, output=tmp_path / "candidate.pt")
     assert main(["promote", str(candidate), "--bundle", str(bundle_copy), "--force", "--note", "test"]) == 0
     record = json.loads(capsys.readouterr().out)
     assert shipped.read_bytes() == candidate.read_bytes()
-    assert record["sha256"] == sha256_file(candidate) and record["replaced_sha256"] == old_sha
+    assert record["sha256"] == file_sha256(candidate) and record["replaced_sha256"] == old_sha
     assert record["threshold"] == pytest.approx(0.4242) and record["note"] == "test"
     assert record["forced"] is True and record["evaluation"] is None  # no gate without --datalist
     kept = bundle_copy / "models" / "replaced" / f"model-{old_sha[:12]}.pt"

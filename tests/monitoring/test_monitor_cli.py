@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from monai_pneumonia.cli import main
-from monai_pneumonia.monitoring import file_sha256, load_reference
+from monai_pneumonia.monitoring import load_reference
+from monai_pneumonia.results import file_sha256
 from tests.monitoring.test_drift import records
 
 

@@ -22,10 +22,10 @@ from monai_pneumonia.networks.atypicality import (
     FeatureTap,
     load_reference,
     pooled_features,
-    sha256_file,
     sidecar_path,
 )
 from monai_pneumonia.networks.atypicality_fit import fit_reference
+from monai_pneumonia.results import file_sha256
 from monai_pneumonia.transforms import xray_preprocessing
 from tests.conftest import REPO, write_picture
 
@@ -74,7 +74,7 @@ def test_sidecar_is_bound_to_its_model(tmp_path):
     checkpoint = tmp_path / "model.pt"
     checkpoint.write_bytes(b"weights")
     reference = fit_reference({"a": np.random.default_rng(2).normal(size=(30, 5))}, [0] * 15 + [1] * 15,
-                              sha256_file(checkpoint), n_components=3).with_limits(1.5, 3.0, "rule")
+                              file_sha256(checkpoint), n_components=3).with_limits(1.5, 3.0, "rule")
     reference.save(sidecar_path(checkpoint))
     assert sidecar_path(checkpoint).name == "model.atypicality.npz"
     loaded = load_reference(checkpoint)
