@@ -65,8 +65,8 @@ def test_write_predictions_columns_and_format(tmp_path):
     write_predictions(tmp_path, rows, [Refusal("/a/z.pdf", "not an image", 2)])
     with open(tmp_path / "predictions.csv", newline="") as stream:
         assert list(csv.reader(stream)) == [list(PREDICTION_COLUMNS),
-                                            ["/a/x.dcm", "0.800000", "PNEUMONIA", "0.700000", "/o/x.png", "view:LL"],
-                                            ["/a/y.png", "0.333333", "NORMAL", "0.700000", "", ""]]
+                                            ["/a/x.dcm", "0.800000", "PNEUMONIA", "0.700000", "/o/x.png", "view:LL", "", ""],
+                                            ["/a/y.png", "0.333333", "NORMAL", "0.700000", "", "", "", ""]]
     with open(tmp_path / "errors.csv", newline="") as stream:
         assert list(csv.reader(stream)) == [["image", "error"], ["/a/z.pdf", "not an image"]]
 

@@ -9,6 +9,7 @@ files.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -56,8 +57,12 @@ class ResultCollector:
 
     def _collect(self, engine: Engine) -> None:
         for item in engine.state.output or []:
-            record = {"image": source_path(item), "prob_pneumonia": positive_probability(item["pred"]),
-                      "flags": item_flags(item)}
+            prob = positive_probability(item["pred"])
+            if not math.isfinite(prob):  # a NaN never becomes a decision: the input is refused, with the reason
+                path = source_path(item)
+                engine.state.refused.append(Refusal(path, f"{path}: the model gave no usable answer (score {prob})"))
+                continue
+            record = {"image": source_path(item), "prob_pneumonia": prob, "flags": item_flags(item)}
             if self.with_labels:
                 record["label"] = class_index(item["label"])
             self.records.append(record)

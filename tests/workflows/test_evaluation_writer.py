@@ -48,11 +48,11 @@ def test_evaluation_writer_files(tmp_path):
                _output("/a/n2.png", 0.7, 0)]
     _run(tmp_path, outputs, [Refusal("/a/lateral.dcm", "view LL refused", 4)])
     assert _rows(tmp_path / "predictions.csv") == [
-        ["image", "label", "prob_pneumonia", "prediction", "threshold", "flags"],
-        ["/a/p1.dcm", "1", "0.900000", "PNEUMONIA", "0.600000", "view:AP"],
-        ["/a/p2.png", "1", "0.550000", "NORMAL", "0.600000", ""],
-        ["/a/n1.png", "0", "0.200000", "NORMAL", "0.600000", ""],
-        ["/a/n2.png", "0", "0.700000", "PNEUMONIA", "0.600000", ""],
+        ["image", "label", "prob_pneumonia", "prediction", "threshold", "flags", "model_sha256", "site_profile_sha256"],
+        ["/a/p1.dcm", "1", "0.900000", "PNEUMONIA", "0.600000", "view:AP", "", ""],
+        ["/a/p2.png", "1", "0.550000", "NORMAL", "0.600000", "", "", ""],
+        ["/a/n1.png", "0", "0.200000", "NORMAL", "0.600000", "", "", ""],
+        ["/a/n2.png", "0", "0.700000", "PNEUMONIA", "0.600000", "", "", ""],
     ]
     assert _rows(tmp_path / "errors.csv") == [["image", "error"], ["/a/lateral.dcm", "view LL refused"]]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
