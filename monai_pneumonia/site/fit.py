@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from monai_pneumonia import __version__
 from monai_pneumonia.bundle import bundle_file, default_bundle_root
-from monai_pneumonia.data.datalist import DatalistError, build_datalist, evaluation_items
+from monai_pneumonia.data import DatalistError, build_datalist, evaluation_items
 from monai_pneumonia.evaluation.metrics import binary_metrics, calibration_bins, roc_curve
 from monai_pneumonia.inference import BundleClassifier, Refusal
 from monai_pneumonia.site.acceptance import CALIBRATION_EVENTS, AcceptanceCriteria, films_for_width, verdict
