@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Debian packages the tests and services need: dcmtk (modality tools and DICOM encoders used by the tests),
+# Debian packages the tests and services need: dcmtk (modality tools and DICOM encoders used by the tests), dicom3tools
+# (dciodvfy checks the SR and Secondary Capture against the standard's modules),
 # chromium (renders the evaluation report in a test), Orthanc with its DICOMweb and GDCM plugins (the PACS of the
 # DICOM service's integration tests and benchmark). Idempotent: installs only what is missing.
 # Without root or apt-get it lists what is missing and exits 0; the tests that need a tool then skip and say why.
@@ -9,6 +10,7 @@ declare -A wanted=(
     [dcmsend]=dcmtk
     [chromium]=chromium
     [Orthanc]=orthanc
+    [dciodvfy]=dicom3tools
 )
 # Packages that install files rather than a command: file -> package.
 declare -A wanted_files=(

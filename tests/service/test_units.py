@@ -334,3 +334,16 @@ def test_serve_help_explains_every_option(capsys):
                    "--bundle", "--max-associations", "--max-pdu", "--acse-timeout", "--dimse-timeout",
                    "--network-timeout", "--retry-initial", "--retry-max", "--config", "--lenient"):
         assert option in text
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (dicom3tools) not installed")
+@pytest.mark.parametrize("kind", ["sr", "sc"])
+def test_results_have_no_dciodvfy_error(tmp_path, source, kind):
+    """The SR and the Secondary Capture the listener stores pass the standard's IOD checks (dicom3tools)."""
+    dataset = (build_pneumonia_sr(source, PneumoniaFinding(0.9, 0.4)) if kind == "sr"
+               else build_cam_secondary_capture(source, np.full((40, 30, 3), 100, np.uint8)))
+    path = tmp_path / f"{kind}.dcm"
+    path.write_bytes(encode(dataset))
+    report = subprocess.run(["dciodvfy", "-new", path], capture_output=True, text=True)
+    errors = [line for line in (report.stdout + report.stderr).splitlines() if line.startswith("Error")]
+    assert errors == [], "\n".join(errors)
