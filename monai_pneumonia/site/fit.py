@@ -19,7 +19,8 @@ from tqdm import tqdm
 
 from monai_pneumonia import __version__
 from monai_pneumonia.bundle import bundle_file, default_bundle_root
-from monai_pneumonia.data.datalist import DatalistError, build_datalist, evaluation_items
+from monai_pneumonia.data import build_datalist, evaluation_items
+from monai_pneumonia.errors import DatalistError
 from monai_pneumonia.evaluation.metrics import binary_metrics, calibration_bins, roc_curve
 from monai_pneumonia.inference import BundleClassifier
 from monai_pneumonia.results import Refusal, file_sha256
