@@ -54,13 +54,12 @@ def run(args: argparse.Namespace) -> int:
         DriftReferenceError,
         DriftRule,
         Reference,
-        file_sha256,
         load_reference,
         monitor_records,
         reference_path,
     )
     from monai_pneumonia.monitoring.dashboard import write_dashboard
-    from monai_pneumonia.results import read_records
+    from monai_pneumonia.results import file_sha256, read_records
 
     bundle = args.bundle if args.bundle is not None else default_bundle_root()
     try:
