@@ -75,7 +75,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run_fit(args: argparse.Namespace) -> int:
     """Run ``site fit``; prints the verdict and the profile's path (stdout). Exit status 0 whatever the verdict."""
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
-    from monai_pneumonia.data.datalist import DatalistError
+    from monai_pneumonia.errors import DatalistError
     from monai_pneumonia.site import AcceptanceCriteria, run_site_fit
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")

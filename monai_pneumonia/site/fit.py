@@ -8,7 +8,6 @@ the shipped threshold's figures involve no fitting, so they are measured on ever
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -20,9 +19,11 @@ from tqdm import tqdm
 
 from monai_pneumonia import __version__
 from monai_pneumonia.bundle import bundle_file, default_bundle_root
-from monai_pneumonia.data import DatalistError, build_datalist, evaluation_items
+from monai_pneumonia.data import build_datalist, evaluation_items
+from monai_pneumonia.errors import DatalistError
 from monai_pneumonia.evaluation.metrics import binary_metrics, calibration_bins, roc_curve
-from monai_pneumonia.inference import BundleClassifier, Refusal
+from monai_pneumonia.inference import BundleClassifier
+from monai_pneumonia.results import Refusal, file_sha256
 from monai_pneumonia.site.acceptance import CALIBRATION_EVENTS, AcceptanceCriteria, films_for_width, verdict
 from monai_pneumonia.site.report import write_acceptance_html
 from monai_pneumonia.site.rules import AUTO, cross_validated_decisions, fit_rule, select_rule
@@ -57,8 +58,7 @@ class SiteSample:
                                   "prevalence": float(self.labels.mean()) if self.labels.size else None,
                                   "n_refused": len(self.refused)}
         if hashes:
-            record["file_sha256"] = sorted(hashlib.sha256(Path(image).read_bytes()).hexdigest()
-                                           for image in self.images)
+            record["file_sha256"] = sorted(file_sha256(image) for image in self.images)
         return record
 
 
