@@ -7,6 +7,11 @@ Steps, each resumable (features are cached per chunk under ``WORK/features``), a
     python benchmarks/gate_atypicality.py fit      --work WORK --datalist D.json   # reference + limits -> sidecar
     python benchmarks/gate_atypicality.py measure  --work WORK                      # the table of gate-limits.md
 
+Version 2 (``docs/research/gate-limits.md``): ``fit --combine max`` scales each stage by its median over the
+limit-choosing validation films and takes the maximum; ``measure`` splits the validation films cached beyond
+``--validation-films`` off as held out, and ``unfit --held-out --unfit-seed 2 --exclude-sources OLD/manifest.json``
+builds fresh unfit sets from held-out films only.
+
 ``D.json``: ``monai-pneumonia datalist /work/shared/data/chest_xray/train --output D.json --val-fraction 0.1
 --seed 0``. The reference is fitted on a random subsample of the training films (``--train-films``, seed 0);
 the limits on the validation films by the rule of ``docs/research/gate-limits.md``; the unfit sets are made from
@@ -25,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps
+from scipy.stats import binomtest
 
 from monai_pneumonia.inference import BundleClassifier
 from monai_pneumonia.networks.atypicality import (
@@ -33,7 +39,7 @@ from monai_pneumonia.networks.atypicality import (
     pooled_features,
     sidecar_path,
 )
-from monai_pneumonia.networks.atypicality_fit import fit_reference
+from monai_pneumonia.networks.atypicality_fit import fit_reference, scale_stages
 from monai_pneumonia.results import file_sha256
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
 
@@ -180,10 +186,23 @@ def _sets(work: Path, datalist: dict, train_films: int, validation_films: int) -
 def cmd_unfit(args) -> None:
     datalist = json.loads(Path(args.datalist).read_text())
     validation = [item["image"] for item in datalist["validation"]]
-    films = _prefix(validation, args.unfit_films, 1)
+    pool = validation
+    if args.held_out:  # only validation films never used for limits, nor as sources of an earlier unfit set
+        earlier = set()
+        if args.exclude_sources:
+            for kind, paths in json.loads(args.exclude_sources.read_text()).items():
+                if kind in FILM_TRANSFORMS:
+                    earlier.update(Path(path).stem for path in paths)
+        pool = [film for film in _prefix(validation, len(validation), 0)[args.validation_films:]
+                if Path(film).stem not in earlier]
+    films = _prefix(pool, args.unfit_films, args.unfit_seed)
     root = args.work / "unfit"
-    kinds = {"other_modality": [str(p) for p in other_modalities(root / "other_modality")],
-             "photograph": [str(p) for p in photographs(root / "photograph")]}
+    if args.exclude_sources:  # the same non-film images (no other ones offline)
+        earlier_kinds = json.loads(args.exclude_sources.read_text())
+        kinds = {kind: earlier_kinds[kind] for kind in ("other_modality", "photograph")}
+    else:
+        kinds = {"other_modality": [str(p) for p in other_modalities(root / "other_modality")],
+                 "photograph": [str(p) for p in photographs(root / "photograph")]}
     kinds.update({k: [str(p) for p in v] for k, v in transformed_films(root, films).items()})
     (root / "manifest.json").write_text(json.dumps(kinds, indent=1))
     for kind, paths in kinds.items():
@@ -239,41 +258,73 @@ def limits_by_rule(validation_scores: np.ndarray) -> tuple[float, float]:
     return float(np.percentile(validation_scores, 97.5)), float(1.5 * np.max(validation_scores))
 
 
+def _head(feats: dict[str, np.ndarray], count: int, tail: bool = False) -> dict[str, np.ndarray]:
+    """The first ``count`` films of a set (cached in permutation order), or the rest with ``tail``."""
+    return {k: (v[count:] if tail else v[:count]) for k, v in feats.items()}
+
+
 def cmd_fit(args) -> None:
     train, labels, _ = load_features(args.work, "train")
+    train, labels = _head(train, args.train_films), labels[:args.train_films]
     reference = fit_reference(train, labels, file_sha256(args.bundle / "models" / "model.pt"),
                               n_components=args.components)
     val, _, _ = load_features(args.work, "validation")
+    val = _head(val, args.validation_films)  # the limit-choosing films only; the rest are held out
+    if args.combine == "max":  # version 2: each stage divided by its median over these validation films
+        reference = scale_stages(reference, val, "max")
     flag, refuse = limits_by_rule(reference.score(val))
     reference = reference.with_limits(flag, refuse, RULE)
     target = args.output or sidecar_path(args.bundle / "models" / "model.pt")
     reference.save(target)
-    logger.info("fitted on %d training films (%s components); limits flag %.3f refuse %.3f -> %s (%d bytes)",
-                len(labels), args.components, flag, refuse, target, Path(target).stat().st_size)
+    logger.info("fitted on %d training films (%s components, %s of stages, limits on %d validation films); limits "
+                "flag %.3f refuse %.3f -> %s (%d bytes)", len(labels), args.components, args.combine,
+                len(next(iter(val.values()))), flag, refuse, target, Path(target).stat().st_size)
+
+
+def _rate(k: int, n: int) -> str:
+    low, high = binomtest(k, n).proportion_ci(method="wilson")
+    return f"{100 * k / n:.1f}% [{100 * low:.0f}-{100 * high:.0f}]"
+
+
+#: Kinds left out of the pooled unfit rate (a mirrored frontal film is arguably still fit).
+NOT_POOLED = ("flipped_horizontal", "other_modality", "photograph")
 
 
 def cmd_measure(args) -> None:
     path = args.output or sidecar_path(args.bundle / "models" / "model.pt")
     reference = AtypicalityReference.load(path)
     manifest = json.loads((args.work / "unfit" / "manifest.json").read_text())
+    sets: dict[str, dict[str, np.ndarray]] = {}
+    train, _, _ = load_features(args.work, "train")
+    sets["train (first --train-films)"] = _head(train, args.train_films)
+    val, _, _ = load_features(args.work, "validation")
+    sets["validation (chose the limits)"] = _head(val, args.validation_films)
+    if len(next(iter(val.values()))) > args.validation_films:
+        sets["validation held out"] = _head(val, args.validation_films, tail=True)
+    for kind in manifest:
+        feats, _, _ = load_features(args.work, f"unfit:{kind}")
+        if feats:
+            sets[f"unfit:{kind}"] = feats
     rows = []
-    for name in ["train", "validation"] + [f"unfit:{k}" for k in manifest]:
-        feats, _, _ = load_features(args.work, name)
-        if not feats:
-            continue
+    for name, feats in sets.items():
         scores = reference.score(feats)
         tiers = [reference.tier(s) for s in scores]
         rows.append({"set": name, "n": len(scores), "refused": tiers.count("refuse"), "flagged": tiers.count("flag"),
                      "median_score": float(np.median(scores))})
-    print(f"limits: flag > {reference.flag_limit:.3f}, refuse > {reference.refuse_limit:.3f} ({reference.rule})")
-    print("| set | films | refused | flagged | refused or flagged | median atypicality |")
+    pooled = [r for r in rows if r["set"].startswith("unfit:") and r["set"][6:] not in NOT_POOLED]
+    rows.append({"set": "unfit films pooled (without " + ", ".join(NOT_POOLED) + ")",
+                 "n": sum(r["n"] for r in pooled), "refused": sum(r["refused"] for r in pooled),
+                 "flagged": sum(r["flagged"] for r in pooled), "median_score": float("nan")})
+    print(f"{path}: {reference.combine} of stages; limits: flag > {reference.flag_limit:.3f}, refuse > "
+          f"{reference.refuse_limit:.3f} ({reference.rule})")
+    print("| set | films | refused | flagged | refused or flagged [95% CI] | median atypicality |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         n = r["n"]
         print(f"| {r['set']} | {n} | {r['refused']} ({100 * r['refused'] / n:.1f}%) | {r['flagged']} "
-              f"({100 * r['flagged'] / n:.1f}%) | {100 * (r['refused'] + r['flagged']) / n:.1f}% | "
+              f"({100 * r['flagged'] / n:.1f}%) | {_rate(r['refused'] + r['flagged'], n)} | "
               f"{r['median_score']:.2f} |")
-    (args.work / "measure.json").write_text(json.dumps(rows, indent=1))
+    (args.work / f"measure-{Path(path).stem}.json").write_text(json.dumps(rows, indent=1))
 
 
 def main(argv=None) -> int:
@@ -285,7 +336,14 @@ def main(argv=None) -> int:
     parser.add_argument("--train-films", type=int, default=256)
     parser.add_argument("--validation-films", type=int, default=256)
     parser.add_argument("--unfit-films", type=int, default=10)
+    parser.add_argument("--unfit-seed", type=int, default=1, help="which validation films the transforms start from")
+    parser.add_argument("--held-out", action="store_true",
+                        help="unfit sources only from the validation films after the first --validation-films")
+    parser.add_argument("--exclude-sources", type=Path,
+                        help="an earlier unfit manifest: its source films are not reused, its non-film images are")
     parser.add_argument("--components", type=int, default=64)
+    parser.add_argument("--combine", choices=("mean", "max"), default="max",
+                        help="fit: how the stages are combined (mean: version 1; max of median-scaled: version 2)")
     parser.add_argument("--output", type=Path, help="the sidecar (default: next to the bundle's model.pt)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)

@@ -4,8 +4,11 @@ The score is a class-conditional Mahalanobis distance with a tied covariance (Le
 spatially pooled outputs of several stages (FRODO, Çallı et al., MIDL 2019): for each stage the pooled features
 are projected on their leading principal components, the covariance of the class-centred projections is shrunk
 (Ledoit-Wolf), and the squared distance to the nearest class mean is divided by the number of components, so a
-typical film scores about 1 at every stage. The film's atypicality is the mean over the stages. Other
-modalities, photographs and turned or inverted films score far higher (``docs/research/gate-limits.md``).
+typical film scores about 1 at every stage. How the stages are combined is stored with the reference
+(:data:`COMBINE_RULES`): ``"mean"`` (sidecar format 1) averages them; ``"max"`` (format 2) divides each stage by
+its median over validation films and takes the largest, so a film atypical at any one stage (blur at the texture
+stage) is atypical. Other modalities, photographs and turned or inverted films score far higher
+(``docs/research/gate-limits.md``).
 
 The fitting (scikit-learn ``PCA`` and ``LedoitWolf``) is :mod:`monai_pneumonia.networks.atypicality_fit`; it
 stores each stage as one whitening projection, so scoring here is a matrix product and ``torch.cdist`` and needs
@@ -22,7 +25,7 @@ from __future__ import annotations
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +36,7 @@ from monai_pneumonia.results import file_sha256
 
 __all__ = [
     "ATYPICAL_FLAG",
+    "COMBINE_RULES",
     "DEFAULT_LAYERS",
     "SIDECAR_SUFFIX",
     "AtypicalityReference",
@@ -47,7 +51,10 @@ __all__ = [
 DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 #: The sidecar's name next to a checkpoint ``model.pt``: ``model.atypicality.npz``.
 SIDECAR_SUFFIX = ".atypicality.npz"
-_FORMAT = 1
+#: How the stage distances make one score: the mean (version 1) or the maximum (version 2) of the scaled distances.
+COMBINE_RULES = ("mean", "max")
+_FORMAT = 2
+_READABLE_FORMATS = (1, 2)  # format 1: no scales, combined by the mean
 _FIELDS = ("center", "whitening", "class_means")
 
 
@@ -115,12 +122,15 @@ class LayerReference:
         whitening: principal axes times the Cholesky factor of the precision (D, k): Euclidean distances of
             ``(x - center) @ whitening`` are Mahalanobis distances of the projections.
         class_means: each class's mean, whitened (classes, k).
+        scale: the stage's distances are divided by it before the stages are combined (version 2: their median
+            over validation films; 1 in format 1).
     """
 
     name: str
     center: np.ndarray
     whitening: np.ndarray
     class_means: np.ndarray
+    scale: float = 1.0
 
     def distance(self, features: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance to the nearest class mean divided by k, per film (N,)."""
@@ -139,9 +149,11 @@ class AtypicalityReference:
         flag_limit: a score above it flags the film :data:`ATYPICAL_FLAG` (still classified).
         refuse_limit: a score above it refuses the film (not classified).
         rule: how the limits were chosen, one line (shown in docs and reasons).
+        combine: how the scaled stage distances make the score, one of :data:`COMBINE_RULES`.
 
     Raises:
-        ValueError: no stages, or limits that are not finite with ``flag_limit <= refuse_limit``.
+        ValueError: no stages, an unknown ``combine``, a stage scale that is not positive, or limits that are not
+            finite with ``flag_limit <= refuse_limit``.
     """
 
     layers: tuple[LayerReference, ...]
@@ -149,10 +161,15 @@ class AtypicalityReference:
     flag_limit: float
     refuse_limit: float
     rule: str = ""
+    combine: str = "mean"
 
     def __post_init__(self):
         if not self.layers:
             raise ValueError("an atypicality reference needs at least one stage")
+        if self.combine not in COMBINE_RULES:
+            raise ValueError(f"unknown atypicality combination {self.combine!r}, expected one of {COMBINE_RULES}")
+        if not all(np.isfinite(layer.scale) and layer.scale > 0 for layer in self.layers):
+            raise ValueError("atypicality stage scales must be finite and positive")
         if not (np.isfinite(self.flag_limit) and np.isfinite(self.refuse_limit) and self.flag_limit <= self.refuse_limit):
             raise ValueError(f"atypicality limits must be finite with flag <= refuse, got {self.flag_limit!r}, "
                              f"{self.refuse_limit!r}")
@@ -162,9 +179,14 @@ class AtypicalityReference:
         """The stages, in order."""
         return tuple(layer.name for layer in self.layers)
 
+    def stage_distances(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Each stage's :meth:`LayerReference.distance` divided by its scale (stages, N)."""
+        return np.stack([layer.distance(features[layer.name]) / layer.scale for layer in self.layers])
+
     def score(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
-        """The atypicality of each film: the mean over stages of :meth:`LayerReference.distance` (N,)."""
-        return np.mean([layer.distance(features[layer.name]) for layer in self.layers], axis=0)
+        """The atypicality of each film: the :attr:`combine` (mean or max) over :meth:`stage_distances` (N,)."""
+        distances = self.stage_distances(features)
+        return distances.max(axis=0) if self.combine == "max" else distances.mean(axis=0)
 
     def tier(self, score: float) -> str:
         """``"refuse"`` above ``refuse_limit``, ``"flag"`` above ``flag_limit``, else ``""`` (NaN: refuse)."""
@@ -197,7 +219,14 @@ class AtypicalityReference:
 
     def with_limits(self, flag_limit: float, refuse_limit: float, rule: str = "") -> AtypicalityReference:
         """A copy with other limits."""
-        return AtypicalityReference(self.layers, self.model_sha256, float(flag_limit), float(refuse_limit), rule)
+        return replace(self, flag_limit=float(flag_limit), refuse_limit=float(refuse_limit), rule=rule)
+
+    def with_scales(self, scales: Sequence[float], combine: str) -> AtypicalityReference:
+        """A copy whose stages are divided by ``scales`` (one per stage, in order) and combined by ``combine``."""
+        if len(scales) != len(self.layers):
+            raise ValueError(f"{len(scales)} scales for {len(self.layers)} atypicality stages")
+        layers = tuple(replace(layer, scale=float(scale)) for layer, scale in zip(self.layers, scales, strict=True))
+        return replace(self, layers=layers, combine=combine)
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the sidecar (``numpy.savez_compressed``, float32 arrays)."""
@@ -207,6 +236,8 @@ class AtypicalityReference:
             "layers": np.array(self.layer_names),
             "limits": np.array([self.flag_limit, self.refuse_limit]),
             "rule": np.array(self.rule),
+            "combine": np.array(self.combine),
+            "scales": np.array([layer.scale for layer in self.layers]),
         }
         for layer in self.layers:
             for field in _FIELDS:
@@ -233,20 +264,24 @@ class AtypicalityReference:
         try:
             with np.load(path, allow_pickle=False) as data:
                 version = int(data["format"])
-                sha = str(data["model_sha256"])
-                names = [str(n) for n in data["layers"]]
-                layers = tuple(LayerReference(name, *(data[f"{name}.{field}"].astype(np.float64) for field in _FIELDS))
-                               for name in names)
-                flag, refuse = (float(v) for v in data["limits"])
-                rule = str(data["rule"])
+                if version in _READABLE_FORMATS:
+                    sha = str(data["model_sha256"])
+                    names = [str(n) for n in data["layers"]]
+                    scales = [float(v) for v in data["scales"]] if version >= 2 else [1.0] * len(names)
+                    combine = str(data["combine"]) if version >= 2 else "mean"
+                    layers = tuple(
+                        LayerReference(name, *(data[f"{name}.{field}"].astype(np.float64) for field in _FIELDS), scale)
+                        for name, scale in zip(names, scales, strict=True))
+                    flag, refuse = (float(v) for v in data["limits"])
+                    rule = str(data["rule"])
         except (KeyError, OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
             raise ValueError(f"{path}: not an atypicality sidecar ({type(error).__name__})") from error
-        if version != _FORMAT:
-            raise ValueError(f"{path}: atypicality sidecar format {version}, expected {_FORMAT}")
+        if version not in _READABLE_FORMATS:
+            raise ValueError(f"{path}: atypicality sidecar format {version}, expected one of {_READABLE_FORMATS}")
         if model_sha256 is not None and sha != model_sha256:
             raise ValueError(f"{path}: atypicality reference made for another model (SHA-256 {sha[:12]}…, "
                              f"checkpoint {model_sha256[:12]}…); refit it for this checkpoint")
-        return cls(layers, sha, flag, refuse, rule)
+        return cls(layers, sha, flag, refuse, rule, combine)
 
 
 def load_reference(checkpoint: str | os.PathLike, sidecar: str | os.PathLike | bool = True

@@ -4,6 +4,8 @@ Per stage: ``PCA`` to ``n_components`` axes (keeps the sidecar small: a ResNet-5
 2048 x 64), class means of the projections, and a ``LedoitWolf`` shrunk covariance of the class-centred
 projections (tied over classes, Lee et al. 2018). The precision's Cholesky factor is folded into the projection,
 so :class:`~monai_pneumonia.networks.atypicality.LayerReference` scores with a product and a Euclidean distance.
+:func:`scale_stages` makes the stages comparable (version 2 of the score): each is divided by its median over
+validation films, then they are combined by the maximum.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sklearn.decomposition import PCA
 
 from monai_pneumonia.networks.atypicality import AtypicalityReference, LayerReference
 
-__all__ = ["fit_layer", "fit_reference"]
+__all__ = ["fit_layer", "fit_reference", "scale_stages"]
 
 
 def fit_layer(name: str, features: np.ndarray, labels: np.ndarray, n_components: int = 64) -> LayerReference:
@@ -66,3 +68,16 @@ def fit_reference(
     big = float(np.finfo(np.float64).max)
     return AtypicalityReference(layers, model_sha256, big if flag_limit is None else float(flag_limit),
                                 big if refuse_limit is None else float(refuse_limit), rule)
+
+
+def scale_stages(reference: AtypicalityReference, features: Mapping[str, np.ndarray], combine: str = "max"
+                 ) -> AtypicalityReference:
+    """Divide each stage by its median distance over ``features`` and combine the stages by ``combine``.
+
+    Args:
+        reference: a fitted reference (its current scales are replaced, not compounded).
+        features: ``{stage: (N, D)}`` of validation films (never the training films: their distances are smaller).
+        combine: one of :data:`~monai_pneumonia.networks.atypicality.COMBINE_RULES`.
+    """
+    unscaled = reference.with_scales([1.0] * len(reference.layers), combine)
+    return unscaled.with_scales(list(np.median(unscaled.stage_distances(features), axis=1)), combine)

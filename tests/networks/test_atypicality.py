@@ -24,7 +24,7 @@ from monai_pneumonia.networks.atypicality import (
     pooled_features,
     sidecar_path,
 )
-from monai_pneumonia.networks.atypicality_fit import fit_reference
+from monai_pneumonia.networks.atypicality_fit import fit_reference, scale_stages
 from monai_pneumonia.results import file_sha256
 from monai_pneumonia.transforms import xray_preprocessing
 from tests.conftest import REPO, write_picture
@@ -88,6 +88,55 @@ def test_sidecar_is_bound_to_its_model(tmp_path):
     (tmp_path / "bad.npz").write_bytes(b"not an npz")
     with pytest.raises(ValueError, match="not an atypicality sidecar"):
         AtypicalityReference.load(tmp_path / "bad.npz")
+
+
+def _two_stage_reference():
+    rng = np.random.default_rng(4)
+    train = {"a": rng.normal(size=(60, 6)), "b": rng.normal(size=(60, 9)) * 3}
+    reference = fit_reference(train, [0, 1] * 30, "cd" * 32, n_components=4)
+    validation = {"a": rng.normal(size=(25, 6)), "b": rng.normal(size=(25, 9)) * 3}
+    return reference, validation, rng
+
+
+def test_version_2_scales_each_stage_by_its_validation_median_and_takes_the_maximum():
+    reference, validation, rng = _two_stage_reference()
+    scaled = scale_stages(reference, validation)
+    raw = np.stack([layer.distance(validation[layer.name]) for layer in reference.layers])
+    np.testing.assert_allclose([layer.scale for layer in scaled.layers], np.median(raw, axis=1))
+    np.testing.assert_allclose(np.median(scaled.stage_distances(validation), axis=1), [1.0, 1.0])
+    films = {"a": rng.normal(size=(5, 6)), "b": rng.normal(size=(5, 9)) * 3}
+    films["a"][0] += 50  # atypical at one stage only
+    expected = np.max([layer.distance(films[layer.name]) / m for layer, m in zip(
+        reference.layers, np.median(raw, axis=1), strict=True)], axis=0)
+    np.testing.assert_allclose(scaled.score(films), expected)
+    assert scaled.combine == "max" and reference.combine == "mean"
+    np.testing.assert_allclose(reference.score(films), np.mean(
+        [layer.distance(films[layer.name]) for layer in reference.layers], axis=0))
+    # scaling twice replaces the scales instead of compounding them
+    np.testing.assert_allclose([layer.scale for layer in scale_stages(scaled, validation).layers],
+                               [layer.scale for layer in scaled.layers])
+
+
+def test_version_2_sidecar_keeps_its_scales_and_a_version_1_sidecar_still_reads(tmp_path):
+    reference, validation, _ = _two_stage_reference()
+    scaled = scale_stages(reference, validation).with_limits(1.2, 4.0, "rule")
+    loaded = AtypicalityReference.load(scaled.save(tmp_path / "v2.npz"))
+    assert loaded.combine == "max"
+    np.testing.assert_allclose([layer.scale for layer in loaded.layers], [layer.scale for layer in scaled.layers])
+    np.testing.assert_allclose(loaded.score(validation), scaled.score(validation), rtol=1e-5)
+    with np.load(tmp_path / "v2.npz") as data:  # a format-1 sidecar: no scales, no combination, mean of stages
+        old = {k: data[k] for k in data.files if k not in ("scales", "combine")}
+    np.savez(tmp_path / "v1.npz", **{**old, "format": np.array(1)})
+    version1 = AtypicalityReference.load(tmp_path / "v1.npz")
+    assert version1.combine == "mean" and [layer.scale for layer in version1.layers] == [1.0, 1.0]
+    np.testing.assert_allclose(version1.score(validation), reference.score(validation), rtol=1e-5)
+    np.savez(tmp_path / "v9.npz", **{**old, "format": np.array(9)})
+    with pytest.raises(ValueError, match="format 9"):
+        AtypicalityReference.load(tmp_path / "v9.npz")
+    with pytest.raises(ValueError, match="unknown atypicality combination"):
+        reference.with_scales([1.0, 1.0], "median")
+    with pytest.raises(ValueError, match="positive"):
+        reference.with_scales([1.0, 0.0], "max")
 
 
 def _odd_pictures(folder) -> list:
