@@ -190,12 +190,12 @@ class BundleClassifier:
                 prob, meta = next(answers)
                 reason = meta.pop("atypicality_refusal", "")  # the intended-use gate's top tier
                 if reason:
-                    yield Refusal(source, f"{source}: {reason}", position)
+                    yield Refusal(source, reason, position)  # the reason alone: a spool path holds the UID
                     continue
                 try:
                     result = Classification(source, prob, class_name(prob, threshold), threshold, meta)
                 except NonFiniteScoreError as error:  # a NaN never becomes NORMAL: the film is refused
-                    result = Refusal(source, f"{source}: the model gave no usable answer ({error})", position)
+                    result = Refusal(source, f"the model gave no usable answer ({error})", position)
                 yield result
             start += size
 

@@ -60,7 +60,7 @@ class ResultCollector:
             prob = positive_probability(item["pred"])
             if not math.isfinite(prob):  # a NaN never becomes a decision: the input is refused, with the reason
                 path = source_path(item)
-                engine.state.refused.append(Refusal(path, f"{path}: the model gave no usable answer (score {prob})"))
+                engine.state.refused.append(Refusal(path, f"the model gave no usable answer (score {prob})"))
                 continue
             record = {"image": source_path(item), "prob_pneumonia": prob, "flags": item_flags(item)}
             if self.with_labels:

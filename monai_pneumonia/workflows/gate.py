@@ -51,7 +51,7 @@ class AtypicalityGate:
             reason, flags = self.reference.judge(float(score), format_flags(meta))
             if reason:
                 path = source_path(item, self.image_key)
-                engine.state.refused.append(Refusal(path, f"{path}: {reason}"))
+                engine.state.refused.append(Refusal(path, reason))  # the reason alone, as the loader's refusals
                 continue
             meta[FLAGS_KEY], meta["atypicality"] = flags, float(score)
             kept.append(item)

@@ -32,6 +32,7 @@ def test_handler_refuses_flags_and_keeps_the_rest():
     gate(engine)
     assert [r.image for r in engine.state.refused] == [f"/x/{order[2]}.png"]
     assert "not a frontal chest radiograph" in engine.state.refused[0].error
+    assert "/x/" not in engine.state.refused[0].error  # the reason alone: a spool path would hold the UID
     flags = {item["image"].meta["filename_or_obj"]: item["image"].meta["xray_flags"] for item in engine.state.output}
     assert flags == {f"/x/{order[0]}.png": "view_missing", f"/x/{order[1]}.png": "view_missing;atypical"}
 

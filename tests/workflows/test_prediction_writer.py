@@ -82,4 +82,4 @@ def test_a_nan_score_is_refused_never_decided(tmp_path):
     engine.run([0], max_epochs=1)
     assert [row[0] for row in _rows(tmp_path / "predictions.csv")[1:]] == ["/a/ok.png"]
     (error,) = _rows(tmp_path / "errors.csv")[1:]
-    assert error[0] == "/a/nan.png" and "no usable answer" in error[1]
+    assert error[0] == "/a/nan.png" and "no usable answer" in error[1] and "/a/" not in error[1]
