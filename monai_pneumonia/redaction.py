@@ -31,7 +31,7 @@ _QUOTED_VALUE = re.compile(r"(Invalid value for VR [A-Z]{2}).*", re.DOTALL)
 #: C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
 _CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 #: This package's folder: warnings raised from files below it are ours and keep their text.
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep  # monai_pneumonia/ (not the checkout: .venv/ lives there)
 #: Loggers of DICOM libraries whose record texts quote attribute values or full UIDs.
 _WITHHELD_LOGGERS = ("highdicom",)
 

@@ -35,7 +35,7 @@ def test_demo_with_a_model_writes_predictions_overlays_and_report(tiny_bundle, t
     assert main(["demo", "--bundle", str(tiny_bundle), "--output-dir", str(output)]) == 0
     with open(output / "inference" / "predictions.csv", newline="") as stream:
         rows = list(csv.DictReader(stream))
-    samples = [p for p in default_samples_dir().rglob("*") if p.is_file()]
+    samples = [p for p in default_samples_dir().rglob("*") if p.is_file() and not p.name.startswith(".")]
     assert len(rows) == len(samples)
     assert len(list((output / "inference" / "cam").glob("*.png"))) == len(samples)
     assert json.loads((output / "evaluation" / "metrics.json").read_text())["n"] == len(samples)

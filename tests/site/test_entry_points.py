@@ -79,8 +79,8 @@ def test_the_profile_changes_decisions(shipped, expected):
 def test_predict_and_evaluate_decide_by_the_profile(tiny_bundle, films, profile, expected, tmp_path, capsys):
     assert main(["predict", *map(str, films), "--bundle", str(tiny_bundle), "--site", str(profile), "--json",
                  "--output-dir", str(tmp_path / "p")]) == 0
-    rows = json.loads(capsys.readouterr().out)["predictions"]
-    assert {_name(r["image"]): r["prediction"] for r in rows} == expected
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]  # one per-film record a line
+    assert {_name(r["image"]): r["decision"] for r in rows} == expected
     model_sha = file_sha256(tiny_bundle / "models" / "model.pt")
     profile_sha = hashlib.sha256(profile.read_bytes()).hexdigest()
     assert {(r["model_sha256"], r["site_profile_sha256"]) for r in rows} == {(model_sha, profile_sha)}
@@ -173,7 +173,7 @@ def test_monailabel_decides_by_the_profile(tiny_bundle, films, profile, shipped,
     with start_server(tmp_path / "server", studies, {"bundle": str(tiny_bundle), "device": "cpu",
                                                      "site_profile": str(profile)}) as server:
         for result in shipped:
-            reply = server.infer(_name(result.image).split(".")[0])
+            reply = server.infer(_name(result.image))  # an image id is the full file name
             assert reply.status == 200, server.log_tail()
             answer = reply.json()
             assert answer["threshold"] == pytest.approx(site.threshold)
