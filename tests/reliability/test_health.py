@@ -14,8 +14,6 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from pynetdicom import AE
-from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation
 
 from monai_pneumonia.cli import build_parser, serve
 from monai_pneumonia.inference import Classification
@@ -24,7 +22,7 @@ from monai_pneumonia.service.journal import DELIVERED, Journal
 from monai_pneumonia.service.scp import OUT_OF_RESOURCES, SUCCESS
 from tests.conftest import free_port
 from tests.factories import gradient_picture, write_dicom
-from tests.service.harness import wait_for
+from tests.service.harness import c_store, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,16 +40,6 @@ class _Classifier:
         return self.classify([path])[0]
 
 
-def _store(port: int, path: Path) -> int | None:
-    peer = AE(ae_title="MODALITY")
-    peer.add_requested_context(DigitalXRayImageStorageForPresentation, pydicom.uid.ExplicitVRLittleEndian)
-    peer.acse_timeout = peer.dimse_timeout = peer.network_timeout = 10
-    assoc = peer.associate("127.0.0.1", port, ae_title="PNEUMO")
-    assert assoc.is_established
-    try:
-        return getattr(assoc.send_c_store(pydicom.dcmread(path)), "Status", None)
-    finally:
-        assoc.release()
 
 
 @pytest.fixture()
@@ -71,13 +59,13 @@ def test_a_full_journal_after_ack_makes_the_service_unhealthy_and_refuse_new_sto
     monkeypatch.setattr(Journal, "record_classified", full)
     service.worker.start()
     first = write_dicom(tmp_path / "a.dcm", gradient_picture(48, 40, seed=1), modality="DX")
-    assert _store(service.config.port, first) == SUCCESS  # acknowledged: it is on disk
+    assert c_store(service.config.port, first) == SUCCESS  # acknowledged: it is on disk
     assert wait_for(lambda: service.failed.is_set(), timeout=20)
     ok, reason = service.health()
     assert not ok and "database or disk is full" in reason
     assert not service.worker.is_alive()
     second = write_dicom(tmp_path / "b.dcm", gradient_picture(48, 40, seed=2), modality="DX")
-    assert _store(service.config.port, second) == OUT_OF_RESOURCES  # never ACKed into a dead pipeline
+    assert c_store(service.config.port, second) == OUT_OF_RESOURCES  # never ACKed into a dead pipeline
     uid = str(pydicom.dcmread(first, stop_before_pixels=True).SOPInstanceUID)
     assert uid in service.spool and service.journal.state(uid) is None  # kept for the next start, not refused
 

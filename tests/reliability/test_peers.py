@@ -28,7 +28,7 @@ from monai_pneumonia.service import PneumoniaService, ServiceConfig
 from monai_pneumonia.service.scp import OUT_OF_RESOURCES, SUCCESS, AssociationLimits, StorageSCP, TLSConfig
 from tests.conftest import free_port
 from tests.factories import gradient_picture, write_dicom
-from tests.service.harness import wait_for
+from tests.service.harness import c_store, wait_for
 
 # -- certificates ------------------------------------------------------------------------------------------------
 
@@ -223,17 +223,6 @@ def receiving_service(tmp_path):
     service.results_log.close()
 
 
-def _store(port: int, path: Path) -> int | None:
-    """C-STORE one file; the status the sender sees (``None``: no response)."""
-    peer = AE(ae_title="MODALITY")
-    peer.add_requested_context(DigitalXRayImageStorageForPresentation, pydicom.uid.ExplicitVRLittleEndian)
-    peer.acse_timeout = peer.dimse_timeout = peer.network_timeout = 10
-    assoc = peer.associate("127.0.0.1", port, ae_title="PNEUMO")
-    assert assoc.is_established
-    try:
-        return getattr(assoc.send_c_store(pydicom.dcmread(path)), "Status", None)
-    finally:
-        assoc.release()
 
 
 def _radiograph(folder: Path, seed: int) -> Path:
@@ -291,7 +280,7 @@ def test_an_unwritable_spool_answers_an_error_status_never_success(receiving_ser
     image = _radiograph(tmp_path, 1)
     uid = str(pydicom.dcmread(image, stop_before_pixels=True).SOPInstanceUID)
     breakage(service, monkeypatch, mounted)
-    status = _store(service.config.port, image)
+    status = c_store(service.config.port, image)
     assert status == OUT_OF_RESOURCES, f"status 0x{status or 0:04X}"
     assert uid not in service.spool  # nothing half-written is taken for the instance
     assert not list(service.spool.root.glob(".*"))  # no temporary file of atomic_write left
@@ -301,7 +290,7 @@ def test_an_unwritable_spool_answers_an_error_status_never_success(receiving_ser
     for point in reversed(mounted):
         subprocess.run(["umount", "-l", str(point)], check=True)
     mounted.clear()
-    assert _store(service.config.port, image) == SUCCESS  # the sender's retry succeeds once there is room
+    assert c_store(service.config.port, image) == SUCCESS  # the sender's retry succeeds once there is room
     assert uid in service.spool
 
 
@@ -328,7 +317,7 @@ def test_stalled_and_trickling_peers_cannot_hold_the_listener(tmp_path):
     try:
         time.sleep(0.5)  # all accepted or refused by now
         started = time.monotonic()
-        assert _store(port, _radiograph(tmp_path, 3)) == SUCCESS
+        assert c_store(port, _radiograph(tmp_path, 3)) == SUCCESS
         assert time.monotonic() - started < 3, "the store waited for the stalled peers"
         assert len(scp.ae.active_associations) <= 2 + 1
     finally:
@@ -397,7 +386,7 @@ def test_a_data_set_whose_uid_differs_from_the_affected_sop_instance_uid_is_refu
         assoc.release()
     assert status.Status == DATA_SET_MISMATCH
     assert not list(receiving_service.spool.pending())
-    assert _store(receiving_service.config.port, image) == SUCCESS  # the consistent one is stored
+    assert c_store(receiving_service.config.port, image) == SUCCESS  # the consistent one is stored
 
 
 def test_a_data_set_larger_than_the_limit_cuts_the_connection_and_the_listener_goes_on(tmp_path):
@@ -418,7 +407,7 @@ def test_a_data_set_larger_than_the_limit_cuts_the_connection_and_the_listener_g
         assert wait_for(lambda: not assoc.is_alive(), timeout=10)
         assert not stored
         for seed in range(3):  # small ones, several on one association, still pass
-            assert _store(port, _radiograph(tmp_path, seed)) == SUCCESS
+            assert c_store(port, _radiograph(tmp_path, seed)) == SUCCESS
         assert len(stored) == 3
     finally:
         scp.stop()

@@ -16,6 +16,10 @@ import time
 import uuid
 from pathlib import Path
 
+import pydicom
+from pydicom.uid import DigitalXRayImageStorageForPresentation
+from pynetdicom import AE
+
 REPO = Path(__file__).resolve().parents[2]
 #: The deployment's Orthanc configuration and auto-routing script (deploy/, docs/deploy.md): the tests start
 #: Orthanc with these files, changing only paths, authentication (curl without credentials) and timings.
@@ -210,3 +214,16 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.25):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def c_store(port: int, path: Path, host: str = "127.0.0.1") -> int | None:
+    """C-STORE one file to the listener over a real association; the status the sender sees (``None``: no response)."""
+    peer = AE(ae_title="MODALITY")
+    peer.add_requested_context(DigitalXRayImageStorageForPresentation, pydicom.uid.ExplicitVRLittleEndian)
+    peer.acse_timeout = peer.dimse_timeout = peer.network_timeout = 10
+    assoc = peer.associate(host, port, ae_title="PNEUMO")
+    assert assoc.is_established
+    try:
+        return getattr(assoc.send_c_store(pydicom.dcmread(path)), "Status", None)
+    finally:
+        assoc.release()
