@@ -128,8 +128,7 @@ def run_inference(
     """
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.inference import BundleClassifier
-    from monai_pneumonia.io.policy import format_flags
-    from monai_pneumonia.results import Refusal, film_record, refusal_record, write_predictions
+    from monai_pneumonia.results import Refusal, film_record, format_flags, refusal_record, write_predictions
 
     classifier = BundleClassifier.from_bundle(
         bundle_root, ckpt_path=Path(ckpt_dir) / "model.pt" if ckpt_dir else None, device=device,

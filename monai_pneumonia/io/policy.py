@@ -50,7 +50,7 @@ import numpy as np
 from pydicom.valuerep import DA
 
 from monai_pneumonia.errors import XrayInputError
-from monai_pneumonia.results import FLAGS_KEY, format_flags, join_flags, split_flags
+from monai_pneumonia.results import FLAGS_KEY, join_flags
 
 __all__ = [
     "AGE_FLAG",
@@ -58,17 +58,13 @@ __all__ = [
     "DEFAULT_AGES",
     "DEFAULT_MAX_PIXELS",
     "DICOM_META_KEYWORDS",
-    "FLAGS_KEY",
     "MONOCHROME",
     "PROJECTION_MODALITIES",
     "SECONDARY_CAPTURE_MODALITIES",
     "XrayPolicy",
-    "format_flags",
     "header_text",
-    "join_flags",
     "make_meta",
     "patient_age_years",
-    "split_flags",
 ]
 
 logger = logging.getLogger(__name__)

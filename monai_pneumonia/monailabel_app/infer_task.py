@@ -30,7 +30,7 @@ from monai_pneumonia.bundle import bundle_file
 from monai_pneumonia.decision import PNEUMONIA_INDEX, decide, positive_probability
 from monai_pneumonia.errors import XrayInputError
 from monai_pneumonia.inference import BundleClassifier
-from monai_pneumonia.io.policy import FLAGS_KEY, format_flags
+from monai_pneumonia.results import FLAGS_KEY, format_flags
 from monai_pneumonia.visualize import cam_at_size, grad_cam, save_png
 
 __all__ = ["CAM_PARAM", "ModelNotReadyError", "PneumoniaInferTask", "bundle_labels", "series_file"]

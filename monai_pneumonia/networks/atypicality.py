@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from monai_pneumonia.io.policy import ATYPICAL_FLAG, join_flags, split_flags
-from monai_pneumonia.results import file_sha256
+from monai_pneumonia.io.policy import ATYPICAL_FLAG
+from monai_pneumonia.results import file_sha256, join_flags, split_flags
 
 __all__ = [
     "ATYPICAL_FLAG",

@@ -12,9 +12,8 @@ from __future__ import annotations
 import torch
 from ignite.engine import Engine, Events
 
-from monai_pneumonia.io.policy import FLAGS_KEY, format_flags
 from monai_pneumonia.networks.atypicality import AtypicalityReference, pooled_features
-from monai_pneumonia.results import Refusal
+from monai_pneumonia.results import FLAGS_KEY, Refusal, format_flags
 from monai_pneumonia.workflows.items import source_path
 
 __all__ = ["AtypicalityGate"]

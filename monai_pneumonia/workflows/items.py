@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from monai_pneumonia.io.policy import format_flags
+from monai_pneumonia.results import format_flags
 
 __all__ = ["class_index", "item_flags", "source_path"]
 
