@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DISCLAIMER",
     "file_sha256",
     "IDENTITY_COLUMNS",
     "FLAGS_KEY",
@@ -213,6 +214,12 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[str], np.ndarray, np
         np.array([int(row["label"]) for row in rows]),
         np.array([float(row["prob_pneumonia"]) for row in rows]),
     )
+
+
+# Intended use ------------------------------------------------------------------------------------------------
+#: Shown on every human-readable result: the evaluation report, the site acceptance report, the drift dashboard.
+DISCLAIMER = ("Research use only; not for diagnosis or triage. Not a medical device: not cleared or approved, and "
+              "not to be used for clinical decisions.")
 
 
 # Identity ----------------------------------------------------------------------------------------------------

@@ -28,9 +28,10 @@ from PIL import Image
 
 from monai_pneumonia.decision import CLASS_NAMES, decide
 from monai_pneumonia.evaluation.metrics import calibration_bins, roc_curve
+from monai_pneumonia.results import DISCLAIMER
 from monai_pneumonia.visualize.overlay import as_uint8_picture
 
-__all__ = ["DISCLAIMER", "MIN_FILMS_PER_CLASS", "ROC_COLOR", "gallery_cases", "small_sample_warning", "write_report"]
+__all__ = ["MIN_FILMS_PER_CLASS", "ROC_COLOR", "gallery_cases", "small_sample_warning", "write_report"]
 
 ROC_COLOR = "#d62728"
 """Colour of the ROC curve (a test looks for it in a rendering of the report)."""
@@ -261,9 +262,6 @@ def _header(title: str, metrics: Mapping[str, Any], model_info: Mapping[str, Any
 
 #: Below this many films in either class, the report warns that its 95% intervals mean little.
 MIN_FILMS_PER_CLASS = 30
-#: Shown at the top and the bottom of every report.
-DISCLAIMER = ("Research use only; not for diagnosis or triage. Not a medical device: not cleared or approved, and "
-              "not to be used for clinical decisions.")
 
 
 def small_sample_warning(metrics: Mapping[str, Any]) -> str | None:

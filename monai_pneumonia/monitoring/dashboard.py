@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from monai_pneumonia.monitoring.reference import Reference
 from monai_pneumonia.monitoring.signals import categorical_values, continuous_values
+from monai_pneumonia.results import DISCLAIMER
 
 __all__ = ["write_dashboard"]
 
@@ -181,6 +182,7 @@ def write_dashboard(path: str | os.PathLike, report: Mapping, reference: Referen
 table{{border-collapse:collapse;font-size:80%}} td,th{{border:1px solid #ccc;padding:2px 6px}}
 .alarm{{background:#f8d0d0}} .verdict{{font-size:150%;color:{_ALERT if report['drift'] else '#2ca02c'}}}</style>
 </head><body><h1>Drift monitor</h1>
+<p><strong>{html.escape(DISCLAIMER)}</strong></p>
 <p class="verdict">{verdict}</p>
 <p>{report['films']} films in {len(windows)} window(s) of up to {rule['window']}; reference:
 {html.escape(reference.source or 'unnamed')} ({reference.count} films, model

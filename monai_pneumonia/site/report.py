@@ -17,6 +17,8 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from monai_pneumonia.results import DISCLAIMER
+
 __all__ = ["write_acceptance_html"]
 
 _METRICS = ("accuracy", "sensitivity", "specificity", "precision", "f1", "auc")
@@ -114,6 +116,7 @@ def write_acceptance_html(acceptance: Mapping[str, Any], path: str | os.PathLike
     body = f"""<!DOCTYPE html><html><head><meta charset="utf-8"><title>Site acceptance</title>
 <style>{_STYLE}</style></head><body>
 <h1>Site acceptance: <span class="{_e(acceptance['verdict'])}">{_e(acceptance['verdict'])}</span></h1>
+<p><strong>{_e(DISCLAIMER)}</strong></p>
 <ul>{''.join(f'<li>{_e(reason)}</li>' for reason in acceptance['reasons'])}</ul>
 <p>Criteria, fixed before the films were classified: lower 95% bound of sensitivity &ge; {criteria['min_sensitivity']:.2f}
 and of specificity &ge; {criteria['min_specificity']:.2f} (PASS); an upper bound below either: FAIL; otherwise, or

@@ -161,7 +161,8 @@ def test_chromium_renders_the_plots(report):
 
 
 def test_report_carries_the_disclaimer_and_warns_when_a_class_has_too_few_films(report, tmp_path):
-    from monai_pneumonia.evaluation.report import DISCLAIMER, MIN_FILMS_PER_CLASS
+    from monai_pneumonia.evaluation.report import MIN_FILMS_PER_CLASS
+    from monai_pneumonia.results import DISCLAIMER
 
     path, _, _ = report
     text = path.read_text(encoding="utf-8")
@@ -186,7 +187,8 @@ def _luminance(hex_colour: str) -> float:
 def test_the_disclaimer_is_readable_and_states_the_intended_use():
     """The disclaimer box sits in the header (white text): its own text colour must contrast with its background
     (WCAG AA, 4.5:1)."""
-    from monai_pneumonia.evaluation.report import _CSS, DISCLAIMER
+    from monai_pneumonia.evaluation.report import _CSS
+    from monai_pneumonia.results import DISCLAIMER
 
     rule = re.search(r"\.warn\{([^}]*)\}", _CSS).group(1)
     header = re.search(r"(?m)^header\{([^}]*)\}", _CSS).group(1)

@@ -33,6 +33,7 @@ def test_save_a_reference_then_monitor_a_shifted_stream(tmp_path, capsys):
     assert report["windows"][1]["signals"]["sharpness"]["test"] == "ks"
     page = (tmp_path / "out" / "monitor.html").read_text()
     assert page.count("data:image/png;base64,") >= 5 and "DRIFT" in page and "<script" not in page
+    assert "not for diagnosis or triage" in page  # the intended use on every human-readable result
 
     same = _write(tmp_path / "same.jsonl", records(300, seed=3))
     assert main(["monitor", str(same), "--output", str(tmp_path / "same"), "--reference", str(sidecar)]) == 0

@@ -229,3 +229,4 @@ def test_site_fit_writes_the_profile_and_the_report(tiny_bundle, trained_bundle,
     assert acceptance["verdict"] == "INSUFFICIENT" and site.sample["n"] == 24
     html = (output / "acceptance.html").read_text()
     assert "INSUFFICIENT" in html and "cross-validated" in html and "95%" in html
+    assert "not for diagnosis or triage" in html  # the intended use on every human-readable result
