@@ -40,8 +40,6 @@ class _Classifier:
         return self.classify([path])[0]
 
 
-
-
 @pytest.fixture()
 def service(tmp_path):
     service = PneumoniaService(ServiceConfig(spool=tmp_path / "spool", port=free_port(), report_processes=0),

@@ -223,8 +223,6 @@ def receiving_service(tmp_path):
     service.results_log.close()
 
 
-
-
 def _radiograph(folder: Path, seed: int) -> Path:
     return write_dicom(folder / f"x{seed}.dcm", gradient_picture(48, 40, seed=seed))
 
