@@ -2,15 +2,18 @@
 
 Steps, each resumable (features are cached per chunk under ``WORK/features``), all run under ``nice``:
 
-    python benchmarks/gate_atypicality.py unfit    --work WORK --datalist D.json   # build the unfit sets (PNG)
-    python benchmarks/gate_atypicality.py features --work WORK --datalist D.json   # pooled features, every set
-    python benchmarks/gate_atypicality.py fit      --work WORK --datalist D.json   # reference + limits -> sidecar
-    python benchmarks/gate_atypicality.py measure  --work WORK                      # the table of gate-limits.md
+    python benchmarks/gate_atypicality.py unfit     --work WORK --datalist D.json  # build the unfit sets (PNG)
+    python benchmarks/gate_atypicality.py synthetic --work WORK --datalist D.json  # the detector's training films
+    python benchmarks/gate_atypicality.py features  --work WORK --datalist D.json  # pooled features, every set
+    python benchmarks/gate_atypicality.py fit       --work WORK --datalist D.json  # reference + limits -> sidecar
+    python benchmarks/gate_atypicality.py measure   --work WORK                     # the table of gate-limits.md
 
 Version 2 (``docs/research/gate-limits.md``): ``fit --combine max`` scales each stage by its median over the
 limit-choosing validation films and takes the maximum; ``measure`` splits the validation films cached beyond
 ``--validation-films`` off as held out, and ``unfit --held-out --unfit-seed 2 --exclude-sources OLD/manifest.json``
-builds fresh unfit sets from held-out films only.
+builds fresh unfit sets from held-out films only. Version 3: ``synthetic`` writes the unfit detector's training
+films (:data:`UNFIT_FAMILIES` applied to training films, and mildly augmented fit films), ``fit --detector`` trains
+it beside the version-2 distance (``--keep-distance OLD.npz`` keeps that distance's arrays and limits unchanged).
 
 ``D.json``: ``monai-pneumonia datalist /work/shared/data/chest_xray/train --output D.json --val-fraction 0.1
 --seed 0``. The reference is fitted on a random subsample of the training films (``--train-films``, seed 0);
@@ -39,7 +42,8 @@ from monai_pneumonia.networks.atypicality import (
     pooled_features,
     sidecar_path,
 )
-from monai_pneumonia.networks.atypicality_fit import fit_reference, scale_stages
+from monai_pneumonia.networks.atypicality_fit import fit_detector, fit_reference, scale_stages
+from monai_pneumonia.networks.unfit_detector import grid_key
 from monai_pneumonia.results import file_sha256
 from monai_pneumonia.workflows.datasets import REFUSED_KEY
 
@@ -58,7 +62,62 @@ FILM_TRANSFORMS = {
     "heavy_blur": lambda im: im.filter(ImageFilter.GaussianBlur(8)),
     "lateral_like": lambda im: im.crop((0, 0, im.width // 2, im.height)).resize((im.width // 2, im.height)),
     "flipped_horizontal": lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+    "rotated_270": lambda im: im.transpose(Image.Transpose.ROTATE_270),
+    "rotated_45": lambda im: _turn(im, 45),
 }
+
+
+def _turn(im: Image.Image, angle: float) -> Image.Image:
+    return im.rotate(angle, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=0)
+
+
+def _unfit_turned(im, r):
+    if r.random() < 0.5:
+        return im.transpose(r.choice([Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270]))
+    return _turn(im, r.uniform(35, 325))
+
+
+def _unfit_cropped(im, r):
+    w, h = im.size
+    cw, ch = int(w * r.uniform(0.25, 0.6)), int(h * r.uniform(0.25, 0.6))
+    x, y = r.randint(0, w - cw), r.randint(0, h - ch)
+    return im.crop((x, y, x + cw, y + ch))
+
+
+def _unfit_noisy(im, r):
+    a = np.asarray(im, np.float32)
+    noise = np.random.default_rng(r.randint(0, 2**31)).normal(0, r.uniform(40, 100), a.shape)
+    return Image.fromarray(np.clip(a + noise, 0, 255).astype(np.uint8))
+
+
+def _unfit_lateral(im, r):
+    w, h = im.size
+    f = r.uniform(0.35, 0.6)
+    return im.crop((0, 0, int(w * f), h) if r.random() < 0.5 else (int(w * (1 - f)), 0, w, h))
+
+
+#: Version 3: the families of synthetic unfit films the detector is trained on, each with random parameters.
+UNFIT_FAMILIES = {
+    "blur": lambda im, r: im.filter(ImageFilter.GaussianBlur(r.uniform(4, 12))),
+    "crop": _unfit_cropped,
+    "invert": lambda im, r: ImageOps.invert(im),
+    "lateral": _unfit_lateral,
+    "noise": _unfit_noisy,
+    "turn": _unfit_turned,
+    "vflip": lambda im, r: _turn(im.transpose(Image.Transpose.FLIP_TOP_BOTTOM), r.uniform(-15, 15)),
+}
+
+
+def mildly_augmented(im: Image.Image, r: random.Random) -> Image.Image:
+    """A fit film still: within the model's own training augmentation (crop, small turn, gamma, slight blur)."""
+    w, h = im.size
+    s = r.uniform(0.85, 1.0)
+    cw, ch = int(w * s), int(h * s)
+    x, y = r.randint(0, w - cw), r.randint(0, h - ch)
+    im = _turn(im.crop((x, y, x + cw, y + ch)), r.uniform(-12, 12))
+    g = r.uniform(0.7, 1.4)
+    im = Image.fromarray((255 * (np.asarray(im, np.float32) / 255) ** g).astype(np.uint8))
+    return im.filter(ImageFilter.GaussianBlur(r.uniform(0, 1.5)))
 
 
 def _grey8(array: np.ndarray) -> np.ndarray:
@@ -180,7 +239,51 @@ def _sets(work: Path, datalist: dict, train_films: int, validation_films: int) -
     if manifest.is_file():
         for kind, paths in json.loads(manifest.read_text()).items():
             sets[f"unfit:{kind}"] = [(path, -1) for path in paths]
+    synthetic = work / "synthetic" / "manifest.json"
+    if synthetic.is_file():
+        for name, items in json.loads(synthetic.read_text()).items():
+            sets[name] = [(path, int(label)) for path, label in items]
     return sets
+
+
+#: Version 3's detector training films: (set name, first and last training film of the seed-0 permutation, seed).
+SYNTHETIC_UNFIT = (("synthetic_unfit", 0, 384, 3), ("synthetic_unfit", 384, 768, 4))
+FIT_AUGMENTED = ("fit_augmented", 512, 2048, 5)
+
+
+def cmd_synthetic(args) -> None:
+    """The detector's training films: 3 random :data:`UNFIT_FAMILIES` per film, and fit films half augmented."""
+    datalist = json.loads(Path(args.datalist).read_text())
+    training = [(item["image"], int(item["label"])) for item in datalist["training"]]
+    order = _prefix(training, len(training), 0)
+    root = args.work / "synthetic"
+    sets: dict[str, list] = {}
+    for part, (name, first, last, seed) in enumerate(SYNTHETIC_UNFIT, start=1):
+        r = random.Random(seed)
+        for film, _ in order[first:last]:
+            image = Image.open(film).convert("L")
+            for index, family in enumerate(r.sample(sorted(UNFIT_FAMILIES), 3)):
+                target = root / f"unfit-{part}" / family / f"{Path(film).stem}-{index}.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                unfit = UNFIT_FAMILIES[family](image, r)  # drawn even when cached: the same films on a rerun
+                if not target.exists():
+                    unfit.save(target)
+                sets.setdefault(name, []).append((str(target), -1))
+    name, first, last, seed = FIT_AUGMENTED
+    r = random.Random(seed)
+    for index, (film, label) in enumerate(order[first:last]):
+        if index % 2 == 0:
+            sets.setdefault(name, []).append((film, label))
+            continue
+        target = root / "fit" / f"{Path(film).stem}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        augmented = mildly_augmented(Image.open(film).convert("L"), r)
+        if not target.exists():
+            augmented.save(target)
+        sets[name].append((str(target), label))
+    (root / "manifest.json").write_text(json.dumps(sets, indent=1))
+    for name, items in sets.items():
+        logger.info("%s: %d films", name, len(items))
 
 
 def cmd_unfit(args) -> None:
@@ -189,8 +292,8 @@ def cmd_unfit(args) -> None:
     pool = validation
     if args.held_out:  # only validation films never used for limits, nor as sources of an earlier unfit set
         earlier = set()
-        if args.exclude_sources:
-            for kind, paths in json.loads(args.exclude_sources.read_text()).items():
+        for manifest in args.exclude_sources or ():
+            for kind, paths in json.loads(manifest.read_text()).items():
                 if kind in FILM_TRANSFORMS:
                     earlier.update(Path(path).stem for path in paths)
         pool = [film for film in _prefix(validation, len(validation), 0)[args.validation_films:]
@@ -198,7 +301,7 @@ def cmd_unfit(args) -> None:
     films = _prefix(pool, args.unfit_films, args.unfit_seed)
     root = args.work / "unfit"
     if args.exclude_sources:  # the same non-film images (no other ones offline)
-        earlier_kinds = json.loads(args.exclude_sources.read_text())
+        earlier_kinds = json.loads(args.exclude_sources[0].read_text())
         kinds = {kind: earlier_kinds[kind] for kind in ("other_modality", "photograph")}
     else:
         kinds = {"other_modality": [str(p) for p in other_modalities(root / "other_modality")],
@@ -225,23 +328,25 @@ def cmd_features(args) -> None:
             keep = [i for i in range(len(chunk)) if i not in refused]
             arrays = {}
             if "image" in batch:
-                arrays = pooled_features(classifier.network, batch["image"], DEFAULT_LAYERS)
+                arrays = pooled_features(classifier.network, batch["image"], DEFAULT_LAYERS, grid=True)
             np.savez(target, paths=np.array([chunk[i][0] for i in keep]), labels=np.array([chunk[i][1] for i in keep]),
                      **arrays)
             logger.info("%s: %d/%d (%d refused by the loader)", name, start + len(chunk), len(items), len(refused))
 
 
 def load_features(work: Path, name: str) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """The cached features of one set: ``({stage: (N, D)}, labels, paths)``."""
+    """The cached features of one set: ``({stage or grid key: (N, D)}, labels, paths)``."""
     files = sorted((work / "features").glob(f"{name.replace(':', '-')}-[0-9][0-9][0-9][0-9].npz"))
-    feats: dict[str, list] = {layer: [] for layer in DEFAULT_LAYERS}
+    keys = [*DEFAULT_LAYERS, *(grid_key(layer) for layer in DEFAULT_LAYERS)]
+    feats: dict[str, list] = {key: [] for key in keys}
     labels, paths = [], []
     for file in files:
         with np.load(file) as data:
             if len(data["paths"]) == 0:
                 continue
-            for layer in DEFAULT_LAYERS:
-                feats[layer].append(data[layer])
+            for key in keys:
+                if key in data:
+                    feats[key].append(data[key])
             labels.append(data["labels"])
             paths.append(data["paths"])
     return ({k: np.concatenate(v) for k, v in feats.items() if v}, np.concatenate(labels) if labels else np.array([]),
@@ -263,7 +368,32 @@ def _head(feats: dict[str, np.ndarray], count: int, tail: bool = False) -> dict[
     return {k: (v[count:] if tail else v[:count]) for k, v in feats.items()}
 
 
+#: Version 3's rule for the detector's limit (docs/research/gate-limits.md), written before its result.
+DETECTOR_RULE = "flag above the 99th percentile of the validation films' unfit log-odds"
+DETECTOR_C = 0.01
+
+
+def fit_unfit_detector(args, reference: AtypicalityReference) -> AtypicalityReference:
+    """Version 3: train the detector on fit films against synthetic unfit ones; its limit on validation films."""
+    train, _, _ = load_features(args.work, "train")
+    augmented, _, _ = load_features(args.work, FIT_AUGMENTED[0])
+    unfit, _, _ = load_features(args.work, SYNTHETIC_UNFIT[0][0])
+    keys = [*DEFAULT_LAYERS, *(grid_key(layer) for layer in DEFAULT_LAYERS)]
+    fit = {key: np.concatenate([train[key][:args.train_films], augmented[key]]) for key in keys}
+    detector = fit_detector(fit, unfit, keys, c=DETECTOR_C)
+    val, _, _ = load_features(args.work, "validation")
+    limit = float(np.percentile(detector.logit(_head(val, args.validation_films)), 99))
+    logger.info("detector: %d fit films, %d unfit films, limit %.3f", len(fit[keys[0]]), len(unfit[keys[0]]), limit)
+    return reference.with_detector(detector.with_limit(limit, DETECTOR_RULE))
+
+
 def cmd_fit(args) -> None:
+    if args.keep_distance:  # version 3 on top of an adopted distance, unchanged
+        reference = fit_unfit_detector(args, AtypicalityReference.load(args.keep_distance))
+        target = args.output or sidecar_path(args.bundle / "models" / "model.pt")
+        reference.save(target)
+        logger.info("kept the distance of %s; -> %s (%d bytes)", args.keep_distance, target, Path(target).stat().st_size)
+        return
     train, labels, _ = load_features(args.work, "train")
     train, labels = _head(train, args.train_films), labels[:args.train_films]
     reference = fit_reference(train, labels, file_sha256(args.bundle / "models" / "model.pt"),
@@ -274,6 +404,8 @@ def cmd_fit(args) -> None:
         reference = scale_stages(reference, val, "max")
     flag, refuse = limits_by_rule(reference.score(val))
     reference = reference.with_limits(flag, refuse, RULE)
+    if args.detector:
+        reference = fit_unfit_detector(args, reference)
     target = args.output or sidecar_path(args.bundle / "models" / "model.pt")
     reference.save(target)
     logger.info("fitted on %d training films (%s components, %s of stages, limits on %d validation films); limits "
@@ -307,10 +439,11 @@ def cmd_measure(args) -> None:
             sets[f"unfit:{kind}"] = feats
     rows = []
     for name, feats in sets.items():
-        scores = reference.score(feats)
-        tiers = [reference.tier(s) for s in scores]
-        rows.append({"set": name, "n": len(scores), "refused": tiers.count("refuse"), "flagged": tiers.count("flag"),
-                     "median_score": float(np.median(scores))})
+        verdicts = reference.gate(feats, [""] * len(next(iter(feats.values()))))
+        refused = sum(bool(v.reason) for v in verdicts)
+        flagged = sum(not v.reason and bool(v.flags) for v in verdicts)
+        rows.append({"set": name, "n": len(verdicts), "refused": refused, "flagged": flagged,
+                     "median_score": float(np.median([v.atypicality for v in verdicts]))})
     pooled = [r for r in rows if r["set"].startswith("unfit:") and r["set"][6:] not in NOT_POOLED]
     rows.append({"set": "unfit films pooled (without " + ", ".join(NOT_POOLED) + ")",
                  "n": sum(r["n"] for r in pooled), "refused": sum(r["refused"] for r in pooled),
@@ -329,7 +462,7 @@ def cmd_measure(args) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("unfit", "features", "fit", "measure"))
+    parser.add_argument("step", choices=("unfit", "synthetic", "features", "fit", "measure"))
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--datalist", type=Path)
     parser.add_argument("--bundle", type=Path, default=Path(__file__).resolve().parents[1] / "bundle")
@@ -339,8 +472,13 @@ def main(argv=None) -> int:
     parser.add_argument("--unfit-seed", type=int, default=1, help="which validation films the transforms start from")
     parser.add_argument("--held-out", action="store_true",
                         help="unfit sources only from the validation films after the first --validation-films")
-    parser.add_argument("--exclude-sources", type=Path,
-                        help="an earlier unfit manifest: its source films are not reused, its non-film images are")
+    parser.add_argument("--exclude-sources", type=Path, nargs="+",
+                        help="earlier unfit manifests: their source films are not reused, the first's non-film "
+                             "images are")
+    parser.add_argument("--detector", action="store_true",
+                        help="fit: version 3, train the unfit detector (needs the synthetic step's features)")
+    parser.add_argument("--keep-distance", type=Path,
+                        help="fit --detector: keep this sidecar's distance (arrays, scales, limits) unchanged")
     parser.add_argument("--components", type=int, default=64)
     parser.add_argument("--combine", choices=("mean", "max"), default="max",
                         help="fit: how the stages are combined (mean: version 1; max of median-scaled: version 2)")
@@ -348,7 +486,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     logging.getLogger("monai_pneumonia").setLevel(logging.ERROR)
-    {"unfit": cmd_unfit, "features": cmd_features, "fit": cmd_fit, "measure": cmd_measure}[args.step](args)
+    {"unfit": cmd_unfit, "synthetic": cmd_synthetic, "features": cmd_features, "fit": cmd_fit,
+     "measure": cmd_measure}[args.step](args)
     return 0
 
 

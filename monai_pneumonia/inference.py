@@ -30,7 +30,7 @@ from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, NonFiniteScor
 from monai_pneumonia.errors import find_cause
 from monai_pneumonia.networks.atypicality import AtypicalityReference, load_reference, pooled_features
 from monai_pneumonia.networks.checkpoint import model_identity, operating_threshold
-from monai_pneumonia.results import FLAGS_KEY, Refusal, format_flags
+from monai_pneumonia.results import Refusal, format_flags
 from monai_pneumonia.visualize import explain, overlay_name, render_cam, save_png
 from monai_pneumonia.workflows.datasets import REFUSED_KEY, RefusingDataset, collate_with_refusals
 
@@ -257,20 +257,18 @@ class BundleClassifier:
             metas: each image's metadata (its ``xray_flags`` are extended).
 
         Returns:
-            Per image ``{"atypicality": score, "xray_flags": flags, "atypicality_refusal": reason}`` (the reason
-            ``""`` unless refused; the flags gain ``atypical`` in the middle tier); ``{}`` each without a
-            reference.
+            Per image ``{"atypicality": score, "unfit_score": log-odds, "xray_flags": flags,
+            "atypicality_refusal": reason}`` (:class:`~monai_pneumonia.networks.atypicality.GateVerdict`; the reason
+            ``""`` unless refused; the flags gain ``atypical`` in the middle tier; ``unfit_score`` only with an
+            unfit detector); ``{}`` each without a reference.
         """
         if self.atypicality is None:
             return [{} for _ in metas]
         images = images.as_tensor() if hasattr(images, "as_tensor") else images
-        scores = self.atypicality.score(pooled_features(self.network, images.to(self.device),
-                                                        self.atypicality.layer_names))
-        gates = []
-        for score, meta in zip(scores, metas, strict=True):
-            reason, flags = self.atypicality.judge(float(score), format_flags(meta))
-            gates.append({"atypicality": float(score), FLAGS_KEY: flags, "atypicality_refusal": reason})
-        return gates
+        features = pooled_features(self.network, images.to(self.device), self.atypicality.layer_names,
+                                   self.atypicality.needs_grid)
+        verdicts = self.atypicality.gate(features, [format_flags(meta) for meta in metas])
+        return [{**verdict.meta(), "atypicality_refusal": verdict.reason} for verdict in verdicts]
 
     def grad_cam(self, path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:
         """The display image of a file and its Grad-CAM map for the pneumonia class (:func:`~monai_pneumonia.visualize.explain`).

@@ -15,7 +15,8 @@ log; :mod:`monai_pneumonia.monitoring` reads both. Fields (:data:`RECORD_FIELDS`
 * ``time``: when the film was processed (Unix seconds, UTC) -- the only date or time in a record;
 * ``probability``, ``decision`` (``"NORMAL"``/``"PNEUMONIA"``), ``threshold``, ``flags`` (the loader's and the
   gate's flags, ``;``-separated, ``""`` when none);
-* ``atypicality``: the intended-use gate's score (image metadata key ``"atypicality"``), ``null`` when absent;
+* ``atypicality``: the intended-use gate's distance score (image metadata key ``"atypicality"``), ``null`` when
+  absent; ``unfit_score``: its unfit detector's log-odds (key ``"unfit_score"``), ``null`` when absent;
 * ``image_statistics``: statistics of the loaded [0, 1] image (:data:`IMAGE_STATISTICS`, see
   :class:`~monai_pneumonia.transforms.ImageStatisticsd`) and its ``rows``/``columns``;
 * ``acquisition``: non-identifying acquisition attributes when the file is DICOM (:data:`ACQUISITION_FIELDS`;
@@ -258,7 +259,7 @@ def format_flags(meta: Mapping[str, Any]) -> str:
 
 #: Top-level fields of a per-film record, in order.
 RECORD_FIELDS: tuple[str, ...] = ("time", "probability", "decision", "threshold", "flags", "atypicality",
-                                  "image_statistics", "acquisition", "model_sha256",
+                                  "unfit_score", "image_statistics", "acquisition", "model_sha256",
                                   "site_profile_sha256")
 #: Image metadata key under which the loader's statistics step stores :data:`IMAGE_STATISTICS`.
 IMAGE_STATISTICS_KEY = "image_statistics"
@@ -342,10 +343,11 @@ def film_record(probability: float, decision: str, threshold: float, meta: Mappi
     meta = meta or {}
     if flags is None:
         flags = format_flags(meta)
-    atypicality = _number(meta.get("atypicality"))
+    atypicality, unfit = _number(meta.get("atypicality")), _number(meta.get("unfit_score"))
     return {"time": round(_time.time() if time is None else float(time), 6), "probability": round(float(probability), 6),
             "decision": str(decision), "threshold": round(float(threshold), 6), "flags": flags,
-            "atypicality": None if atypicality is None else round(atypicality, 6), "image_statistics": _image(meta),
+            "atypicality": None if atypicality is None else round(atypicality, 6),
+            "unfit_score": None if unfit is None else round(unfit, 6), "image_statistics": _image(meta),
             "acquisition": _acquisition(meta), "model_sha256": model_sha256,
             "site_profile_sha256": site_profile_sha256}
 

@@ -158,7 +158,7 @@ class PneumoniaInferTask(BasicInferTask):
             ``(cam_png_or_None, result)``; ``result`` holds ``prediction`` (per-class scores as MONAI Label
             writes them), ``prob_pneumonia``, ``threshold``, ``predicted`` (``{"idx", "label"}`` at the stored
             threshold, not the argmax), ``flags`` (the loader's policy flags and ``atypical``), ``atypicality``
-            (with a sidecar), the model's identity (``model_sha256``, ``site_profile_sha256``, ``site_rule``) and,
+            and ``unfit_score`` (with a sidecar), the model's identity (``model_sha256``, ``site_profile_sha256``, ``site_rule``) and,
             with ``cam``, ``cam``.
 
         Raises:
@@ -182,8 +182,9 @@ class PneumoniaInferTask(BasicInferTask):
             flags=format_flags(gate if FLAGS_KEY in gate else image.meta),
             **classifier.identity,
         )
-        if "atypicality" in gate:
-            result["atypicality"] = gate["atypicality"]
+        for key in ("atypicality", "unfit_score"):  # with a sidecar (the detector from format 3)
+            if key in gate:
+                result[key] = gate[key]
         if not strtobool(str(data.get(CAM_PARAM, False))):
             return None, result
         cam_file, result["cam"] = self._write_cam(classifier, data[self.input_key])

@@ -17,11 +17,14 @@ neither scikit-learn nor SciPy (the MONAI Label environment has neither).
 The reference statistics and the two limits (flag, refuse) are stored in a sidecar next to the checkpoint
 (``model.atypicality.npz``) bound to the checkpoint's SHA-256: :meth:`AtypicalityReference.load` refuses a sidecar
 made for another model. :class:`FeatureTap` collects the pooled features with forward hooks, so the gate needs
-no change to the network.
+no change to the network. From sidecar format 3 the reference also carries an
+:class:`~monai_pneumonia.networks.unfit_detector.UnfitDetector` (trained on synthetic unfit films: turned,
+flipped, cropped), whose flag joins the distance's: :meth:`AtypicalityReference.gate` applies both.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -32,7 +35,8 @@ import numpy as np
 import torch
 
 from monai_pneumonia.io.policy import ATYPICAL_FLAG
-from monai_pneumonia.results import file_sha256, join_flags, split_flags
+from monai_pneumonia.networks.unfit_detector import GRID_SUFFIX, UnfitDetector, grid_key
+from monai_pneumonia.results import FLAGS_KEY, atomic_write, file_sha256, join_flags, split_flags
 
 __all__ = [
     "ATYPICAL_FLAG",
@@ -41,6 +45,7 @@ __all__ = [
     "SIDECAR_SUFFIX",
     "AtypicalityReference",
     "FeatureTap",
+    "GateVerdict",
     "LayerReference",
     "load_reference",
     "pooled_features",
@@ -53,10 +58,9 @@ DEFAULT_LAYERS = ("layer1", "layer2", "layer3", "layer4")
 SIDECAR_SUFFIX = ".atypicality.npz"
 #: How the stage distances make one score: the mean (version 1) or the maximum (version 2) of the scaled distances.
 COMBINE_RULES = ("mean", "max")
-_FORMAT = 2
-_READABLE_FORMATS = (1, 2)  # format 1: no scales, combined by the mean
+_FORMAT = 3
+_READABLE_FORMATS = (1, 2, 3)  # format 1: no scales, combined by the mean; format 3: with an unfit detector
 _FIELDS = ("center", "whitening", "class_means")
-
 
 
 def sidecar_path(checkpoint: str | os.PathLike) -> Path:
@@ -71,25 +75,31 @@ class FeatureTap:
     Args:
         network: the model.
         layers: names of submodules (``dict(network.named_modules())`` keys), e.g. :data:`DEFAULT_LAYERS`.
+        grid: also keep each spatial output's 2 x 2 grid average (the layout a turned film changes).
 
-    Use as a context manager; after a forward pass ``tap.features[name]`` is a float32 ``(N, C)`` tensor on the CPU.
+    Use as a context manager; after a forward pass ``tap.features[name]`` is a float32 ``(N, C)`` tensor on the CPU,
+    and with ``grid`` ``tap.features[grid_key(name)]`` is ``(N, 4 C)`` (each channel's four cells in turn).
 
     Raises:
         KeyError: a name that is not a submodule of ``network``.
     """
 
-    def __init__(self, network: torch.nn.Module, layers: Sequence[str] = DEFAULT_LAYERS):
+    def __init__(self, network: torch.nn.Module, layers: Sequence[str] = DEFAULT_LAYERS, grid: bool = False):
         modules = dict(network.named_modules())
         missing = [name for name in layers if name not in modules]
         if missing:
             raise KeyError(f"no submodule {', '.join(missing)} in {type(network).__name__}")
         self.modules = {name: modules[name] for name in layers}
+        self.grid = grid
         self.features: dict[str, torch.Tensor] = {}
         self._handles: list = []
 
     def _hook(self, name: str):
         def keep(module, inputs, output):
-            self.features[name] = output.detach().float().flatten(2).mean(dim=2).cpu()
+            output = output.detach().float()
+            self.features[name] = output.flatten(2).mean(dim=2).cpu()
+            if self.grid and output.ndim == 4:
+                self.features[grid_key(name)] = torch.nn.functional.adaptive_avg_pool2d(output, 2).flatten(1).cpu()
 
         return keep
 
@@ -104,12 +114,16 @@ class FeatureTap:
         self._handles = []
 
 
-def pooled_features(network: torch.nn.Module, images: torch.Tensor, layers: Sequence[str] = DEFAULT_LAYERS
-                    ) -> dict[str, np.ndarray]:
-    """Run ``network`` on a batch and return the pooled outputs of ``layers`` as float64 ``(N, C)`` arrays."""
-    with FeatureTap(network, layers) as tap, torch.no_grad():
+def pooled_features(network: torch.nn.Module, images: torch.Tensor, layers: Sequence[str] = DEFAULT_LAYERS,
+                    grid: bool = False) -> dict[str, np.ndarray]:
+    """Run ``network`` on a batch and return the pooled outputs of ``layers`` as float64 ``(N, C)`` arrays.
+
+    With ``grid`` their 2 x 2 grid averages come too, under :func:`~monai_pneumonia.networks.unfit_detector.grid_key`
+    names (what :attr:`AtypicalityReference.needs_grid` asks for).
+    """
+    with FeatureTap(network, layers, grid) as tap, torch.no_grad():
         network(images)
-    return {name: tap.features[name].numpy().astype(np.float64) for name in layers}
+    return {name: value.numpy().astype(np.float64) for name, value in tap.features.items()}
 
 
 @dataclass(frozen=True)
@@ -140,6 +154,30 @@ class LayerReference:
 
 
 @dataclass(frozen=True)
+class GateVerdict:
+    """The intended-use gate's verdict on one film.
+
+    Attributes:
+        atypicality: the distance score.
+        unfit_score: the unfit detector's log-odds (``None`` without a detector).
+        reason: why the film is refused (``""``: not refused).
+        flags: the film's ``;``-joined flags, with :data:`ATYPICAL_FLAG` when either score is above its flag limit.
+    """
+
+    atypicality: float
+    unfit_score: float | None
+    reason: str
+    flags: str
+
+    def meta(self) -> dict:
+        """The image metadata entries the writers and records read (``atypicality``, ``unfit_score``, flags)."""
+        entries = {"atypicality": self.atypicality, FLAGS_KEY: self.flags}
+        if self.unfit_score is not None:
+            entries["unfit_score"] = self.unfit_score
+        return entries
+
+
+@dataclass(frozen=True)
 class AtypicalityReference:
     """The reference statistics of one model and the gate's two limits.
 
@@ -150,6 +188,7 @@ class AtypicalityReference:
         refuse_limit: a score above it refuses the film (not classified).
         rule: how the limits were chosen, one line (shown in docs and reasons).
         combine: how the scaled stage distances make the score, one of :data:`COMBINE_RULES`.
+        detector: the unfit detector (format 3), whose flag joins the distance's; ``None``: the distance alone.
 
     Raises:
         ValueError: no stages, an unknown ``combine``, a stage scale that is not positive, or limits that are not
@@ -162,6 +201,7 @@ class AtypicalityReference:
     refuse_limit: float
     rule: str = ""
     combine: str = "mean"
+    detector: UnfitDetector | None = None
 
     def __post_init__(self):
         if not self.layers:
@@ -176,8 +216,13 @@ class AtypicalityReference:
 
     @property
     def layer_names(self) -> tuple[str, ...]:
-        """The stages, in order."""
-        return tuple(layer.name for layer in self.layers)
+        """The stages whose features the gate needs (the distance's, then any more the detector reads)."""
+        names = [layer.name for layer in self.layers]
+        for key in self.detector.keys if self.detector is not None else ():
+            stage = key.removesuffix(GRID_SUFFIX)
+            if stage not in names:
+                names.append(stage)
+        return tuple(names)
 
     def stage_distances(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Each stage's :meth:`LayerReference.distance` divided by its scale (stages, N)."""
@@ -217,6 +262,36 @@ class AtypicalityReference:
             return "", join_flags([*split_flags(flags), ATYPICAL_FLAG])
         return "", flags
 
+    @property
+    def needs_grid(self) -> bool:
+        """Whether the detector reads grid-pooled features (pass it as ``pooled_features(..., grid=)``)."""
+        return self.detector is not None and any(key.endswith(GRID_SUFFIX) for key in self.detector.keys)
+
+    def gate(self, features: Mapping[str, np.ndarray], flags: Sequence[str]) -> list[GateVerdict]:
+        """Both scores and :meth:`judge` for a batch.
+
+        Args:
+            features: :func:`pooled_features` of the films over :attr:`layer_names` (``grid=``:attr:`needs_grid`).
+            flags: each film's ``;``-joined policy flags.
+
+        Returns:
+            One :class:`GateVerdict` per film: refused when the distance is above ``refuse_limit``; else flagged
+            :data:`ATYPICAL_FLAG` when the distance or the detector's log-odds is above its flag limit.
+        """
+        scores = self.score(features)
+        logits = self.detector.logit(features) if self.detector is not None else [None] * len(scores)
+        verdicts = []
+        for score, logit, film_flags in zip(scores, logits, flags, strict=True):
+            reason, film_flags = self.judge(float(score), film_flags)
+            if not reason and logit is not None and self.detector.flags(float(logit)):
+                film_flags = join_flags([*split_flags(film_flags), ATYPICAL_FLAG])
+            verdicts.append(GateVerdict(float(score), None if logit is None else float(logit), reason, film_flags))
+        return verdicts
+
+    def with_detector(self, detector: UnfitDetector | None) -> AtypicalityReference:
+        """A copy with another unfit detector (``None``: none)."""
+        return replace(self, detector=detector)
+
     def with_limits(self, flag_limit: float, refuse_limit: float, rule: str = "") -> AtypicalityReference:
         """A copy with other limits."""
         return replace(self, flag_limit=float(flag_limit), refuse_limit=float(refuse_limit), rule=rule)
@@ -229,11 +304,11 @@ class AtypicalityReference:
         return replace(self, layers=layers, combine=combine)
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the sidecar (``numpy.savez_compressed``, float32 arrays)."""
+        """Write the sidecar atomically (``numpy.savez_compressed``; the distance's arrays as float32)."""
         arrays: dict[str, np.ndarray] = {
             "format": np.array(_FORMAT),
             "model_sha256": np.array(self.model_sha256),
-            "layers": np.array(self.layer_names),
+            "layers": np.array([layer.name for layer in self.layers]),
             "limits": np.array([self.flag_limit, self.refuse_limit]),
             "rule": np.array(self.rule),
             "combine": np.array(self.combine),
@@ -242,10 +317,15 @@ class AtypicalityReference:
         for layer in self.layers:
             for field in _FIELDS:
                 arrays[f"{layer.name}.{field}"] = getattr(layer, field).astype(np.float32)
-        path = Path(path)
-        with open(path, "wb") as stream:
-            np.savez_compressed(stream, **arrays)
-        return path
+        if self.detector is not None:
+            detector = self.detector
+            arrays.update({"detector.keys": np.array(detector.keys), "detector.mean": detector.mean,
+                           "detector.weights": detector.weights,
+                           "detector.bias_limit": np.array([detector.bias, detector.flag_limit]),
+                           "detector.rule": np.array(detector.rule)})
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, **arrays)
+        return atomic_write(path, buffer.getvalue(), mode=0o644)
 
     @classmethod
     def load(cls, path: str | os.PathLike, model_sha256: str | None = None) -> AtypicalityReference:
@@ -274,6 +354,13 @@ class AtypicalityReference:
                         for name, scale in zip(names, scales, strict=True))
                     flag, refuse = (float(v) for v in data["limits"])
                     rule = str(data["rule"])
+                    detector = None
+                    if version >= 3 and "detector.keys" in data:
+                        bias, limit = (float(v) for v in data["detector.bias_limit"])
+                        detector = UnfitDetector(tuple(str(k) for k in data["detector.keys"]),
+                                                 data["detector.mean"].astype(np.float64),
+                                                 data["detector.weights"].astype(np.float64), bias, limit,
+                                                 str(data["detector.rule"]))
         except (KeyError, OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
             raise ValueError(f"{path}: not an atypicality sidecar ({type(error).__name__})") from error
         if version not in _READABLE_FORMATS:
@@ -281,7 +368,7 @@ class AtypicalityReference:
         if model_sha256 is not None and sha != model_sha256:
             raise ValueError(f"{path}: atypicality reference made for another model (SHA-256 {sha[:12]}…, "
                              f"checkpoint {model_sha256[:12]}…); refit it for this checkpoint")
-        return cls(layers, sha, flag, refuse, rule, combine)
+        return cls(layers, sha, flag, refuse, rule, combine, detector)
 
 
 def load_reference(checkpoint: str | os.PathLike, sidecar: str | os.PathLike | bool = True

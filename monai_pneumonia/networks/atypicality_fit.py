@@ -5,7 +5,8 @@ Per stage: ``PCA`` to ``n_components`` axes (keeps the sidecar small: a ResNet-5
 projections (tied over classes, Lee et al. 2018). The precision's Cholesky factor is folded into the projection,
 so :class:`~monai_pneumonia.networks.atypicality.LayerReference` scores with a product and a Euclidean distance.
 :func:`scale_stages` makes the stages comparable (version 2 of the score): each is divided by its median over
-validation films, then they are combined by the maximum.
+validation films, then they are combined by the maximum. :func:`fit_detector` trains the unfit detector
+(version 3): a ``LogisticRegression`` on standardised features, training films against synthetic unfit copies.
 """
 
 from __future__ import annotations
@@ -15,10 +16,13 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from sklearn.covariance import LedoitWolf
 from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
 
 from monai_pneumonia.networks.atypicality import AtypicalityReference, LayerReference
+from monai_pneumonia.networks.unfit_detector import UnfitDetector
 
-__all__ = ["fit_layer", "fit_reference", "scale_stages"]
+__all__ = ["fit_detector", "fit_layer", "fit_reference", "scale_stages"]
 
 
 def fit_layer(name: str, features: np.ndarray, labels: np.ndarray, n_components: int = 64) -> LayerReference:
@@ -81,3 +85,29 @@ def scale_stages(reference: AtypicalityReference, features: Mapping[str, np.ndar
     """
     unscaled = reference.with_scales([1.0] * len(reference.layers), combine)
     return unscaled.with_scales(list(np.median(unscaled.stage_distances(features), axis=1)), combine)
+
+
+def fit_detector(fit: Mapping[str, np.ndarray], unfit: Mapping[str, np.ndarray], keys: Sequence[str],
+                 c: float = 0.01) -> UnfitDetector:
+    """Train the unfit detector: fit films (class 0) against unfit ones (class 1), balanced.
+
+    Args:
+        fit: ``{key: (N, D_key)}`` of films the model is made for (training films, some mildly augmented).
+        unfit: the same keys for synthetic unfit films (turned, flipped, cropped, ...).
+        keys: the feature keys to concatenate (stage names and ``grid_key`` names).
+        c: the inverse L2 regularisation strength (``LogisticRegression(C=c)``).
+
+    Returns:
+        The detector with the standardisation folded into its weights and no flag limit yet (set it on validation
+        films with :meth:`~monai_pneumonia.networks.unfit_detector.UnfitDetector.with_limit`).
+    """
+    def stack(features):
+        return np.concatenate([np.asarray(features[key], dtype=np.float64) for key in keys], axis=1)
+
+    x_fit, x_unfit = stack(fit), stack(unfit)
+    x = np.concatenate([x_fit, x_unfit])
+    y = np.r_[np.zeros(len(x_fit)), np.ones(len(x_unfit))]
+    scaler = StandardScaler().fit(x)
+    model = LogisticRegression(C=c, class_weight="balanced", max_iter=5000).fit(scaler.transform(x), y)
+    weights = model.coef_[0] / scaler.scale_
+    return UnfitDetector(tuple(keys), scaler.mean_, weights, float(model.intercept_[0]))

@@ -13,7 +13,7 @@ import torch
 from ignite.engine import Engine, Events
 
 from monai_pneumonia.networks.atypicality import AtypicalityReference, pooled_features
-from monai_pneumonia.results import FLAGS_KEY, Refusal, format_flags
+from monai_pneumonia.results import Refusal, format_flags
 from monai_pneumonia.workflows.items import source_path
 
 __all__ = ["AtypicalityGate"]
@@ -43,15 +43,15 @@ class AtypicalityGate:
             return
         # MONAI's engines decollate the output into one dict per film, each holding its network input
         images = torch.stack([torch.as_tensor(item[self.image_key]) for item in outputs])
-        scores = self.reference.score(pooled_features(self.network, images, self.reference.layer_names))
+        metas = [item[self.image_key].meta for item in outputs]
+        features = pooled_features(self.network, images, self.reference.layer_names, self.reference.needs_grid)
+        verdicts = self.reference.gate(features, [format_flags(meta) for meta in metas])
         kept = []
-        for item, score in zip(outputs, scores, strict=True):
-            meta = item[self.image_key].meta
-            reason, flags = self.reference.judge(float(score), format_flags(meta))
-            if reason:
+        for item, meta, verdict in zip(outputs, metas, verdicts, strict=True):
+            if verdict.reason:
                 path = source_path(item, self.image_key)
-                engine.state.refused.append(Refusal(path, reason))  # the reason alone, as the loader's refusals
+                engine.state.refused.append(Refusal(path, verdict.reason))  # the reason alone, as the loader's
                 continue
-            meta[FLAGS_KEY], meta["atypicality"] = flags, float(score)
+            meta.update(verdict.meta())
             kept.append(item)
         engine.state.output = kept
