@@ -4,8 +4,9 @@ One file, no external assets and no JavaScript: the plots are PNGs drawn with ma
 inlined as base64 ``data:`` URIs, the style is a small CSS block. Sections, top to bottom: header (model,
 threshold, dataset size), headline numbers, the metrics table with 95% confidence intervals, four plots (ROC
 with the operating point, confusion matrix, reliability diagram with ECE, probability histograms per class with
-the threshold) and a Grad-CAM gallery: false negatives first (missed pneumonia, the dangerous errors), then
-false positives, then a few true positives and true negatives. Every text that comes from the data (file names,
+the threshold), the intended-use flags (how many films the gate flagged ``atypical`` or the header rules flagged,
+and the metrics without them) and a Grad-CAM gallery: false negatives first (missed pneumonia, the dangerous
+errors), then false positives, then a few true positives and true negatives, each card naming its flags. Every text that comes from the data (file names,
 model information) is HTML-escaped.
 """
 
@@ -27,8 +28,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from monai_pneumonia.decision import CLASS_NAMES, decide
-from monai_pneumonia.evaluation.metrics import calibration_bins, roc_curve
-from monai_pneumonia.results import DISCLAIMER
+from monai_pneumonia.evaluation.metrics import binary_metrics, calibration_bins, roc_curve
+from monai_pneumonia.results import DISCLAIMER, split_flags
 from monai_pneumonia.visualize.overlay import as_uint8_picture
 
 __all__ = ["MIN_FILMS_PER_CLASS", "ROC_COLOR", "gallery_cases", "small_sample_warning", "write_report"]
@@ -117,6 +118,7 @@ td.meaning{color:#4a5262}
   font-size:13px;background:#f0f1f4}
 .case figcaption{padding:6px 8px;font-size:12.5px}
 .case .file{display:block;font-weight:600;overflow-wrap:anywhere}
+.case .flags{color:#9a5b00;font-weight:600}
 footer{font-size:12.5px;color:#6a7282;margin-top:32px}
 """
 
@@ -362,12 +364,38 @@ def _case_card(record: Mapping[str, Any], group: _Group) -> str:
     image = record.get("image", "")
     name = Path(str(image)).name or str(image)
     uri = _thumbnail_uri(record.get("cam_png"))
+    flags = f'<br><span class="flags">flags: {_e(record["flags"])}</span>' if record.get("flags") else ""
     picture = (f'<img src="{uri}" alt="Grad-CAM overlay of {_e(name)}">' if uri
                else '<div class="noimg">no Grad-CAM overlay</div>')
     return (f'<figure class="case {group.key}">{picture}<figcaption>'
             f'<span class="file" title="{_e(image)}">{_e(name)}</span>'
             f"actual {CLASS_NAMES[group.label]} · called {CLASS_NAMES[group.prediction]}<br>"
-            f"P(pneumonia) = {float(record['prob_pneumonia']):.3f}</figcaption></figure>")
+            f"P(pneumonia) = {float(record['prob_pneumonia']):.3f}{flags}</figcaption></figure>")
+
+
+def _flags_section(records: Sequence[Mapping[str, Any]], labels: np.ndarray, probs: np.ndarray,
+                   threshold: float) -> str:
+    """How many films carry each flag, and the headline metrics without the flagged films (no bootstrap)."""
+    film_flags = [split_flags(str(record.get("flags") or "")) for record in records]
+    counts: dict[str, int] = {}
+    for flags in film_flags:
+        for flag in flags:
+            counts[flag] = counts.get(flag, 0) + 1
+    if not counts:
+        return ('<h2>Intended-use flags</h2><p class="note">No film was flagged by the intended-use gate or the '
+                "header rules.</p>")
+    rows = "".join(f'<tr><td>{_e(flag)}</td><td class="num">{n} of {len(records)}</td></tr>'
+                   for flag, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    clean = np.array([not flags for flags in film_flags])
+    note = "Every film is flagged: no metrics without them."
+    if clean.any():
+        rest = binary_metrics(labels[clean], probs[clean], threshold, n_bootstrap=0)
+        note = (f"Without the {int((~clean).sum())} flagged films ({int(clean.sum())} left): "
+                + ", ".join(f"{name} {_fmt_rate(rest.get(name), name)} (95% CI {_fmt_ci(rest.get(f'{name}_ci95'), name)})"
+                            for name in ("sensitivity", "specificity", "accuracy")) + ".")
+    return ('<h2>Intended-use flags</h2><p class="note">Flagged films are classified and counted in the metrics '
+            "above; their results are less reliable (atypical: the gate found the image unlike the training "
+            f'films).</p><table><tr><th>Flag</th><th>Films</th></tr>{rows}</table><p class="note">{_e(note)}</p>')
 
 
 def _group_limits(cam_gallery: int | Mapping[str, int] | None) -> dict[str, int]:
@@ -476,6 +504,7 @@ def write_report(
         _headline(metrics),
         _metrics_table(metrics, mismatch),
         _plots(labels, probs, metrics, threshold),
+        _flags_section(records, labels, probs, threshold),
         _gallery(records, predictions, cam_gallery),
         '<footer>Pneumonia is the positive class; a film is called pneumonia when P(pneumonia) ≥ the threshold. '
         "The threshold must be chosen on validation data, never on the test films reported here. "

@@ -198,3 +198,29 @@ def test_the_disclaimer_is_readable_and_states_the_intended_use():
     light, dark = sorted((_luminance(background), _luminance(text)), reverse=True)
     assert (light + 0.05) / (dark + 0.05) >= 4.5, (background, text)
     assert "research use only; not for diagnosis or triage" in DISCLAIMER.lower()
+
+
+def test_flags_are_counted_named_on_their_cards_and_left_out_of_a_second_set_of_metrics(tmp_path):
+    records = _records(tmp_path)
+    error = next(i for i, r in enumerate(records) if r["prediction"] != r["label"])  # errors are always in the gallery
+    flagged = sorted({error, 1, 2, 5})
+    for index in flagged:
+        records[index]["flags"] = "atypical"
+    records[flagged[-1]]["flags"] = "age_outside_intended_use;atypical"
+    labels = np.array([r["label"] for r in records])
+    probs = np.array([r["prob_pneumonia"] for r in records])
+    metrics = binary_metrics(labels, probs, THRESHOLD, n_bootstrap=0)
+    text = write_report(records, metrics, tmp_path / "flagged.html").read_text(encoding="utf-8")
+    section = text[text.index("Intended-use flags"):text.index("Grad-CAM gallery")]
+    n = len(flagged)
+    assert f'<td>atypical</td><td class="num">{n} of 60</td>' in section
+    assert '<td>age_outside_intended_use</td><td class="num">1 of 60</td>' in section
+    clean = np.ones(60, bool)
+    clean[flagged] = False
+    rest = binary_metrics(labels[clean], probs[clean], THRESHOLD, n_bootstrap=0)
+    assert f"Without the {n} flagged films ({60 - n} left): sensitivity {100 * rest['sensitivity']:.1f}%" in section
+    gallery = text[text.index("Grad-CAM gallery"):]
+    card = gallery[gallery.index(Path(records[error]["image"]).name):]
+    assert card[:card.index("</figure>")].count("flags: ") == 1
+    unflagged = write_report(_records(tmp_path), metrics, tmp_path / "plain.html").read_text(encoding="utf-8")
+    assert "No film was flagged" in unflagged and "flags: " not in unflagged
