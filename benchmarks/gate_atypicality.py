@@ -14,6 +14,9 @@ limit-choosing validation films and takes the maximum; ``measure`` splits the va
 builds fresh unfit sets from held-out films only. Version 3: ``synthetic`` writes the unfit detector's training
 films (:data:`UNFIT_FAMILIES` applied to training films, and mildly augmented fit films), ``fit --detector`` trains
 it beside the version-2 distance (``--keep-distance OLD.npz`` keeps that distance's arrays and limits unchanged).
+Version 4 (shipped): ``synthetic`` also writes benign variants (:func:`benign_variant`) of training and validation
+films, ``fit --detector --benign`` fits the distance with them and sets its limits on validation films and their
+variants, and ``unfit --further`` adds :data:`FURTHER_UNFIT` kinds and :data:`BENIGN` changes to the measurement.
 
 ``D.json``: ``monai-pneumonia datalist /work/shared/data/chest_xray/train --output D.json --val-fraction 0.1
 --seed 0``. The reference is fitted on a random subsample of the training films (``--train-films``, seed 0);
@@ -25,6 +28,7 @@ matplotlib (and scikit-image when installed).
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import random
@@ -32,7 +36,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from scipy.stats import binomtest
 
 from monai_pneumonia.inference import BundleClassifier
@@ -106,6 +110,45 @@ UNFIT_FAMILIES = {
     "turn": _unfit_turned,
     "vflip": lambda im, r: _turn(im.transpose(Image.Transpose.FLIP_TOP_BOTTOM), r.uniform(-15, 15)),
 }
+
+
+def benign_variant(im: Image.Image, r: random.Random) -> Image.Image:
+    """Version 4: a fit film as another machine or site might make it (framing, contrast, sharpening, noise, codec).
+
+    Framing as the model's own training augmentation (zoom out to 75% with a black border, or crop to 80%; a turn
+    within 15 degrees; gamma 0.6-1.6), then, each at random, edge enhancement, detector noise, JPEG, slight blur
+    and a lower resolution.
+    """
+    w, h = im.size
+    if r.random() < 0.5:
+        s = r.uniform(0.75, 1.0)
+        small = im.resize((max(1, int(w * s)), max(1, int(h * s))))
+        canvas = Image.new("L", (w, h), 0)
+        canvas.paste(small, (r.randint(0, w - small.width), r.randint(0, h - small.height)))
+        im = canvas
+    else:
+        s = r.uniform(0.8, 1.0)
+        cw, ch = int(w * s), int(h * s)
+        x, y = r.randint(0, w - cw), r.randint(0, h - ch)
+        im = im.crop((x, y, x + cw, y + ch)).resize((w, h))
+    im = _turn(im, r.uniform(-15, 15))
+    im = Image.fromarray((255 * (np.asarray(im, np.float32) / 255) ** r.uniform(0.6, 1.6)).astype(np.uint8))
+    if r.random() < 0.3:
+        im = im.filter(ImageFilter.UnsharpMask(radius=r.uniform(1, 3), percent=int(r.uniform(50, 200)), threshold=2))
+    if r.random() < 0.3:
+        a = np.asarray(im, np.float32)
+        noise = np.random.default_rng(r.randint(0, 2**31)).normal(0, r.uniform(2, 10), a.shape)
+        im = Image.fromarray(np.clip(a + noise, 0, 255).astype(np.uint8))
+    if r.random() < 0.3:
+        buffer = io.BytesIO()
+        im.save(buffer, "JPEG", quality=r.randint(20, 90))
+        im = Image.open(io.BytesIO(buffer.getvalue())).convert("L")
+    if r.random() < 0.2:
+        im = im.filter(ImageFilter.GaussianBlur(r.uniform(0, 1.5)))
+    if r.random() < 0.2:
+        f = r.uniform(0.4, 1.0)
+        im = im.resize((max(8, int(w * f)), max(8, int(h * f)))).resize((w, h))
+    return im
 
 
 def mildly_augmented(im: Image.Image, r: random.Random) -> Image.Image:
@@ -213,10 +256,10 @@ def photographs(folder: Path, crops: int = 6) -> list[Path]:
     return written
 
 
-def transformed_films(folder: Path, films: list[str]) -> dict[str, list[Path]]:
-    """Each of :data:`FILM_TRANSFORMS` applied to each film, written as PNG under ``folder/<kind>/``."""
+def transformed_films(folder: Path, films: list[str], transforms: dict | None = None) -> dict[str, list[Path]]:
+    """Each of ``transforms`` (:data:`FILM_TRANSFORMS`) applied to each film, as PNG under ``folder/<kind>/``."""
     written: dict[str, list[Path]] = {}
-    for kind, transform in FILM_TRANSFORMS.items():
+    for kind, transform in (transforms or FILM_TRANSFORMS).items():
         (folder / kind).mkdir(parents=True, exist_ok=True)
         for film in films:
             target = folder / kind / (Path(film).stem + ".png")
@@ -224,6 +267,91 @@ def transformed_films(folder: Path, films: list[str]) -> dict[str, list[Path]]:
                 transform(Image.open(film).convert("L")).save(target)
             written.setdefault(kind, []).append(target)
     return written
+
+
+def _canvas(im: Image.Image, scale: float) -> Image.Image:
+    """The film shrunk to ``scale`` in the middle of a black frame of its own size."""
+    small = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))))
+    canvas = Image.new("L", im.size, 0)
+    canvas.paste(small, ((im.width - small.width) // 2, (im.height - small.height) // 2))
+    return canvas
+
+
+def _jpeg(im: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    im.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("L")
+
+
+def _gamma(im: Image.Image, g: float) -> Image.Image:
+    return Image.fromarray((255 * (np.asarray(im, np.float32) / 255) ** g).astype(np.uint8))
+
+
+def _contrast(im: Image.Image, factor: float) -> Image.Image:
+    return Image.fromarray(np.clip(128 + factor * (np.asarray(im, np.float32) - 128), 0, 255).astype(np.uint8))
+
+
+def _noisy(im: Image.Image, sigma: float) -> Image.Image:
+    a = np.asarray(im, np.float32)
+    return Image.fromarray(np.clip(a + np.random.default_rng(0).normal(0, sigma, a.shape), 0, 255).astype(np.uint8))
+
+
+def _occluded(im: Image.Image) -> Image.Image:
+    out = im.copy()
+    ImageDraw.Draw(out).rectangle((0, 0, int(im.width * 0.63), int(im.height * 0.63)), fill=0)
+    return out
+
+
+def _tiled(im: Image.Image, columns: int, rows: int) -> Image.Image:
+    canvas = Image.new("L", im.size, 0)
+    tile = im.resize((im.width // columns, im.height // rows))
+    for x in range(columns):
+        for y in range(rows):
+            canvas.paste(tile, (x * tile.width, y * tile.height))
+    return canvas
+
+
+def _marker(im: Image.Image) -> Image.Image:
+    out = im.copy()
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((im.width - 30, 8, im.width - 10, 30), fill=255)
+    draw.text((im.width - 26, 10), "R", fill=0)
+    return out
+
+
+#: Version 4: further unfit kinds, reported beside the primary ones (some are not unfit to the model's
+#: preprocessing, which equalises contrast: very low contrast, gamma 0.25 or 4).
+FURTHER_UNFIT = {
+    "shrunk_in_canvas_0.5": lambda im: _canvas(im, 0.5),
+    "occluded_40pct": _occluded,
+    "very_low_contrast_0.2": lambda im: _contrast(im, 0.2),
+    "downscaled_24": lambda im: im.resize((24, 24)).resize(im.size),
+    "jpeg_2": lambda im: _jpeg(im, 2),
+    "montage_2x2": lambda im: _tiled(im, 2, 2),
+    "side_by_side": lambda im: _tiled(im, 2, 1),
+    "inverted_upside_down": lambda im: ImageOps.invert(im.transpose(Image.Transpose.FLIP_TOP_BOTTOM)),
+    "transposed": lambda im: im.transpose(Image.Transpose.TRANSPOSE),
+    "rotated_25": lambda im: _turn(im, 25),
+    "overexposed_gamma_4": lambda im: _gamma(im, 4.0),
+    "underexposed_gamma_0.25": lambda im: _gamma(im, 0.25),
+}
+#: Version 4: fit films as another machine might make them; the gate should leave them unflagged.
+BENIGN = {
+    "sharpened": lambda im: im.filter(ImageFilter.UnsharpMask(radius=2, percent=150, threshold=2)),
+    "equalized": ImageOps.equalize,
+    "autocontrast": lambda im: ImageOps.autocontrast(im, cutoff=2),
+    "low_contrast_0.7": lambda im: _contrast(im, 0.7),
+    "gamma_0.7": lambda im: _gamma(im, 0.7),
+    "gamma_1.4": lambda im: _gamma(im, 1.4),
+    "noise_8": lambda im: _noisy(im, 8),
+    "jpeg_30": lambda im: _jpeg(im, 30),
+    "downscaled_112": lambda im: im.resize((112, 112)).resize(im.size),
+    "border_0.85": lambda im: _canvas(im, 0.85),
+    "marker_R": _marker,
+    "rotated_8": lambda im: _turn(im, 8),
+    "blur_1": lambda im: im.filter(ImageFilter.GaussianBlur(1)),
+    "blur_2": lambda im: im.filter(ImageFilter.GaussianBlur(2)),
+}
 
 
 def _prefix(items: list, count: int, seed: int) -> list:
@@ -249,6 +377,9 @@ def _sets(work: Path, datalist: dict, train_films: int, validation_films: int) -
 #: Version 3's detector training films: (set name, first and last training film of the seed-0 permutation, seed).
 SYNTHETIC_UNFIT = (("synthetic_unfit", 0, 384, 3), ("synthetic_unfit", 384, 768, 4))
 FIT_AUGMENTED = ("fit_augmented", 512, 2048, 5)
+#: Version 4: the reference's films 513-2,048, half of them benign variants; and one of each limit-choosing film.
+FIT_BENIGN = ("fit_benign", 512, 2048, 6)
+VALIDATION_BENIGN_SEED = 7
 
 
 def cmd_synthetic(args) -> None:
@@ -281,6 +412,27 @@ def cmd_synthetic(args) -> None:
         if not target.exists():
             augmented.save(target)
         sets[name].append((str(target), label))
+    name, first, last, seed = FIT_BENIGN  # version 4
+    r = random.Random(seed)
+    for index, (film, label) in enumerate(order[first:last]):
+        if index % 2 == 0:
+            sets.setdefault(name, []).append((film, label))
+            continue
+        target = root / "benign" / f"{Path(film).stem}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        variant = benign_variant(Image.open(film).convert("L"), r)
+        if not target.exists():
+            variant.save(target)
+        sets[name].append((str(target), label))
+    validation = [(item["image"], int(item["label"])) for item in datalist["validation"]]
+    r = random.Random(VALIDATION_BENIGN_SEED)
+    for film, label in _prefix(validation, len(validation), 0)[:args.validation_films]:
+        target = root / "validation-benign" / f"{Path(film).stem}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        variant = benign_variant(Image.open(film).convert("L"), r)
+        if not target.exists():
+            variant.save(target)
+        sets.setdefault("validation_benign", []).append((str(target), label))
     (root / "manifest.json").write_text(json.dumps(sets, indent=1))
     for name, items in sets.items():
         logger.info("%s: %d films", name, len(items))
@@ -307,6 +459,22 @@ def cmd_unfit(args) -> None:
         kinds = {"other_modality": [str(p) for p in other_modalities(root / "other_modality")],
                  "photograph": [str(p) for p in photographs(root / "photograph")]}
     kinds.update({k: [str(p) for p in v] for k, v in transformed_films(root, films).items()})
+    if args.further:  # version 4: further unfit kinds on the same films, benign changes on other held-out films
+        kinds.update({f"further-{k}": [str(p) for p in v]
+                      for k, v in transformed_films(root / "further", films, FURTHER_UNFIT).items()})
+        benign_films = _prefix(pool, args.benign_films, args.benign_seed)
+        kinds.update({f"benign-{k}": [str(p) for p in v]
+                      for k, v in transformed_films(root / "benign", benign_films, BENIGN).items()})
+        r = random.Random(args.benign_seed)
+        (root / "benign" / "composite").mkdir(parents=True, exist_ok=True)
+        composite = []
+        for film in benign_films:
+            target = root / "benign" / "composite" / (Path(film).stem + ".png")
+            variant = benign_variant(Image.open(film).convert("L"), r)
+            if not target.exists():
+                variant.save(target)
+            composite.append(str(target))
+        kinds["benign-composite"] = composite
     (root / "manifest.json").write_text(json.dumps(kinds, indent=1))
     for kind, paths in kinds.items():
         logger.info("unfit %s: %d images", kind, len(paths))
@@ -368,18 +536,25 @@ def _head(feats: dict[str, np.ndarray], count: int, tail: bool = False) -> dict[
     return {k: (v[count:] if tail else v[:count]) for k, v in feats.items()}
 
 
+#: Version 4's rule for the distance's limits (docs/research/gate-limits.md), written before its result.
+BENIGN_RULE = ("flag above the 97.5th percentile of the scores of the validation films and one benign variant of "
+               "each; refuse above 1.5 x the largest of them")
 #: Version 3's rule for the detector's limit (docs/research/gate-limits.md), written before its result.
 DETECTOR_RULE = "flag above the 99th percentile of the validation films' unfit log-odds"
 DETECTOR_C = 0.01
 
 
 def fit_unfit_detector(args, reference: AtypicalityReference) -> AtypicalityReference:
-    """Version 3: train the detector on fit films against synthetic unfit ones; its limit on validation films."""
+    """Version 3: train the detector on fit films against synthetic unfit ones; its limit on validation films.
+
+    Version 4 (``--benign``): the fit films also include the distance's benign variants (:data:`FIT_BENIGN`).
+    """
     train, _, _ = load_features(args.work, "train")
     augmented, _, _ = load_features(args.work, FIT_AUGMENTED[0])
     unfit, _, _ = load_features(args.work, SYNTHETIC_UNFIT[0][0])
     keys = [*DEFAULT_LAYERS, *(grid_key(layer) for layer in DEFAULT_LAYERS)]
-    fit = {key: np.concatenate([train[key][:args.train_films], augmented[key]]) for key in keys}
+    parts = [train, *([load_features(args.work, FIT_BENIGN[0])[0]] if args.benign else []), augmented]
+    fit = {key: np.concatenate([parts[0][key][:args.train_films], *(part[key] for part in parts[1:])]) for key in keys}
     detector = fit_detector(fit, unfit, keys, c=DETECTOR_C)
     val, _, _ = load_features(args.work, "validation")
     limit = float(np.percentile(detector.logit(_head(val, args.validation_films)), 99))
@@ -387,7 +562,31 @@ def fit_unfit_detector(args, reference: AtypicalityReference) -> AtypicalityRefe
     return reference.with_detector(detector.with_limit(limit, DETECTOR_RULE))
 
 
+def fit_benign_reference(args) -> AtypicalityReference:
+    """Version 4: the distance on plain and benign training films, limits on validation films and their variants."""
+    train, labels, _ = load_features(args.work, "train")
+    benign, benign_labels, _ = load_features(args.work, FIT_BENIGN[0])
+    films = {layer: np.concatenate([train[layer][:args.train_films], benign[layer]]) for layer in DEFAULT_LAYERS}
+    reference = fit_reference(films, np.r_[labels[:args.train_films], benign_labels],
+                              file_sha256(args.bundle / "models" / "model.pt"), n_components=args.components)
+    val, _, _ = load_features(args.work, "validation")
+    val = _head(val, args.validation_films)
+    reference = scale_stages(reference, val, "max")
+    variants, _, _ = load_features(args.work, "validation_benign")
+    limit_set = {layer: np.concatenate([val[layer], variants[layer]]) for layer in DEFAULT_LAYERS}
+    flag, refuse = limits_by_rule(reference.score(limit_set))
+    logger.info("distance on %d films (%d benign); limits on %d films: flag %.3f refuse %.3f",
+                len(films[DEFAULT_LAYERS[0]]), len(benign_labels), len(limit_set[DEFAULT_LAYERS[0]]), flag, refuse)
+    return reference.with_limits(flag, refuse, BENIGN_RULE)
+
+
 def cmd_fit(args) -> None:
+    if args.benign:  # version 4
+        reference = fit_unfit_detector(args, fit_benign_reference(args))
+        target = args.output or sidecar_path(args.bundle / "models" / "model.pt")
+        reference.save(target)
+        logger.info("version 4 -> %s (%d bytes)", target, Path(target).stat().st_size)
+        return
     if args.keep_distance:  # version 3 on top of an adopted distance, unchanged
         reference = fit_unfit_detector(args, AtypicalityReference.load(args.keep_distance))
         target = args.output or sidecar_path(args.bundle / "models" / "model.pt")
@@ -444,10 +643,15 @@ def cmd_measure(args) -> None:
         flagged = sum(not v.reason and bool(v.flags) for v in verdicts)
         rows.append({"set": name, "n": len(verdicts), "refused": refused, "flagged": flagged,
                      "median_score": float(np.median([v.atypicality for v in verdicts]))})
-    pooled = [r for r in rows if r["set"].startswith("unfit:") and r["set"][6:] not in NOT_POOLED]
-    rows.append({"set": "unfit films pooled (without " + ", ".join(NOT_POOLED) + ")",
-                 "n": sum(r["n"] for r in pooled), "refused": sum(r["refused"] for r in pooled),
-                 "flagged": sum(r["flagged"] for r in pooled), "median_score": float("nan")})
+    groups = {"unfit films pooled (without " + ", ".join(NOT_POOLED) + ")":
+              lambda kind: kind in FILM_TRANSFORMS and kind not in NOT_POOLED,
+              "further unfit kinds pooled": lambda kind: kind.startswith("further-"),
+              "benign changes pooled (should stay unflagged)": lambda kind: kind.startswith("benign-")}
+    for title, member in groups.items():
+        pooled = [r for r in rows if r["set"].startswith("unfit:") and member(r["set"][6:])]
+        if pooled:
+            rows.append({"set": title, "n": sum(r["n"] for r in pooled), "refused": sum(r["refused"] for r in pooled),
+                         "flagged": sum(r["flagged"] for r in pooled), "median_score": float("nan")})
     print(f"{path}: {reference.combine} of stages; limits: flag > {reference.flag_limit:.3f}, refuse > "
           f"{reference.refuse_limit:.3f} ({reference.rule})")
     print("| set | films | refused | flagged | refused or flagged [95% CI] | median atypicality |")
@@ -477,6 +681,12 @@ def main(argv=None) -> int:
                              "images are")
     parser.add_argument("--detector", action="store_true",
                         help="fit: version 3, train the unfit detector (needs the synthetic step's features)")
+    parser.add_argument("--benign", action="store_true",
+                        help="fit --detector: version 4, reference and limits with benign variants (synthetic step)")
+    parser.add_argument("--further", action="store_true",
+                        help="unfit: version 4, also the further unfit kinds and the benign changes")
+    parser.add_argument("--benign-films", type=int, default=64)
+    parser.add_argument("--benign-seed", type=int, default=9)
     parser.add_argument("--keep-distance", type=Path,
                         help="fit --detector: keep this sidecar's distance (arrays, scales, limits) unchanged")
     parser.add_argument("--components", type=int, default=64)

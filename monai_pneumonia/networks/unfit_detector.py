@@ -6,7 +6,7 @@ upside down or cropped, whose pooled features stay close to the training films'.
 synthetic unfit images as negatives is the known remedy (Hendrycks et al., "outlier exposure", ICLR 2019); here
 a logistic regression on the pooled and 2 x 2 grid-pooled stage outputs (the grid keeps the film's layout:
 which way is up) separates training films from turned, flipped, cropped, blurred, inverted, noisy and
-lateral-like copies of them (``docs/research/gate-limits.md``, version 3). Its log-odds above
+lateral-like copies of them (``docs/research/gate-limits.md``, versions 3 and 4). Its log-odds above
 :attr:`UnfitDetector.flag_limit` flag the film ``atypical``; it never refuses on its own (its negatives are
 synthetic; refusals stay with the distance).
 
