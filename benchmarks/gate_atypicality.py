@@ -382,6 +382,26 @@ FIT_BENIGN = ("fit_benign", 512, 2048, 6)
 VALIDATION_BENIGN_SEED = 7
 
 
+def _variants(films: list[tuple[str, int]], folder: Path, change, r: random.Random, every: int
+              ) -> list[tuple[str, int]]:
+    """``change(image, r)`` of every ``every``-th film from the second on (``every=1``: all), the rest as they are.
+
+    Written as PNG under ``folder``; the random draws happen even when a PNG is cached, so a rerun makes the same.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for index, (film, label) in enumerate(films):
+        if every > 1 and index % every == 0:
+            out.append((film, label))
+            continue
+        target = folder / f"{Path(film).stem}.png"
+        variant = change(Image.open(film).convert("L"), r)
+        if not target.exists():
+            variant.save(target)
+        out.append((str(target), label))
+    return out
+
+
 def cmd_synthetic(args) -> None:
     """The detector's training films: 3 random :data:`UNFIT_FAMILIES` per film, and fit films half augmented."""
     datalist = json.loads(Path(args.datalist).read_text())
@@ -400,39 +420,13 @@ def cmd_synthetic(args) -> None:
                 if not target.exists():
                     unfit.save(target)
                 sets.setdefault(name, []).append((str(target), -1))
-    name, first, last, seed = FIT_AUGMENTED
-    r = random.Random(seed)
-    for index, (film, label) in enumerate(order[first:last]):
-        if index % 2 == 0:
-            sets.setdefault(name, []).append((film, label))
-            continue
-        target = root / "fit" / f"{Path(film).stem}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        augmented = mildly_augmented(Image.open(film).convert("L"), r)
-        if not target.exists():
-            augmented.save(target)
-        sets[name].append((str(target), label))
-    name, first, last, seed = FIT_BENIGN  # version 4
-    r = random.Random(seed)
-    for index, (film, label) in enumerate(order[first:last]):
-        if index % 2 == 0:
-            sets.setdefault(name, []).append((film, label))
-            continue
-        target = root / "benign" / f"{Path(film).stem}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        variant = benign_variant(Image.open(film).convert("L"), r)
-        if not target.exists():
-            variant.save(target)
-        sets[name].append((str(target), label))
+    for (name, first, last, seed), folder, change in ((FIT_AUGMENTED, "fit", mildly_augmented),
+                                                      (FIT_BENIGN, "benign", benign_variant)):  # version 4
+        sets[name] = _variants(order[first:last], root / folder, change, random.Random(seed), every=2)
     validation = [(item["image"], int(item["label"])) for item in datalist["validation"]]
-    r = random.Random(VALIDATION_BENIGN_SEED)
-    for film, label in _prefix(validation, len(validation), 0)[:args.validation_films]:
-        target = root / "validation-benign" / f"{Path(film).stem}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        variant = benign_variant(Image.open(film).convert("L"), r)
-        if not target.exists():
-            variant.save(target)
-        sets.setdefault("validation_benign", []).append((str(target), label))
+    sets["validation_benign"] = _variants(_prefix(validation, len(validation), 0)[:args.validation_films],
+                                          root / "validation-benign", benign_variant,
+                                          random.Random(VALIDATION_BENIGN_SEED), every=1)
     (root / "manifest.json").write_text(json.dumps(sets, indent=1))
     for name, items in sets.items():
         logger.info("%s: %d films", name, len(items))
