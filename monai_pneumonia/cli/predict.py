@@ -156,12 +156,18 @@ def run_inference(
 
 
 def print_table(predictions: list[dict], refusals: list[dict]) -> None:
-    """Print predictions as an aligned table, then the refused inputs with their reasons."""
+    """Print predictions as an aligned table, then the refused inputs with their reasons.
+
+    A ``flags`` column (``atypical``, ``age_outside_intended_use``, ...) follows when any film has flags, so a
+    caution is seen where the answer is.
+    """
     if predictions:
         width = max(len("image"), *(len(row["image"]) for row in predictions))
-        print(f"{'image':<{width}}  {'prob_pneumonia':>14}  prediction")
+        flagged = any(row.get("flags") for row in predictions)
+        print(f"{'image':<{width}}  {'prob_pneumonia':>14}  prediction" + ("  flags" if flagged else ""))
         for row in predictions:
-            print(f"{row['image']:<{width}}  {row['prob_pneumonia']:>14.4f}  {row['prediction']}")
+            flags = f"  {row.get('flags') or ''}" if flagged else ""
+            print(f"{row['image']:<{width}}  {row['prob_pneumonia']:>14.4f}  {row['prediction']:<10}{flags}".rstrip())
     if refusals:
         print(f"\nrefused ({len(refusals)}):")
         for row in refusals:

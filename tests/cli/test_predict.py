@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from monai_pneumonia.cli import main
+from monai_pneumonia.cli.predict import print_table
 
 TINY_OVERRIDES = ["--batch-size", "4"]
 
@@ -142,3 +143,16 @@ def test_predict_help_is_plain_text():
     assert result.returncode == 0
     for markup in ("``", ":class:", ":func:", ":mod:"):
         assert markup not in result.stdout
+
+
+def test_the_table_shows_flags_beside_the_answer_only_when_a_film_has_some(capsys):
+    rows = [{"image": "a.png", "prob_pneumonia": 0.8124, "prediction": "PNEUMONIA", "flags": "atypical"},
+            {"image": "b.png", "prob_pneumonia": 0.0156, "prediction": "NORMAL", "flags": ""}]
+    print_table(rows, [{"image": "c.png", "error": "not a frontal chest radiograph"}])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["image", "prob_pneumonia", "prediction", "flags"]
+    assert lines[1].split() == ["a.png", "0.8124", "PNEUMONIA", "atypical"]
+    assert lines[2].split() == ["b.png", "0.0156", "NORMAL"]
+    assert lines[-1] == "  c.png: not a frontal chest radiograph"
+    print_table([{**rows[1], "flags": ""}], [])
+    assert capsys.readouterr().out.splitlines()[0].split() == ["image", "prob_pneumonia", "prediction"]
