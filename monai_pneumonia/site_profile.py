@@ -21,6 +21,7 @@ from typing import Any
 
 from monai_pneumonia.decision import decide
 from monai_pneumonia.errors import SiteProfileError
+from monai_pneumonia.results import atomic_write
 
 __all__ = ["PROFILE_FORMAT", "SITE_RULES", "SiteProfile", "SiteProfileError", "load_site_profile"]
 
@@ -95,9 +96,7 @@ class SiteProfile:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the profile as JSON at ``path``; returns the path."""
-        target = Path(path)
-        target.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-        return target
+        return atomic_write(path, json.dumps(self.to_json(), indent=2) + "\n", mode=0o644)
 
     def identity(self) -> dict[str, str]:
         """``{"site_profile", "site_profile_sha256", "site_rule"}`` for results records."""

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         reference_path,
     )
     from monai_pneumonia.monitoring.dashboard import write_dashboard
-    from monai_pneumonia.results import file_sha256, read_records
+    from monai_pneumonia.results import atomic_write, file_sha256, read_records
 
     bundle = args.bundle if args.bundle is not None else default_bundle_root()
     try:
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     for warning in report["warnings"]:
         print(f"monai-pneumonia monitor: warning: {warning}", file=sys.stderr)
     args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "monitor.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    atomic_write(args.output / "monitor.json", json.dumps(report, indent=1) + "\n", mode=0o644)
     write_dashboard(args.output / "monitor.html", report, reference, records)
     alarms = sorted({s for w in report["windows"] for s in w["alarms"]})
     print(json.dumps({"drift": report["drift"], "status": report["status"], "films": report["films"],

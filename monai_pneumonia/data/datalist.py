@@ -18,6 +18,7 @@ from monai_pneumonia.data.patients import Item, assign_patients, parse_label
 from monai_pneumonia.data.sources import datalist_from_folder, require_source
 from monai_pneumonia.data.split import SPLITS, Datalist, assert_patients_disjoint, split_by_patient
 from monai_pneumonia.data.summary import summarize
+from monai_pneumonia.results import atomic_write
 
 __all__ = ["evaluation_items", "load_datalist", "write_datalist"]
 
@@ -36,9 +37,7 @@ def write_datalist(datalist: Mapping[str, Sequence[Item]], path: str | os.PathLi
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as stream:
-        json.dump(datalist, stream, indent=2)
-        stream.write("\n")
+    atomic_write(path, json.dumps(datalist, indent=2) + "\n", mode=0o644)
     return path
 
 

@@ -29,7 +29,7 @@ from PIL import Image
 
 from monai_pneumonia.decision import CLASS_NAMES, decide
 from monai_pneumonia.evaluation.metrics import binary_metrics, calibration_bins, roc_curve
-from monai_pneumonia.results import DISCLAIMER, split_flags
+from monai_pneumonia.results import DISCLAIMER, atomic_write, split_flags
 from monai_pneumonia.visualize.overlay import as_uint8_picture
 
 __all__ = ["MIN_FILMS_PER_CLASS", "ROC_COLOR", "gallery_cases", "small_sample_warning", "write_report"]
@@ -515,5 +515,4 @@ def write_report(
                 f"<style>{_CSS}</style></head><body>{body}</body></html>\n")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(document, encoding="utf-8")
-    return path
+    return atomic_write(path, document, mode=0o644)

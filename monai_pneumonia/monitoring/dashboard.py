@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from monai_pneumonia.monitoring.reference import Reference
 from monai_pneumonia.monitoring.signals import categorical_values, continuous_values
-from monai_pneumonia.results import DISCLAIMER
+from monai_pneumonia.results import DISCLAIMER, atomic_write
 
 __all__ = ["write_dashboard"]
 
@@ -191,6 +191,4 @@ p-value is below {rule['q']} and its PSI is at least {rule['psi_floor']} (docs/r
 windows are in drift. What to do on an alert: docs/monitoring.md.</p>
 <ul>{alarms}</ul>{body}<h2>Per-window statistics</h2>{_table(windows)}</body></html>
 """
-    path = Path(path)
-    path.write_text(page, encoding="utf-8")
-    return path
+    return atomic_write(path, page, mode=0o644)

@@ -25,7 +25,7 @@ from monai_pneumonia.monitoring.signals import (
     continuous_values,
     is_refused,
 )
-from monai_pneumonia.results import read_records
+from monai_pneumonia.results import atomic_write, read_records
 
 __all__ = ["REFERENCE_SCHEMA", "Reference", "DriftReferenceError", "load_reference", "reference_path"]
 
@@ -102,9 +102,7 @@ class Reference:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the sidecar (compact JSON)."""
-        path = Path(path)
-        path.write_text(json.dumps(self.to_json(), separators=(",", ":")) + "\n", encoding="utf-8")
-        return path
+        return atomic_write(path, json.dumps(self.to_json(), separators=(",", ":")) + "\n", mode=0o644)
 
     @classmethod
     def from_json(cls, data: Mapping, origin: str = "") -> Reference:

@@ -8,6 +8,7 @@ half-precision file into the float32 network (``load_state_dict`` copies with a 
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import pickle
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 
 from monai_pneumonia.errors import CheckpointError
-from monai_pneumonia.results import file_sha256
+from monai_pneumonia.results import atomic_write, file_sha256
 from monai_pneumonia.site_profile import load_site_profile
 
 __all__ = ["THRESHOLD_KEY", "CheckpointError", "half_precision_checkpoint", "load_checkpoint", "load_weights",
@@ -119,8 +120,9 @@ def model_identity(network: torch.nn.Module) -> dict[str, str]:
 
 def _save(state: dict[str, torch.Tensor], source: str | os.PathLike, output: str | os.PathLike | None) -> Path:
     target = Path(output) if output is not None else Path(source)
-    torch.save(state, target)
-    return target
+    buffer = io.BytesIO()  # written atomically: a crash leaves the old checkpoint, never half of one
+    torch.save(state, buffer)
+    return atomic_write(target, buffer.getvalue(), mode=0o644)
 
 
 def operating_threshold(network: torch.nn.Module) -> float:

@@ -23,7 +23,7 @@ from monai_pneumonia.data import build_datalist, evaluation_items
 from monai_pneumonia.errors import DatalistError
 from monai_pneumonia.evaluation.metrics import binary_metrics, calibration_bins, roc_curve
 from monai_pneumonia.inference import BundleClassifier
-from monai_pneumonia.results import Refusal, file_sha256
+from monai_pneumonia.results import Refusal, atomic_write, file_sha256
 from monai_pneumonia.site.acceptance import CALIBRATION_EVENTS, AcceptanceCriteria, films_for_width, verdict
 from monai_pneumonia.site.report import write_acceptance_html
 from monai_pneumonia.site.rules import AUTO, cross_validated_decisions, fit_rule, select_rule
@@ -219,6 +219,6 @@ def run_site_fit(labelled: str | os.PathLike, output: str | os.PathLike, bundle_
     checkpoint = ckpt or bundle_file(bundle_root if bundle_root is not None else default_bundle_root(), "model.pt")
     acceptance["model"] = {"sha256": identity["model_sha256"], "checkpoint": os.fspath(checkpoint),
                            "version": __version__}
-    (folder / "acceptance.json").write_text(json.dumps(acceptance, indent=2) + "\n")
+    atomic_write(folder / "acceptance.json", json.dumps(acceptance, indent=2) + "\n", mode=0o644)
     write_acceptance_html(acceptance, folder / "acceptance.html")
     return profile, acceptance

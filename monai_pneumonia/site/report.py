@@ -17,7 +17,7 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from monai_pneumonia.results import DISCLAIMER
+from monai_pneumonia.results import DISCLAIMER, atomic_write
 
 __all__ = ["write_acceptance_html"]
 
@@ -138,6 +138,4 @@ proportions, bootstrap for F1 and AUC.</p>
 {('<h2>Refused files</h2><ul>' + refused + '</ul>') if refused else ''}
 </body></html>
 """
-    target = Path(path)
-    target.write_text(body, encoding="utf-8")
-    return target
+    return atomic_write(path, body, mode=0o644)
