@@ -131,8 +131,8 @@ def _add_options(parser: argparse.ArgumentParser, given_only: bool) -> None:
     watch.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
                        help="serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: no endpoint)")
     watch.add_argument("--drift-reference", type=Path, default=None, metavar="FILE",
-                       help="live drift monitor's reference: a reference or records file (default: "
-                            "<bundle>/models/model.reference.json when present)")
+                       help="live drift monitor's reference: a reference or records file (default: with --site, "
+                            "the site's reference.json beside it; else <bundle>/models/model.reference.json)")
     watch.add_argument("--drift-window", type=int, default=300, metavar="N",
                        help="films in the drift monitor's rolling window (default: %(default)s)")
     watch.add_argument("--drift-min-window", type=int, default=100, metavar="N",
@@ -195,7 +195,7 @@ def build_config(args: argparse.Namespace):
                          limits=limits, retry_initial=args.retry_initial, retry_max=args.retry_max,
                          results_log=args.results_log, report_processes=args.report_processes, tls=tls,
                          stats_interval=args.stats_interval, metrics_port=args.metrics_port,
-                         drift_reference=args.drift_reference or _shipped_reference(args),
+                         drift_reference=args.drift_reference or _default_reference(args),
                          drift_window=args.drift_window, drift_min_window=args.drift_min_window,
                          max_refusals=args.max_refusals)
 
@@ -209,12 +209,17 @@ def _check_reference_binding(service, model_sha256: str) -> None:
             "(docs/monitoring.md)", service.config.drift_reference, monitor.reference.model_sha256[:12])
 
 
-def _shipped_reference(args: argparse.Namespace) -> Path | None:
-    """The drift reference beside the checkpoint (``model.reference.json``), ``None`` when there is none."""
+def _default_reference(args: argparse.Namespace) -> Path | None:
+    """The drift reference when none is named: with ``--site``, the site's accepted sample (``reference.json``
+    beside the profile, written by ``site fit``); else the one beside the checkpoint (``model.reference.json``);
+    ``None`` when there is none."""
     # lazy: torch, MONAI and pydicom load only when a command runs, so that --help stays fast
     from monai_pneumonia.bundle import bundle_file, default_bundle_root
     from monai_pneumonia.monitoring import reference_path
+    from monai_pneumonia.site.fit import SITE_REFERENCE
 
+    if args.site is not None and (site := Path(args.site).with_name(SITE_REFERENCE)).is_file():
+        return site
     reference = reference_path(args.ckpt or bundle_file(args.bundle or default_bundle_root(), "model.pt"))
     return reference if reference.is_file() else None
 

@@ -2,7 +2,9 @@
 
 The site rule's figures are cross-validated on the sample (each film decided by the rule fitted without it);
 the shipped threshold's figures involve no fitting, so they are measured on every film. The profile is
-:class:`~monai_pneumonia.site_profile.SiteProfile`; the shipped model is only read.
+:class:`~monai_pneumonia.site_profile.SiteProfile`; the shipped model is only read. The accepted sample's
+per-film records also become the site's drift reference (:data:`SITE_REFERENCE` beside ``site.json``), which
+``serve --site`` watches the live stream against.
 """
 
 from __future__ import annotations
@@ -20,16 +22,22 @@ from tqdm import tqdm
 from monai_pneumonia import __version__
 from monai_pneumonia.bundle import bundle_file, default_bundle_root
 from monai_pneumonia.data import build_datalist, evaluation_items
+from monai_pneumonia.decision import CLASS_NAMES
 from monai_pneumonia.errors import DatalistError
 from monai_pneumonia.evaluation.metrics import binary_metrics, calibration_bins, roc_curve
 from monai_pneumonia.inference import BundleClassifier
-from monai_pneumonia.results import Refusal, atomic_write, file_sha256
+from monai_pneumonia.monitoring import Reference
+from monai_pneumonia.results import Refusal, atomic_write, file_sha256, film_record, refusal_record
 from monai_pneumonia.site.acceptance import CALIBRATION_EVENTS, AcceptanceCriteria, films_for_width, verdict
 from monai_pneumonia.site.report import write_acceptance_html
 from monai_pneumonia.site.rules import AUTO, cross_validated_decisions, fit_rule, select_rule
 from monai_pneumonia.site_profile import SiteProfile
 
-__all__ = ["MODEL_CARD", "SiteSample", "classify_site", "fit_site", "measure_site", "read_site_items", "run_site_fit"]
+__all__ = ["MODEL_CARD", "SITE_REFERENCE", "SiteSample", "classify_site", "fit_site", "measure_site", "read_site_items",
+           "run_site_fit", "site_records"]
+
+#: The site's drift reference, written beside ``site.json`` (the accepted sample as the monitor's reference).
+SITE_REFERENCE = "reference.json"
 
 #: The model card's figures for the shipped v1 model (bundle/docs/README.md), shown beside the site's.
 MODEL_CARD: dict[str, dict[str, float]] = {
@@ -42,14 +50,15 @@ _LISTS = ("training", "validation", "test")
 
 
 class SiteSample:
-    """The site's classified films: paths, labels, the model's probabilities, and the refused files."""
+    """The site's classified films: paths, labels, the model's probabilities, their metadata, and the refused files."""
 
     def __init__(self, images: Sequence[str], labels: Sequence[int], probs: Sequence[float],
-                 refused: Sequence[dict] = ()):
+                 refused: Sequence[dict] = (), metas: Sequence[dict] | None = None):
         self.images = list(images)
         self.labels = np.asarray(labels, dtype=int)
         self.probs = np.asarray(probs, dtype=np.float64)
         self.refused = list(refused)
+        self.metas = list(metas) if metas is not None else [{} for _ in self.images]
 
     def summary(self, hashes: bool = True) -> dict[str, Any]:
         """Counts per class, prevalence and (with ``hashes``) each film's SHA-256, for the profile."""
@@ -90,7 +99,7 @@ def read_site_items(labelled: str | os.PathLike, labels_csv: str | os.PathLike |
 
 def classify_site(classifier: BundleClassifier, items: Sequence[dict], progress: bool = True) -> SiteSample:
     """Classify the films once (a progress bar on stderr); refused files are kept aside, named."""
-    images, labels, probs, refused = [], [], [], []
+    images, labels, probs, refused, metas = [], [], [], [], []
     results = classifier.iterate([item["image"] for item in items])
     for item, result in zip(items, tqdm(results, total=len(items), desc="site films", unit="film",
                                         disable=not progress), strict=True):
@@ -100,7 +109,20 @@ def classify_site(classifier: BundleClassifier, items: Sequence[dict], progress:
         images.append(result.image)
         labels.append(int(item["label"]))
         probs.append(result.prob_pneumonia)
-    return SiteSample(images, labels, probs, refused)
+        metas.append(result.meta)
+    return SiteSample(images, labels, probs, refused, metas)
+
+
+def site_records(sample: SiteSample, profile: SiteProfile, model_sha256: str, site_profile_sha256: str = ""
+                 ) -> list[dict]:
+    """The sample's per-film records, decided by the site rule (refused films as refusal records), for the
+    site's drift reference; no label, path or patient data goes into them (:func:`~monai_pneumonia.results.film_record`).
+    """
+    records = [film_record(prob, CLASS_NAMES[profile.decide(prob)], profile.threshold, meta,
+                           model_sha256=model_sha256, site_profile_sha256=site_profile_sha256)
+               for prob, meta in zip(sample.probs, sample.metas, strict=True)]
+    records += [refusal_record(row["error"], model_sha256, site_profile_sha256) for row in sample.refused]
+    return records
 
 
 def _cross_validated_metrics(labels: np.ndarray, decisions: np.ndarray, auc: float | None) -> dict[str, Any]:
@@ -200,7 +222,8 @@ def run_site_fit(labelled: str | os.PathLike, output: str | os.PathLike, bundle_
                  ckpt_dir: str | os.PathLike | None = None, labels_csv: str | os.PathLike | None = None,
                  split: str | None = None, device: str | None = None, progress: bool = True,
                  **options: Any) -> tuple[SiteProfile, dict[str, Any]]:
-    """Read, classify, fit and write ``site.json``, ``acceptance.json`` and ``acceptance.html`` under ``output``.
+    """Read, classify, fit and write ``site.json``, ``acceptance.json``, ``acceptance.html`` and the site's drift
+    reference (:data:`SITE_REFERENCE`) under ``output``.
 
     Returns:
         The profile and the acceptance record.
@@ -221,4 +244,7 @@ def run_site_fit(labelled: str | os.PathLike, output: str | os.PathLike, bundle_
                            "version": __version__}
     atomic_write(folder / "acceptance.json", json.dumps(acceptance, indent=2) + "\n", mode=0o644)
     write_acceptance_html(acceptance, folder / "acceptance.html")
+    records = site_records(sample, profile, identity["model_sha256"], file_sha256(folder / "site.json"))
+    Reference.from_records(records, identity["model_sha256"],
+                           f"site sample of {Path(labelled).name} ({len(records)} films)").save(folder / SITE_REFERENCE)
     return profile, acceptance

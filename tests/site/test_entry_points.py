@@ -16,10 +16,14 @@ import numpy as np
 import pydicom
 import pytest
 
-from monai_pneumonia.cli import main
+from monai_pneumonia.cli import build_parser, main
+from monai_pneumonia.cli.serve import _default_reference, resolve_options
+from monai_pneumonia.decision import CLASS_NAMES
 from monai_pneumonia.errors import SiteProfileError
 from monai_pneumonia.inference import BundleClassifier
+from monai_pneumonia.monitoring import load_reference as load_drift_reference
 from monai_pneumonia.results import file_sha256
+from monai_pneumonia.site.fit import SITE_REFERENCE, SiteSample, site_records
 from monai_pneumonia.site_profile import SiteProfile, load_site_profile
 from tests.conftest import run_bundle
 from tests.factories import gradient_picture, write_dicom
@@ -230,3 +234,18 @@ def test_site_fit_writes_the_profile_and_the_report(tiny_bundle, trained_bundle,
     html = (output / "acceptance.html").read_text()
     assert "INSUFFICIENT" in html and "cross-validated" in html and "95%" in html
     assert "not for diagnosis or triage" in html  # the intended use on every human-readable result
+    # the accepted sample becomes the site's drift reference, decided by the site rule, with no path or label
+    reference = load_drift_reference(output / SITE_REFERENCE)
+    assert reference.model_sha256 == file_sha256(tiny_bundle / "models" / "model.pt") and reference.count == 24
+    stored = (output / SITE_REFERENCE).read_text()
+    assert str(trained_bundle["dataset_dir"]) not in stored and "person" not in stored and "IM-" not in stored
+    records = site_records(SiteSample(["a.png", "b.png"], [0, 1], [0.2, 0.9], [{"image": "c.png", "error": "bad"}],
+                                      [{}, {}]), site, "ab" * 32)
+    assert [r.get("decision") for r in records] == [CLASS_NAMES[site.decide(0.2)], CLASS_NAMES[site.decide(0.9)], None]
+    assert records[2]["refused"] and records[2]["reason"] == "bad" and all("a.png" not in str(r) for r in records)
+    # serve --site watches against it unless told otherwise
+    args = resolve_options(build_parser().parse_args(["serve", "--site", str(output / "site.json"), "--bundle",
+                                                      str(tiny_bundle)]))
+    assert _default_reference(args) == output / SITE_REFERENCE
+    args = resolve_options(build_parser().parse_args(["serve", "--bundle", str(tiny_bundle)]))
+    assert _default_reference(args) in (None, tiny_bundle / "models" / "model.reference.json")
