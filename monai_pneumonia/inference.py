@@ -28,7 +28,7 @@ from monai.data import DataLoader, decollate_batch
 from monai_pneumonia.bundle import bundle_file, default_bundle_root, load_workflow
 from monai_pneumonia.decision import CLASS_NAMES, PNEUMONIA_INDEX, NonFiniteScoreError, class_name, positive_probability
 from monai_pneumonia.errors import find_cause
-from monai_pneumonia.networks.atypicality import AtypicalityReference, load_reference, pooled_features
+from monai_pneumonia.networks.atypicality import AtypicalityReference, load_reference
 from monai_pneumonia.networks.checkpoint import model_identity, operating_threshold
 from monai_pneumonia.results import Refusal, format_flags
 from monai_pneumonia.visualize import explain, overlay_name, render_cam, save_png
@@ -265,9 +265,8 @@ class BundleClassifier:
         if self.atypicality is None:
             return [{} for _ in metas]
         images = images.as_tensor() if hasattr(images, "as_tensor") else images
-        features = pooled_features(self.network, images.to(self.device), self.atypicality.layer_names,
-                                   self.atypicality.needs_grid)
-        verdicts = self.atypicality.gate(features, [format_flags(meta) for meta in metas])
+        verdicts = self.atypicality.gate_images(self.network, images.to(self.device),
+                                                [format_flags(meta) for meta in metas])
         return [{**verdict.meta(), "atypicality_refusal": verdict.reason} for verdict in verdicts]
 
     def grad_cam(self, path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor]:

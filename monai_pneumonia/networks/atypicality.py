@@ -283,10 +283,14 @@ class AtypicalityReference:
         verdicts = []
         for score, logit, film_flags in zip(scores, logits, flags, strict=True):
             reason, film_flags = self.judge(float(score), film_flags)
-            if not reason and logit is not None and self.detector.flags(float(logit)):
+            if not reason and logit is not None and self.detector.is_flagged(float(logit)):
                 film_flags = join_flags([*split_flags(film_flags), ATYPICAL_FLAG])
             verdicts.append(GateVerdict(float(score), None if logit is None else float(logit), reason, film_flags))
         return verdicts
+
+    def gate_images(self, network: torch.nn.Module, images: torch.Tensor, flags: Sequence[str]) -> list[GateVerdict]:
+        """:meth:`gate` on the features ``network`` computes for a batch of its inputs (the stages and grid it needs)."""
+        return self.gate(pooled_features(network, images, self.layer_names, self.needs_grid), flags)
 
     def with_detector(self, detector: UnfitDetector | None) -> AtypicalityReference:
         """A copy with another unfit detector (``None``: none)."""

@@ -77,7 +77,7 @@ class UnfitDetector:
             raise ValueError(f"unfit detector expects {self.mean.shape[0]} features, got {stacked.shape[1]}")
         return (stacked - self.mean) @ self.weights + self.bias
 
-    def flags(self, logit: float) -> bool:
+    def is_flagged(self, logit: float) -> bool:
         """Whether a film with this log-odds is flagged (NaN: flagged)."""
         return not np.isfinite(logit) or logit > self.flag_limit
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from ignite.engine import Engine, Events
 
-from monai_pneumonia.networks.atypicality import AtypicalityReference, pooled_features
+from monai_pneumonia.networks.atypicality import AtypicalityReference
 from monai_pneumonia.results import Refusal, format_flags
 from monai_pneumonia.workflows.items import source_path
 
@@ -44,8 +44,7 @@ class AtypicalityGate:
         # MONAI's engines decollate the output into one dict per film, each holding its network input
         images = torch.stack([torch.as_tensor(item[self.image_key]) for item in outputs])
         metas = [item[self.image_key].meta for item in outputs]
-        features = pooled_features(self.network, images, self.reference.layer_names, self.reference.needs_grid)
-        verdicts = self.reference.gate(features, [format_flags(meta) for meta in metas])
+        verdicts = self.reference.gate_images(self.network, images, [format_flags(meta) for meta in metas])
         kept = []
         for item, meta, verdict in zip(outputs, metas, verdicts, strict=True):
             if verdict.reason:

@@ -52,7 +52,7 @@ def test_detector_validates_and_names_what_is_missing():
         detector.logit({"b": np.zeros((1, 3))})
     with pytest.raises(ValueError, match="expects 3 features, got 2"):
         detector.logit({"a": np.zeros((1, 2))})
-    assert detector.flags(0.6) and not detector.flags(0.5) and detector.flags(float("nan"))
+    assert detector.is_flagged(0.6) and not detector.is_flagged(0.5) and detector.is_flagged(float("nan"))
 
 
 def _reference_with_detector():
