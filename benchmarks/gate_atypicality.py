@@ -53,6 +53,46 @@ from monai_pneumonia.workflows.datasets import REFUSED_KEY
 
 logger = logging.getLogger("gate_atypicality")
 CHUNK = 32
+def _turn(im: Image.Image, angle: float) -> Image.Image:
+    return im.rotate(angle, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=0)
+
+
+def _crop(im: Image.Image, width: float, height: float, r: random.Random) -> Image.Image:
+    """A window of ``width`` x ``height`` (fractions of the film) at a random place."""
+    cw, ch = int(im.width * width), int(im.height * height)
+    x, y = r.randint(0, im.width - cw), r.randint(0, im.height - ch)
+    return im.crop((x, y, x + cw, y + ch))
+
+
+def _canvas(im: Image.Image, scale: float, r: random.Random | None = None) -> Image.Image:
+    """The film shrunk to ``scale`` in a black frame of its own size: in the middle, or at a random place with ``r``."""
+    small = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))))
+    canvas = Image.new("L", im.size, 0)
+    free = (im.width - small.width, im.height - small.height)
+    canvas.paste(small, (free[0] // 2, free[1] // 2) if r is None else (r.randint(0, free[0]), r.randint(0, free[1])))
+    return canvas
+
+
+def _jpeg(im: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    im.save(buffer, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("L")
+
+
+def _gamma(im: Image.Image, g: float) -> Image.Image:
+    return Image.fromarray((255 * (np.asarray(im, np.float32) / 255) ** g).astype(np.uint8))
+
+
+def _contrast(im: Image.Image, factor: float) -> Image.Image:
+    return Image.fromarray(np.clip(128 + factor * (np.asarray(im, np.float32) - 128), 0, 255).astype(np.uint8))
+
+
+def _noisy(im: Image.Image, sigma: float, seed: int = 0) -> Image.Image:
+    a = np.asarray(im, np.float32)
+    noise = np.random.default_rng(seed).normal(0, sigma, a.shape)
+    return Image.fromarray(np.clip(a + noise, 0, 255).astype(np.uint8))
+
+
 #: Transforms of validation films: what a hospital could send that is a chest film no longer fit to read.
 FILM_TRANSFORMS = {
     "rotated_90": lambda im: im.transpose(Image.Transpose.ROTATE_90),
@@ -61,8 +101,7 @@ FILM_TRANSFORMS = {
     "grey_inverted": lambda im: ImageOps.invert(im),
     "cropped_quarter": lambda im: im.crop((0, 0, im.width // 2, im.height // 2)),
     "cropped_centre": lambda im: im.crop((im.width // 4, im.height // 3, 3 * im.width // 4, 2 * im.height // 3)),
-    "heavy_noise": lambda im: Image.fromarray(np.clip(np.asarray(im, np.float32) + np.random.default_rng(0).normal(
-        0, 80, np.asarray(im).shape), 0, 255).astype(np.uint8)),
+    "heavy_noise": lambda im: _noisy(im, 80),
     "heavy_blur": lambda im: im.filter(ImageFilter.GaussianBlur(8)),
     "lateral_like": lambda im: im.crop((0, 0, im.width // 2, im.height)).resize((im.width // 2, im.height)),
     "flipped_horizontal": lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
@@ -71,27 +110,15 @@ FILM_TRANSFORMS = {
 }
 
 
-def _turn(im: Image.Image, angle: float) -> Image.Image:
-    return im.rotate(angle, resample=Image.Resampling.BILINEAR, expand=False, fillcolor=0)
-
-
 def _unfit_turned(im, r):
     if r.random() < 0.5:
         return im.transpose(r.choice([Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270]))
     return _turn(im, r.uniform(35, 325))
 
 
-def _unfit_cropped(im, r):
-    w, h = im.size
-    cw, ch = int(w * r.uniform(0.25, 0.6)), int(h * r.uniform(0.25, 0.6))
-    x, y = r.randint(0, w - cw), r.randint(0, h - ch)
-    return im.crop((x, y, x + cw, y + ch))
-
-
 def _unfit_noisy(im, r):
-    a = np.asarray(im, np.float32)
-    noise = np.random.default_rng(r.randint(0, 2**31)).normal(0, r.uniform(40, 100), a.shape)
-    return Image.fromarray(np.clip(a + noise, 0, 255).astype(np.uint8))
+    seed = r.randint(0, 2**31)  # drawn before the sigma, as the cached films were made
+    return _noisy(im, r.uniform(40, 100), seed)
 
 
 def _unfit_lateral(im, r):
@@ -103,7 +130,7 @@ def _unfit_lateral(im, r):
 #: Version 3: the families of synthetic unfit films the detector is trained on, each with random parameters.
 UNFIT_FAMILIES = {
     "blur": lambda im, r: im.filter(ImageFilter.GaussianBlur(r.uniform(4, 12))),
-    "crop": _unfit_cropped,
+    "crop": lambda im, r: _crop(im, r.uniform(0.25, 0.6), r.uniform(0.25, 0.6), r),
     "invert": lambda im, r: ImageOps.invert(im),
     "lateral": _unfit_lateral,
     "noise": _unfit_noisy,
@@ -121,28 +148,18 @@ def benign_variant(im: Image.Image, r: random.Random) -> Image.Image:
     """
     w, h = im.size
     if r.random() < 0.5:
-        s = r.uniform(0.75, 1.0)
-        small = im.resize((max(1, int(w * s)), max(1, int(h * s))))
-        canvas = Image.new("L", (w, h), 0)
-        canvas.paste(small, (r.randint(0, w - small.width), r.randint(0, h - small.height)))
-        im = canvas
+        im = _canvas(im, r.uniform(0.75, 1.0), r)
     else:
         s = r.uniform(0.8, 1.0)
-        cw, ch = int(w * s), int(h * s)
-        x, y = r.randint(0, w - cw), r.randint(0, h - ch)
-        im = im.crop((x, y, x + cw, y + ch)).resize((w, h))
-    im = _turn(im, r.uniform(-15, 15))
-    im = Image.fromarray((255 * (np.asarray(im, np.float32) / 255) ** r.uniform(0.6, 1.6)).astype(np.uint8))
+        im = _crop(im, s, s, r).resize((w, h))
+    im = _gamma(_turn(im, r.uniform(-15, 15)), r.uniform(0.6, 1.6))
     if r.random() < 0.3:
         im = im.filter(ImageFilter.UnsharpMask(radius=r.uniform(1, 3), percent=int(r.uniform(50, 200)), threshold=2))
     if r.random() < 0.3:
-        a = np.asarray(im, np.float32)
-        noise = np.random.default_rng(r.randint(0, 2**31)).normal(0, r.uniform(2, 10), a.shape)
-        im = Image.fromarray(np.clip(a + noise, 0, 255).astype(np.uint8))
+        seed = r.randint(0, 2**31)
+        im = _noisy(im, r.uniform(2, 10), seed)
     if r.random() < 0.3:
-        buffer = io.BytesIO()
-        im.save(buffer, "JPEG", quality=r.randint(20, 90))
-        im = Image.open(io.BytesIO(buffer.getvalue())).convert("L")
+        im = _jpeg(im, r.randint(20, 90))
     if r.random() < 0.2:
         im = im.filter(ImageFilter.GaussianBlur(r.uniform(0, 1.5)))
     if r.random() < 0.2:
@@ -153,13 +170,8 @@ def benign_variant(im: Image.Image, r: random.Random) -> Image.Image:
 
 def mildly_augmented(im: Image.Image, r: random.Random) -> Image.Image:
     """A fit film still: within the model's own training augmentation (crop, small turn, gamma, slight blur)."""
-    w, h = im.size
     s = r.uniform(0.85, 1.0)
-    cw, ch = int(w * s), int(h * s)
-    x, y = r.randint(0, w - cw), r.randint(0, h - ch)
-    im = _turn(im.crop((x, y, x + cw, y + ch)), r.uniform(-12, 12))
-    g = r.uniform(0.7, 1.4)
-    im = Image.fromarray((255 * (np.asarray(im, np.float32) / 255) ** g).astype(np.uint8))
+    im = _gamma(_turn(_crop(im, s, s, r), r.uniform(-12, 12)), r.uniform(0.7, 1.4))
     return im.filter(ImageFilter.GaussianBlur(r.uniform(0, 1.5)))
 
 
@@ -267,33 +279,6 @@ def transformed_films(folder: Path, films: list[str], transforms: dict | None = 
                 transform(Image.open(film).convert("L")).save(target)
             written.setdefault(kind, []).append(target)
     return written
-
-
-def _canvas(im: Image.Image, scale: float) -> Image.Image:
-    """The film shrunk to ``scale`` in the middle of a black frame of its own size."""
-    small = im.resize((max(1, int(im.width * scale)), max(1, int(im.height * scale))))
-    canvas = Image.new("L", im.size, 0)
-    canvas.paste(small, ((im.width - small.width) // 2, (im.height - small.height) // 2))
-    return canvas
-
-
-def _jpeg(im: Image.Image, quality: int) -> Image.Image:
-    buffer = io.BytesIO()
-    im.save(buffer, "JPEG", quality=quality)
-    return Image.open(io.BytesIO(buffer.getvalue())).convert("L")
-
-
-def _gamma(im: Image.Image, g: float) -> Image.Image:
-    return Image.fromarray((255 * (np.asarray(im, np.float32) / 255) ** g).astype(np.uint8))
-
-
-def _contrast(im: Image.Image, factor: float) -> Image.Image:
-    return Image.fromarray(np.clip(128 + factor * (np.asarray(im, np.float32) - 128), 0, 255).astype(np.uint8))
-
-
-def _noisy(im: Image.Image, sigma: float) -> Image.Image:
-    a = np.asarray(im, np.float32)
-    return Image.fromarray(np.clip(a + np.random.default_rng(0).normal(0, sigma, a.shape), 0, 255).astype(np.uint8))
 
 
 def _occluded(im: Image.Image) -> Image.Image:
@@ -459,16 +444,9 @@ def cmd_unfit(args) -> None:
         benign_films = _prefix(pool, args.benign_films, args.benign_seed)
         kinds.update({f"benign-{k}": [str(p) for p in v]
                       for k, v in transformed_films(root / "benign", benign_films, BENIGN).items()})
-        r = random.Random(args.benign_seed)
-        (root / "benign" / "composite").mkdir(parents=True, exist_ok=True)
-        composite = []
-        for film in benign_films:
-            target = root / "benign" / "composite" / (Path(film).stem + ".png")
-            variant = benign_variant(Image.open(film).convert("L"), r)
-            if not target.exists():
-                variant.save(target)
-            composite.append(str(target))
-        kinds["benign-composite"] = composite
+        composite = _variants([(film, -1) for film in benign_films], root / "benign" / "composite", benign_variant,
+                              random.Random(args.benign_seed), every=1)
+        kinds["benign-composite"] = [path for path, _ in composite]
     (root / "manifest.json").write_text(json.dumps(kinds, indent=1))
     for kind, paths in kinds.items():
         logger.info("unfit %s: %d images", kind, len(paths))
@@ -547,8 +525,9 @@ def fit_unfit_detector(args, reference: AtypicalityReference) -> AtypicalityRefe
     augmented, _, _ = load_features(args.work, FIT_AUGMENTED[0])
     unfit, _, _ = load_features(args.work, SYNTHETIC_UNFIT[0][0])
     keys = [*DEFAULT_LAYERS, *(grid_key(layer) for layer in DEFAULT_LAYERS)]
-    parts = [train, *([load_features(args.work, FIT_BENIGN[0])[0]] if args.benign else []), augmented]
-    fit = {key: np.concatenate([parts[0][key][:args.train_films], *(part[key] for part in parts[1:])]) for key in keys}
+    fit_sets = [_head(train, args.train_films), *([load_features(args.work, FIT_BENIGN[0])[0]] if args.benign else []),
+                augmented]
+    fit = {key: np.concatenate([part[key] for part in fit_sets]) for key in keys}
     detector = fit_detector(fit, unfit, keys, c=DETECTOR_C)
     val, _, _ = load_features(args.work, "validation")
     limit = float(np.percentile(detector.logit(_head(val, args.validation_films)), 99))
@@ -569,24 +548,28 @@ def fit_benign_reference(args) -> AtypicalityReference:
     variants, _, _ = load_features(args.work, "validation_benign")
     limit_set = {layer: np.concatenate([val[layer], variants[layer]]) for layer in DEFAULT_LAYERS}
     flag, refuse = limits_by_rule(reference.score(limit_set))
-    logger.info("distance on %d films (%d benign); limits on %d films: flag %.3f refuse %.3f",
-                len(films[DEFAULT_LAYERS[0]]), len(benign_labels), len(limit_set[DEFAULT_LAYERS[0]]), flag, refuse)
+    logger.info("distance on %d films (%d of them alternately plain and benign variants); limits on %d films: "
+                "flag %.3f refuse %.3f", len(films[DEFAULT_LAYERS[0]]), len(benign_labels),
+                len(limit_set[DEFAULT_LAYERS[0]]), flag, refuse)
     return reference.with_limits(flag, refuse, BENIGN_RULE)
 
 
 def cmd_fit(args) -> None:
     if args.benign:  # version 4
         reference = fit_unfit_detector(args, fit_benign_reference(args))
-        target = args.output or sidecar_path(args.bundle / "models" / "model.pt")
-        reference.save(target)
-        logger.info("version 4 -> %s (%d bytes)", target, Path(target).stat().st_size)
-        return
-    if args.keep_distance:  # version 3 on top of an adopted distance, unchanged
+    elif args.keep_distance:  # version 3 on top of an adopted distance, unchanged
         reference = fit_unfit_detector(args, AtypicalityReference.load(args.keep_distance))
-        target = args.output or sidecar_path(args.bundle / "models" / "model.pt")
-        reference.save(target)
-        logger.info("kept the distance of %s; -> %s (%d bytes)", args.keep_distance, target, Path(target).stat().st_size)
-        return
+        logger.info("kept the distance of %s", args.keep_distance)
+    else:
+        reference = fit_distance(args)
+        if args.detector:
+            reference = fit_unfit_detector(args, reference)
+    target = reference.save(args.output or sidecar_path(args.bundle / "models" / "model.pt"))
+    logger.info("-> %s (%d bytes)", target, target.stat().st_size)
+
+
+def fit_distance(args) -> AtypicalityReference:
+    """Versions 1 and 2: the distance on the first ``--train-films`` training films, limits on validation films."""
     train, labels, _ = load_features(args.work, "train")
     train, labels = _head(train, args.train_films), labels[:args.train_films]
     reference = fit_reference(train, labels, file_sha256(args.bundle / "models" / "model.pt"),
@@ -596,14 +579,10 @@ def cmd_fit(args) -> None:
     if args.combine == "max":  # version 2: each stage divided by its median over these validation films
         reference = scale_stages(reference, val, "max")
     flag, refuse = limits_by_rule(reference.score(val))
-    reference = reference.with_limits(flag, refuse, RULE)
-    if args.detector:
-        reference = fit_unfit_detector(args, reference)
-    target = args.output or sidecar_path(args.bundle / "models" / "model.pt")
-    reference.save(target)
     logger.info("fitted on %d training films (%s components, %s of stages, limits on %d validation films); limits "
-                "flag %.3f refuse %.3f -> %s (%d bytes)", len(labels), args.components, args.combine,
-                len(next(iter(val.values()))), flag, refuse, target, Path(target).stat().st_size)
+                "flag %.3f refuse %.3f", len(labels), args.components, args.combine, len(next(iter(val.values()))),
+                flag, refuse)
+    return reference.with_limits(flag, refuse, RULE)
 
 
 def _rate(k: int, n: int) -> str:
